@@ -1,0 +1,5 @@
+import sys
+
+from trustpub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP API: the Starlette application and its endpoints."""

@@ -1,0 +1,67 @@
+"""What a successful match grants: the contract between policy matching and tokens.
+
+Matching (``trustpub.policies``) produces a ``Grant``; minting (``trustpub.tokens``)
+turns it into a token; registries read it back through introspection.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+
+class Operation(enum.StrEnum):
+    """Operations a token may perform on a crate (cargo's endpoint scope names)."""
+
+    PUBLISH_NEW = "publish-new"
+    PUBLISH_UPDATE = "publish-update"
+    YANK = "yank"
+    CHANGE_OWNERS = "change-owners"
+
+
+DEFAULT_OPERATIONS = frozenset({Operation.PUBLISH_UPDATE})
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a token came from: recorded with the token and shown on published versions."""
+
+    issuer: str
+    provider: str
+    repository: str
+    repository_id: str | None = None
+    owner_id: str | None = None
+    workflow_ref: str | None = None
+    job_workflow_ref: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    run_id: str | None = None
+    run_attempt: str | None = None
+    job_id: str | None = None
+    environment: str | None = None
+    event: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Provenance:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if not all(isinstance(v, str) for v in fields.values()):
+            raise ValueError("provenance fields must be strings")
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The union of what every matching policy allows.
+
+    ``crates`` maps each crate name to its operations; ``ttl_seconds`` is the shortest
+    lifetime among the matching policies; ``policies`` names them, for the audit log.
+    """
+
+    crates: Mapping[str, frozenset[Operation]]
+    ttl_seconds: int
+    policies: tuple[str, ...]
+    provenance: Provenance

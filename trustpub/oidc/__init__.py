@@ -1,0 +1,1 @@
+"""OIDC verification: configured issuers, their key sets, and JWT verification."""

@@ -1,0 +1,42 @@
+"""Verified claims: the only form in which token data reaches policy matching."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from trustpub.errors import InvalidJWT
+from trustpub.oidc.issuers import Issuer
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedClaims:
+    """Claims of a JWT whose signature, issuer, audience and lifetime were checked.
+
+    Built by ``trustpub.oidc.verify`` only; matching code accepts nothing else, so
+    unverified data cannot be matched against a policy by mistake.
+    """
+
+    issuer: Issuer
+    jti: str
+    issued_at: int
+    expires_at: int
+    claims: Mapping[str, object]
+
+    def optional_str(self, name: str) -> str | None:
+        """The claim as a string, None when absent; a claim of another type is refused."""
+        value = self.claims.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise InvalidJWT(
+                f"Invalid JWT claim `{name}`: expected a string, got {type(value).__name__}"
+            )
+        return value
+
+    def required_str(self, name: str) -> str:
+        """The claim as a non-empty string; absent, empty or mistyped is refused."""
+        value = self.optional_str(name)
+        if not value:
+            raise InvalidJWT(f"Invalid JWT: missing required claim `{name}`")
+        return value

@@ -1,0 +1,1 @@
+"""Providers: how each CI system's claims are read and matched to a policy."""

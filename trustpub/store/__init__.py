@@ -1,0 +1,1 @@
+"""Stores: where issued tokens, claimed JWT ids and GitLab namespace pins live."""

@@ -1,0 +1,1 @@
+"""Tokens: format, minting and validation of the short-lived tokens trustpub issues."""
