@@ -1,0 +1,405 @@
+"""Key sets of the configured issuers: discovery, JWKS fetch, cache, refresh rules.
+
+One ``KeySets`` serves every issuer. For each one it fetches
+``{issuer}/.well-known/openid-configuration``, then the document's ``jwks_uri``, keeps
+the RSA signing keys it can use, and caches them:
+
+- a set is used for ``max_age`` seconds, then refetched;
+- an unknown ``kid`` refetches at most once per ``refresh_cooldown`` (a token's ``kid`` is
+  chosen by whoever sent it, so it must not be able to make us fetch on every request);
+- concurrent requests that need a fetch share one;
+- when a fetch fails, the last good set keeps serving until it is ``max_stale`` old;
+- an empty set is never cached nor used (a verifier with no keys must deny, and a
+  "set" that replaced good keys with nothing would turn an issuer outage into ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
+
+from trustpub.errors import ConfigurationError, InvalidJWT, KeySetUnavailable
+from trustpub.oidc.issuers import Issuer, is_loopback_host
+
+logger = logging.getLogger("trustpub.oidc")
+
+DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
+
+# RSA keys below 2048 bits are breakable in practice (NIST SP 800-131A). Above 8192 bits
+# no issuer publishes keys, and huge moduli or exponents would only make every
+# verification slow: refuse them as well.
+MIN_RSA_BITS: Final = 2048
+MAX_RSA_BITS: Final = 8192
+MAX_RSA_EXPONENT_BITS: Final = 64
+
+# A JWK's numbers are unpadded base64url (RFC 7518 §6.3.1); nothing else is accepted.
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+FetchOutcome = str
+"""One of: ok, http_error, timeout, too_large, invalid, refused_uri, empty, error."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySetStatus:
+    """What is known about one issuer's key set, for health checks and operators.
+
+    ``last_error`` is our own short description of the last failed fetch (never a
+    response body); it is cleared by the next successful fetch.
+    """
+
+    issuer: str
+    loaded: bool
+    key_count: int
+    age: float | None
+    last_error: str | None
+
+
+class _FetchError(Exception):
+    """A fetch failed; ``outcome`` is the metric label, ``reason`` is safe to log."""
+
+    def __init__(self, outcome: FetchOutcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _IssuerState:
+    keys: Mapping[str, RSAPublicKey] | None = None
+    fetched_at: float | None = None
+    last_attempt: float | None = None
+    last_error: str | None = None
+    inflight: asyncio.Task[None] | None = None
+
+
+class KeySets:
+    """The signing keys of every configured issuer, fetched on demand and cached."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        max_age: float = 3600,
+        refresh_cooldown: float = 60,
+        max_stale: float = 86400,
+        timeout: float = 5.0,
+        max_bytes: int = 256 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < max_age <= max_stale or refresh_cooldown < 0 or timeout <= 0 or max_bytes <= 0:
+            raise ConfigurationError(
+                "key sets: expected 0 < max_age <= max_stale, refresh_cooldown >= 0, "
+                "timeout > 0 and max_bytes > 0"
+            )
+        self._http = http
+        self._max_age = max_age
+        self._refresh_cooldown = refresh_cooldown
+        self._max_stale = max_stale
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._states: dict[Issuer, _IssuerState] = {}
+        self.fetch_outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    async def get_key(self, issuer: Issuer, kid: str) -> RSAPublicKey:
+        """The issuer's public key ``kid``.
+
+        Raises ``KeySetUnavailable`` when there is no usable key set, and
+        ``InvalidJWT("Invalid JWT key ID")`` when ``kid`` is not in it, even after the
+        (rate-limited) refresh that an unknown ``kid`` triggers.
+        """
+        state = self._state(issuer)
+        await self._ensure_loaded(issuer, state)
+        keys = self._usable_keys(state)
+        if keys is None:
+            raise KeySetUnavailable()
+        key = keys.get(kid)
+        if key is not None:
+            return key
+        # An unknown kid may mean the issuer rotated its keys, so refetch; but kid is
+        # chosen by the sender, so at most once per cooldown (a fetch already under way
+        # is free to join).
+        if state.inflight is not None or self._cooldown_over(state):
+            await self._refresh(issuer, state)
+            keys = self._usable_keys(state)
+            if keys is None:
+                raise KeySetUnavailable()
+            key = keys.get(kid)
+            if key is not None:
+                return key
+        raise InvalidJWT("Invalid JWT key ID")
+
+    async def warm(self, issuer: Issuer) -> bool:
+        """Fetch the issuer's key set if needed; True when a usable set is held.
+
+        For readiness checks: never raises.
+        """
+        try:
+            state = self._state(issuer)
+            await self._ensure_loaded(issuer, state)
+            return self._usable_keys(state) is not None
+        except Exception:  # a health check reports, it does not fail
+            logger.exception("OIDC key set warm-up failed for %s", issuer.url)
+            return False
+
+    def status(self, issuer: Issuer) -> KeySetStatus:
+        """A snapshot of the issuer's key set (no network access)."""
+        state = self._states.get(issuer, _IssuerState())
+        keys = self._usable_keys(state)
+        age = None if state.fetched_at is None else self._clock() - state.fetched_at
+        return KeySetStatus(
+            issuer=issuer.url,
+            loaded=keys is not None,
+            key_count=0 if keys is None else len(keys),
+            age=age,
+            last_error=state.last_error,
+        )
+
+    # -- cache rules -------------------------------------------------------------------
+
+    def _state(self, issuer: Issuer) -> _IssuerState:
+        return self._states.setdefault(issuer, _IssuerState())
+
+    def _age(self, state: _IssuerState) -> float | None:
+        return None if state.fetched_at is None else self._clock() - state.fetched_at
+
+    def _usable_keys(self, state: _IssuerState) -> Mapping[str, RSAPublicKey] | None:
+        age = self._age(state)
+        if state.keys is None or age is None or age > self._max_stale:
+            # Beyond the staleness limit a set may hold keys the issuer has revoked.
+            return None
+        return state.keys
+
+    def _cooldown_over(self, state: _IssuerState) -> bool:
+        return (
+            state.last_attempt is None
+            or self._clock() - state.last_attempt >= self._refresh_cooldown
+        )
+
+    async def _ensure_loaded(self, issuer: Issuer, state: _IssuerState) -> None:
+        age = self._age(state)
+        if state.keys is not None and age is not None and age < self._max_age:
+            return
+        if state.inflight is not None:
+            await self._refresh(issuer, state)
+        elif self._usable_keys(state) is None:
+            # Nothing usable: every request may retry (concurrent ones share a fetch).
+            await self._refresh(issuer, state)
+        elif self._cooldown_over(state):
+            # Expired but still usable: refresh, yet after a failure keep serving the
+            # old set and retry at most once per cooldown instead of on every request.
+            await self._refresh(issuer, state)
+
+    async def _refresh(self, issuer: Issuer, state: _IssuerState) -> None:
+        """Join the fetch under way for this issuer, or start one. Never raises."""
+        task = state.inflight
+        if task is None:
+            state.last_attempt = self._clock()
+            task = asyncio.get_running_loop().create_task(self._fetch_and_store(issuer, state))
+            state.inflight = task
+
+            def done(finished: asyncio.Task[None]) -> None:
+                if state.inflight is finished:
+                    state.inflight = None
+
+            task.add_done_callback(done)
+        # shield: a caller that is cancelled (client went away) must not cancel the
+        # fetch the other waiters depend on.
+        await asyncio.shield(task)
+
+    async def _fetch_and_store(self, issuer: Issuer, state: _IssuerState) -> None:
+        try:
+            keys = await self._fetch(issuer)
+        except _FetchError as exc:
+            self._record_failure(issuer, state, exc.outcome, exc.reason)
+            return
+        except Exception:
+            logger.exception("OIDC key set fetch failed unexpectedly for %s", issuer.url)
+            self._record_failure(issuer, state, "error", "unexpected error")
+            return
+        state.keys = keys
+        state.fetched_at = self._clock()
+        state.last_error = None
+        self.fetch_outcomes[(issuer.url, "ok")] += 1
+
+    def _record_failure(
+        self, issuer: Issuer, state: _IssuerState, outcome: FetchOutcome, reason: str
+    ) -> None:
+        # The last good set, if any, is kept: _usable_keys decides how long it serves.
+        state.last_error = reason
+        self.fetch_outcomes[(issuer.url, outcome)] += 1
+        logger.warning("OIDC key set fetch failed for %s: %s", issuer.url, reason)
+
+    # -- fetching ----------------------------------------------------------------------
+
+    async def _fetch(self, issuer: Issuer) -> Mapping[str, RSAPublicKey]:
+        discovery = await self._get_json(issuer.url + DISCOVERY_PATH, "discovery document")
+        # OpenID Connect Discovery §4.3: the document must name the issuer it came from.
+        if discovery.get("issuer") != issuer.url:
+            raise _FetchError("invalid", "discovery document names another issuer")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise _FetchError("invalid", "discovery document has no jwks_uri")
+        self._check_jwks_uri(issuer, jwks_uri)
+        jwks = await self._get_json(jwks_uri, "key set")
+        keys = parse_jwks(jwks)
+        if not keys:
+            # Never cache or use an empty set: callers keep the last good one instead.
+            raise _FetchError("empty", "key set has no usable RS256 signing key")
+        return keys
+
+    @staticmethod
+    def _check_jwks_uri(issuer: Issuer, jwks_uri: str) -> None:
+        # The discovery document could point anywhere: keep the key fetch on the
+        # issuer's own host (no SSRF into our network, no keys from a third party).
+        try:
+            parts = urlsplit(jwks_uri)
+            hostname = parts.hostname
+        except ValueError as exc:
+            raise _FetchError("refused_uri", "jwks_uri is not a valid URL") from exc
+        if not hostname or parts.username is not None or parts.password is not None:
+            raise _FetchError("refused_uri", "jwks_uri is not an absolute URL")
+        if parts.netloc.lower() != issuer.host:
+            raise _FetchError("refused_uri", "jwks_uri is not on the issuer's host")
+        if parts.scheme == "https":
+            return
+        # Plain http only for a local development issuer, like the issuer URL itself.
+        if parts.scheme == "http" and issuer.development and is_loopback_host(hostname):
+            return
+        raise _FetchError("refused_uri", "jwks_uri does not use https")
+
+    async def _get_json(self, url: str, what: str) -> dict[str, object]:
+        body = await self._get_capped(url, what)
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise _FetchError("invalid", f"{what} is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise _FetchError("invalid", f"{what} is not a JSON object")
+        return data
+
+    async def _get_capped(self, url: str, what: str) -> bytes:
+        try:
+            # httpx's timeout applies per network operation; the outer one bounds the
+            # whole request, so a server trickling bytes cannot hold a fetch open.
+            async with asyncio.timeout(self._timeout):
+                async with self._http.stream(
+                    "GET",
+                    url,
+                    # Uncompressed only: the size cap must bound what we hold in memory,
+                    # and a small compressed body can inflate enormously.
+                    headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+                    timeout=self._timeout,
+                    # A redirect could leave the issuer's host.
+                    follow_redirects=False,
+                ) as response:
+                    if response.status_code != 200:
+                        raise _FetchError(
+                            "http_error", f"{what} returned HTTP {response.status_code}"
+                        )
+                    encoding = response.headers.get("content-encoding", "identity").lower()
+                    if encoding not in ("", "identity"):
+                        raise _FetchError("invalid", f"{what} is content-encoded")
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > self._max_bytes:
+                        raise _FetchError("too_large", f"{what} is too large")
+                    body = bytearray()
+                    # Count while streaming: stop as soon as the cap is passed, whatever
+                    # Content-Length said (or if it said nothing).
+                    async for chunk in response.aiter_raw():
+                        body += chunk
+                        if len(body) > self._max_bytes:
+                            raise _FetchError("too_large", f"{what} is too large")
+                    return bytes(body)
+        except TimeoutError as exc:
+            raise _FetchError("timeout", f"{what} timed out") from exc
+        except httpx.TimeoutException as exc:
+            raise _FetchError("timeout", f"{what} timed out") from exc
+        except httpx.HTTPError as exc:
+            raise _FetchError("http_error", f"{what} request failed: {type(exc).__name__}") from exc
+
+
+def parse_jwks(jwks: Mapping[str, object]) -> Mapping[str, RSAPublicKey]:
+    """The RS256 signing keys of a JWK Set, by ``kid``; unusable keys are skipped.
+
+    A ``kid`` that appears more than once is dropped entirely: which key it names would
+    be ambiguous.
+    """
+    entries = jwks.get("keys")
+    if not isinstance(entries, list):
+        return MappingProxyType({})
+    keys: dict[str, RSAPublicKey] = {}
+    seen: set[str] = set()
+    duplicates: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid:
+            # Without a kid a token cannot name the key, and we never try keys in turn.
+            continue
+        if kid in seen:
+            duplicates.add(kid)
+            continue
+        seen.add(kid)
+        key = _rsa_signing_key(entry)
+        if key is not None:
+            keys[kid] = key
+    for kid in duplicates:
+        keys.pop(kid, None)
+    return MappingProxyType(keys)
+
+
+def _rsa_signing_key(jwk: Mapping[str, object]) -> RSAPublicKey | None:
+    """The public key of an RSA JWK usable for RS256 signatures, else None."""
+    if jwk.get("kty") != "RSA":
+        return None
+    # "use" and "alg" are optional, but when present they must allow RS256 signatures:
+    # a key published for encryption or for another algorithm is not ours to use.
+    if "use" in jwk and jwk["use"] != "sig":
+        return None
+    if "alg" in jwk and jwk["alg"] != "RS256":
+        return None
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return None
+    # A JWK carrying private parameters is a publishing mistake; do not touch it.
+    if any(name in jwk for name in ("d", "p", "q", "dp", "dq", "qi", "oth")):
+        return None
+    n = _b64url_uint(jwk.get("n"))
+    e = _b64url_uint(jwk.get("e"))
+    if n is None or e is None:
+        return None
+    if not MIN_RSA_BITS <= n.bit_length() <= MAX_RSA_BITS:
+        return None
+    if e.bit_length() > MAX_RSA_EXPONENT_BITS:
+        return None
+    try:
+        return RSAPublicNumbers(e, n).public_key()
+    except ValueError:  # e.g. an even exponent or e >= n
+        return None
+
+
+def _b64url_uint(value: object) -> int | None:
+    if not isinstance(value, str) or not _BASE64URL.fullmatch(value):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    number = int.from_bytes(raw, "big")
+    return number if number > 0 else None

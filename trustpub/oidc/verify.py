@@ -1,0 +1,243 @@
+"""JWT verification: from a raw OIDC token to ``VerifiedClaims``, or a refusal.
+
+The order of the checks matters:
+
+1. size cap on the raw token, then the unverified header: ``alg`` must be RS256;
+2. the unverified ``iss`` must be a configured issuer (before any network access, so
+   a token cannot make us fetch keys from a host we did not choose);
+3. ``kid`` names the issuer's key (``KeySets`` refreshes on an unknown one, rate-limited);
+4. the signature is checked by pyjwt with that key and RS256 only;
+5. the claims of the verified payload are checked here, types first, with our clock.
+
+Every refusal is an ``InvalidJWT`` or ``UnsupportedIssuer`` whose detail starts with
+the text crates.io users know, and never contains the token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+import jwt
+
+from trustpub.errors import ConfigurationError, InvalidJWT, UnsupportedIssuer
+from trustpub.oidc.claims import VerifiedClaims
+from trustpub.oidc.issuers import Issuer
+from trustpub.oidc.keys import KeySets
+
+# Real CI tokens are 1-2 KiB; a cap bounds the parsing work a request can cause.
+MAX_TOKEN_LENGTH: Final = 16 * 1024
+# An unknown issuer is echoed back to help users, but only this much of it.
+MAX_ECHOED_ISSUER: Final = 200
+
+ALGORITHM: Final = "RS256"
+REQUIRED_CLAIMS: Final = ("iss", "exp", "iat", "aud", "jti")
+
+DECODE_FAILED: Final = "Failed to decode JWT"
+
+
+def _decode_failed(reason: str | None = None) -> InvalidJWT:
+    return InvalidJWT(DECODE_FAILED if reason is None else f"{DECODE_FAILED}: {reason}")
+
+
+class Verifier:
+    """Verifies OIDC tokens of the configured issuers for one audience."""
+
+    def __init__(
+        self,
+        issuers: Iterable[Issuer],
+        audience: str,
+        keys: KeySets,
+        *,
+        leeway: int = 60,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        by_url: dict[str, Issuer] = {}
+        for issuer in issuers:
+            if issuer.url in by_url:
+                raise ConfigurationError(f"issuer {issuer.url} is configured twice")
+            by_url[issuer.url] = issuer
+        if not audience:
+            raise ConfigurationError("the OIDC audience must not be empty")
+        if leeway < 0:
+            raise ConfigurationError("the JWT leeway must not be negative")
+        self._issuers: Mapping[str, Issuer] = MappingProxyType(by_url)
+        self._audience = audience
+        self._keys = keys
+        self._leeway = leeway
+        self._clock = clock
+
+    async def verify(self, token: str) -> VerifiedClaims:
+        """The token's claims once signature, issuer, audience and lifetime are checked.
+
+        Raises ``InvalidJWT``, ``UnsupportedIssuer`` or ``KeySetUnavailable``.
+        """
+        if not isinstance(token, str) or not token:
+            raise _decode_failed()
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _decode_failed("token is too large")
+
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _decode_failed() from None
+        # RS256 only, checked before anything else: never "none" (no signature), never
+        # HMAC (an attacker could sign with the issuer's public key as the secret).
+        if header.get("alg") != ALGORITHM:
+            raise _decode_failed("unsupported algorithm (expected RS256)")
+
+        unverified = self._unverified_payload(token)
+        issuer = self._issuer(unverified.get("iss"))
+
+        kid = header.get("kid")
+        if kid is None or kid == "":
+            raise InvalidJWT("Missing JWT key ID")
+        if not isinstance(kid, str):
+            raise InvalidJWT("Invalid JWT key ID")
+        key = await self._keys.get_key(issuer, kid)
+
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                # The list pyjwt enforces, in addition to our own header check above.
+                algorithms=[ALGORITHM],
+                options={
+                    # The one check delegated to pyjwt: the RS256 signature.
+                    "verify_signature": True,
+                    # Presence of the claims we need; their types and values are checked
+                    # below, since pyjwt accepts e.g. a float `exp` or a list `aud`.
+                    "require": list(REQUIRED_CLAIMS),
+                    # Time claims are checked below with the injected clock.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    # `aud` must be exactly one string, ours: checked below.
+                    "verify_aud": False,
+                    "strict_aud": False,
+                    # `iss` selected the issuer and its key; re-checked below, byte for byte.
+                    "verify_iss": False,
+                    # `sub` is not used (its format is customisable); `jti` checked below.
+                    "verify_sub": False,
+                    "verify_jti": False,
+                    # Our key store already refuses keys under 2048 bits; refuse here too.
+                    "enforce_minimum_key_length": True,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise _decode_failed("invalid signature") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _decode_failed(f"missing required claim `{exc.claim}`") from None
+        except jwt.PyJWTError:
+            raise _decode_failed() from None
+
+        return self._check_claims(issuer, claims)
+
+    def _unverified_payload(self, token: str) -> dict[str, Any]:
+        # Read without verification only to choose the issuer, and with it the key;
+        # nothing from here is trusted or returned.
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                algorithms=[ALGORITHM],
+                options={
+                    "verify_signature": False,
+                    "require": [],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "strict_aud": False,
+                    "verify_iss": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                    "enforce_minimum_key_length": True,
+                },
+            )
+        except jwt.PyJWTError:
+            raise _decode_failed() from None
+        return payload
+
+    def _issuer(self, iss: object) -> Issuer:
+        if iss is None:
+            raise _decode_failed("missing required claim `iss`")
+        if not isinstance(iss, str) or not iss:
+            raise _decode_failed("claim `iss` must be a non-empty string")
+        issuer = self._issuers.get(iss)
+        if issuer is None:
+            # Echo the issuer so users see what their CI sent, but bounded and printable:
+            # the detail goes into responses and logs.
+            raise UnsupportedIssuer(f"Unsupported JWT issuer: {_printable(iss)}")
+        return issuer
+
+    def _check_claims(self, issuer: Issuer, claims: dict[str, Any]) -> VerifiedClaims:
+        # Types first: pyjwt only checked presence.
+        iss = _require_str(claims, "iss")
+        aud = claims.get("aud")
+        jti = _require_str(claims, "jti")
+        exp = _require_int(claims, "exp")
+        iat = _require_int(claims, "iat")
+        nbf = _optional_int(claims, "nbf")
+
+        if iss != issuer.url:
+            raise _decode_failed("claim `iss` does not match the issuer")  # pragma: no cover
+
+        # We must be the ONLY audience: a token minted for several relying parties could
+        # be replayed here by any of them. A one-element list is refused as well.
+        if not isinstance(aud, str):
+            raise _decode_failed("claim `aud` must be a single string")
+        if aud != self._audience:
+            raise _decode_failed(f"audience does not match (expected `{self._audience}`)")
+
+        now = self._clock()
+        # RFC 7519: the token must not be accepted on or after `exp`; leeway absorbs
+        # clock skew between the issuer and us.
+        if now >= exp + self._leeway:
+            raise _decode_failed("token has expired")
+        if nbf is not None and now < nbf - self._leeway:
+            raise _decode_failed("token is not yet valid (nbf)")
+        # A token issued in the future is refused too (crates.io does the same): its
+        # issuer's clock is wrong or the token is forged to outlive its lifetime.
+        if now < iat - self._leeway:
+            raise _decode_failed("token was issued in the future (iat)")
+
+        return VerifiedClaims(
+            issuer=issuer,
+            jti=jti,
+            issued_at=iat,
+            expires_at=exp,
+            claims=MappingProxyType(dict(claims)),
+        )
+
+
+def _require_str(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise _decode_failed(f"claim `{name}` must be a non-empty string")
+    return value
+
+
+def _require_int(claims: Mapping[str, Any], name: str) -> int:
+    value = _optional_int(claims, name)
+    if value is None:
+        raise _decode_failed(f"missing required claim `{name}`")
+    return value
+
+
+def _optional_int(claims: Mapping[str, Any], name: str) -> int | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    # JSON numbers: `true` parses as bool (an int subclass) and 1.5e9 as float; a
+    # NumericDate here must be a plain integer.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _decode_failed(f"claim `{name}` must be an integer")
+    return value
+
+
+def _printable(value: str) -> str:
+    clipped = value[:MAX_ECHOED_ISSUER]
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in clipped)
+    return cleaned + ("…" if len(value) > MAX_ECHOED_ISSUER else "")
