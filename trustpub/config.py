@@ -1,0 +1,312 @@
+"""Server configuration: one TOML file plus ``TRUSTPUB_*`` environment overrides.
+
+Built once at start-up and passed in; nothing reads the environment at import time.
+With no file and no variables, the service runs on localhost with the embedded SQLite
+store and the policies in ``./policies``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from trustpub.errors import ConfigurationError
+from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_STORE = "sqlite:///data/trustpub.db"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object, where: str) -> int:
+    """Seconds from an int or a string such as ``90``, ``"90s"``, ``"45m"``, ``"2h"``."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{where}: expected a duration, got a boolean")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ConfigurationError(
+            f"{where}: expected a duration such as 1800, '90s', '45m' or '2h', got {value!r}"
+        )
+    if seconds <= 0:
+        raise ConfigurationError(f"{where}: must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class KeySetSettings:
+    max_age: int = 3600
+    refresh_cooldown: int = 60
+    max_stale: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to start. Build with ``load_settings``."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    public_url: str = f"http://localhost:{DEFAULT_PORT}"
+    audience: str = f"localhost:{DEFAULT_PORT}"
+    issuers: tuple[Issuer, ...] = DEFAULT_ISSUERS
+    policy_dir: Path = Path("policies")
+    store_url: str = DEFAULT_STORE
+    data_dir: Path = Path("data")
+    max_token_ttl: int = 6 * 3600
+    jwt_leeway: int = 60
+    introspection_credentials: tuple[str, ...] = ()
+    log_level: str = "info"
+    policy_reload_interval: float = 2.0
+    key_sets: KeySetSettings = field(default_factory=KeySetSettings)
+    registry_enabled: bool = True
+
+    def issuer(self, url: str) -> Issuer | None:
+        for issuer in self.issuers:
+            if issuer.url == url:
+                return issuer
+        return None
+
+
+_TOP_KEYS = {
+    "listen",
+    "public_url",
+    "audience",
+    "issuers",
+    "policy_dir",
+    "store",
+    "data_dir",
+    "max_token_ttl",
+    "jwt_leeway",
+    "introspection_credentials",
+    "log_level",
+    "policy_reload_interval",
+    "key_sets",
+    "registry",
+}
+
+ENV_VARS = {
+    "TRUSTPUB_LISTEN": "listen",
+    "TRUSTPUB_PUBLIC_URL": "public_url",
+    "TRUSTPUB_AUDIENCE": "audience",
+    "TRUSTPUB_POLICY_DIR": "policy_dir",
+    "TRUSTPUB_STORE": "store",
+    "TRUSTPUB_DATA_DIR": "data_dir",
+    "TRUSTPUB_MAX_TOKEN_TTL": "max_token_ttl",
+    "TRUSTPUB_LOG_LEVEL": "log_level",
+    "TRUSTPUB_INTROSPECTION_CREDENTIALS": "introspection_credentials",
+    "TRUSTPUB_ISSUERS": "issuers",
+    "TRUSTPUB_REGISTRY": "registry",
+}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the TOML file at ``path`` (or ``$TRUSTPUB_CONFIG``), then apply overrides."""
+    env = dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    config_path = path if path is not None else env.get("TRUSTPUB_CONFIG") or None
+    source = "configuration"
+    if config_path is not None:
+        source = str(config_path)
+        try:
+            with open(config_path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigurationError(f"{source}: file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{source}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigurationError(f"{source}: cannot read: {exc.strerror}") from None
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: unknown key(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(_TOP_KEYS))})"
+        )
+    for var, key in ENV_VARS.items():
+        if var in env:
+            raw[key] = _from_env(var, key, env[var])
+    return _build(raw, source)
+
+
+def _from_env(var: str, key: str, value: str) -> Any:
+    if key == "introspection_credentials":
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if key == "issuers":
+        # provider=url[,provider=url...]; a trailing "+dev" marks a development issuer.
+        issuers = []
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            provider, sep, url = item.partition("=")
+            if not sep:
+                raise ConfigurationError(f"{var}: expected provider=url, got {item!r}")
+            dev = url.endswith("+dev")
+            issuers.append(
+                {"provider": provider.strip(), "url": url.removesuffix("+dev"), "development": dev}
+            )
+        return issuers
+    if key == "registry":
+        if value.lower() not in ("on", "off", "true", "false", "1", "0"):
+            raise ConfigurationError(f"{var}: expected on or off, got {value!r}")
+        return {"enabled": value.lower() in ("on", "true", "1")}
+    return value
+
+
+def _expect(raw: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
+    value = raw[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigurationError(
+            f"{source}: {key}: expected {kind.__name__}, got {type(value).__name__}"
+        )
+    if isinstance(value, str) and not value.strip():
+        raise ConfigurationError(f"{source}: {key}: must not be empty")
+    return value
+
+
+def _parse_listen(value: str, source: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"{source}: listen: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def audience_for(public_url: str) -> str:
+    """The audience the crates.io action derives: the URL without its scheme."""
+    return re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", public_url).rstrip("/")
+
+
+def _build(raw: Mapping[str, Any], source: str) -> Settings:
+    s = Settings()
+    host, port = s.host, s.port
+    if "listen" in raw:
+        host, port = _parse_listen(_expect(raw, "listen", str, source), source)
+    public_url = f"http://{'localhost' if host == DEFAULT_HOST else host}:{port}"
+    if "public_url" in raw:
+        public_url = _expect(raw, "public_url", str, source).rstrip("/")
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"{source}: public_url: expected an http(s) URL, got {public_url!r}"
+            )
+    audience = audience_for(public_url)
+    if "audience" in raw:
+        audience = _expect(raw, "audience", str, source)
+    issuers = s.issuers
+    if "issuers" in raw:
+        issuers = _parse_issuers(raw["issuers"], source)
+    changes: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "public_url": public_url,
+        "audience": audience,
+        "issuers": issuers,
+    }
+    if "policy_dir" in raw:
+        changes["policy_dir"] = Path(_expect(raw, "policy_dir", str, source))
+    if "store" in raw:
+        changes["store_url"] = _expect(raw, "store", str, source)
+    if "data_dir" in raw:
+        changes["data_dir"] = Path(_expect(raw, "data_dir", str, source))
+    if "max_token_ttl" in raw:
+        changes["max_token_ttl"] = parse_duration(raw["max_token_ttl"], f"{source}: max_token_ttl")
+    if "jwt_leeway" in raw:
+        leeway = _expect(raw, "jwt_leeway", int, source)
+        if not 0 <= leeway <= 300:
+            raise ConfigurationError(f"{source}: jwt_leeway: expected 0..300 seconds")
+        changes["jwt_leeway"] = leeway
+    if "policy_reload_interval" in raw:
+        interval = raw["policy_reload_interval"]
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
+            raise ConfigurationError(
+                f"{source}: policy_reload_interval: expected seconds >= 0 (0 disables)"
+            )
+        changes["policy_reload_interval"] = float(interval)
+    if "log_level" in raw:
+        level = _expect(raw, "log_level", str, source).lower()
+        if level not in LOG_LEVELS:
+            raise ConfigurationError(
+                f"{source}: log_level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}"
+            )
+        changes["log_level"] = level
+    if "introspection_credentials" in raw:
+        creds = _expect(raw, "introspection_credentials", list, source)
+        if not all(isinstance(c, str) and len(c) >= 16 for c in creds):
+            raise ConfigurationError(
+                f"{source}: introspection_credentials: expected strings of 16 characters or more"
+            )
+        changes["introspection_credentials"] = tuple(creds)
+    if "key_sets" in raw:
+        changes["key_sets"] = _parse_key_sets(_expect(raw, "key_sets", dict, source), source)
+    if "registry" in raw:
+        registry = _expect(raw, "registry", dict, source)
+        extra = sorted(set(registry) - {"enabled"})
+        if extra:
+            raise ConfigurationError(f"{source}: registry: unknown key(s): {', '.join(extra)}")
+        if "enabled" in registry:
+            if not isinstance(registry["enabled"], bool):
+                raise ConfigurationError(f"{source}: registry.enabled: expected true or false")
+            changes["registry_enabled"] = registry["enabled"]
+    return replace(s, **changes)
+
+
+def _parse_issuers(value: object, source: str) -> tuple[Issuer, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigurationError(f"{source}: issuers: expected a non-empty list of tables")
+    issuers: list[Issuer] = []
+    for i, item in enumerate(value):
+        where = f"{source}: issuers[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigurationError(f"{where}: expected a table")
+        extra = sorted(set(item) - {"url", "provider", "development"})
+        if extra:
+            raise ConfigurationError(f"{where}: unknown key(s): {', '.join(extra)}")
+        url, provider = item.get("url"), item.get("provider")
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError(f"{where}: url: expected the exact issuer URL")
+        if provider not in PROVIDER_KINDS:
+            raise ConfigurationError(
+                f"{where}: provider: expected one of {', '.join(PROVIDER_KINDS)}, got {provider!r}"
+            )
+        development = item.get("development", False)
+        if not isinstance(development, bool):
+            raise ConfigurationError(f"{where}: development: expected true or false")
+        try:
+            issuers.append(Issuer(url, provider, development))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}: {exc.detail}") from None
+    urls = [i.url for i in issuers]
+    duplicates = sorted({u for u in urls if urls.count(u) > 1})
+    if duplicates:
+        raise ConfigurationError(f"{source}: issuers: listed twice: {', '.join(duplicates)}")
+    return tuple(issuers)
+
+
+def _parse_key_sets(value: Mapping[str, Any], source: str) -> KeySetSettings:
+    extra = sorted(set(value) - {"max_age", "refresh_cooldown", "max_stale"})
+    if extra:
+        raise ConfigurationError(f"{source}: key_sets: unknown key(s): {', '.join(extra)}")
+    changes = {
+        k: parse_duration(v, f"{source}: key_sets.{k}")
+        for k, v in value.items()
+        if k in ("max_age", "refresh_cooldown", "max_stale")
+    }
+    return replace(KeySetSettings(), **changes)
+
+
+def issuers_arg(values: Sequence[str]) -> tuple[Issuer, ...]:
+    """Issuers from ``KIND=URL`` command-line values, added to the defaults."""
+    extra = _from_env("--issuer", "issuers", ",".join(values))
+    return DEFAULT_ISSUERS + _parse_issuers(extra, "--issuer") if extra else DEFAULT_ISSUERS
