@@ -1,0 +1,130 @@
+"""Minting, introspection and revocation of trustpub tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from trustpub.errors import InvalidJWT, JWTReplayed
+from trustpub.grants import Grant
+from trustpub.oidc.claims import VerifiedClaims
+from trustpub.store.base import Store
+from trustpub.tokens.format import generate_token, is_well_formed, token_hash
+from trustpub.tokens.record import MalformedRecord, TokenRecord
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEEWAY = 60
+# Kept on top of exp + leeway, so clock skew between our processes (or between us and
+# Redis) cannot open a window in which the JWT verifies but its jti is forgotten.
+JTI_MARGIN_SECONDS = 5
+
+
+def jti_key(issuer: str, jti: str) -> bytes:
+    """The replay key of a JWT: SHA-256 of issuer URL, newline, jti.
+
+    The issuer is part of the key because a jti is only unique per issuer; the hash
+    bounds the key's size whatever a (self-hosted) issuer puts in its jti.
+    """
+    return hashlib.sha256(f"{issuer}\n{jti}".encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A freshly minted token and what it grants. The token is kept out of ``repr``."""
+
+    token: str = field(repr=False)
+    record: TokenRecord
+
+
+class TokenService:
+    """Turns a ``Grant`` into a stored token and answers what a token grants."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def mint(
+        self, grant: Grant, claims: VerifiedClaims, *, leeway: int = DEFAULT_LEEWAY
+    ) -> IssuedToken:
+        """Claim the JWT's jti and store a new token for ``grant``, in one atomic step.
+
+        Call only after a policy matched, so a refused exchange does not burn the jti.
+        Raises ``JWTReplayed`` when the jti was already exchanged (nothing is stored)
+        and ``StoreUnavailable`` when the store cannot be reached.
+        """
+        # An empty grant or a non-positive lifetime is a bug upstream: refuse rather
+        # than mint a token that grants nothing or never expires.
+        if not grant.crates or not all(grant.crates.values()):
+            raise ValueError("a grant must name at least one crate, each with operations")
+        if grant.ttl_seconds <= 0:
+            raise ValueError("a grant's ttl_seconds must be positive")
+        if leeway < 0:
+            raise ValueError("leeway must not be negative")
+        if not claims.jti:
+            raise InvalidJWT("Invalid JWT: missing required claim `jti`")
+
+        now = int(self._clock())
+        record = TokenRecord(
+            crates=MappingProxyType(dict(grant.crates)),
+            issued_at=now,
+            expires_at=now + grant.ttl_seconds,
+            provenance=grant.provenance,
+            policies=tuple(grant.policies),
+        )
+        token = generate_token()
+        # The jti must stay claimed as long as any of our processes could still accept
+        # the JWT: until exp + leeway (a shorter TTL lets a JWT replay in the leeway).
+        jti_expires_at = max(claims.expires_at + leeway, now) + JTI_MARGIN_SECONDS
+        issued = await self._store.issue(
+            jti_key(claims.issuer.url, claims.jti),
+            jti_expires_at,
+            token_hash(token),
+            record.to_json(),
+            record.expires_at,
+        )
+        if not issued:
+            logger.warning(
+                "JWT replay refused",
+                extra={"fields": {"issuer": claims.issuer.url, "jti": claims.jti}},
+            )
+            raise JWTReplayed()
+        return IssuedToken(token=token, record=record)
+
+    async def introspect(self, token: str) -> TokenRecord | None:
+        """What ``token`` grants, or None if it is malformed, unknown, revoked or expired.
+
+        A malformed token is refused without touching the store. ``StoreUnavailable``
+        propagates: an unreachable store must deny, not answer "no such token".
+        """
+        if not is_well_formed(token):
+            return None
+        digest = token_hash(token)
+        raw = await self._store.lookup(digest)
+        if raw is None:
+            return None
+        try:
+            record = TokenRecord.from_json(raw)
+        except MalformedRecord as exc:
+            # Corrupt stored data denies. Only a hash prefix is logged, never the token.
+            logger.error(
+                "stored token record is malformed; treating the token as inactive: %s",
+                exc,
+                extra={"fields": {"token_hash": digest.hex()[:16]}},
+            )
+            return None
+        # The store expires entries itself; checking again here keeps an expired token
+        # dead even if a backend's expiry lags (or its clock differs from ours).
+        if not record.is_active(self._clock()):
+            return None
+        return record
+
+    async def revoke(self, token: str) -> bool:
+        """Revoke ``token``; True if it was active. A malformed token is not looked up."""
+        if not is_well_formed(token):
+            return False
+        return await self._store.revoke(token_hash(token))
