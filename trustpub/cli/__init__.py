@@ -15,7 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trusted Publishing for Cargo registries.",
     )
     parser.add_argument("--version", action="version", version=f"trustpub {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Each command module adds its own subcommand.
+    from trustpub.cli import serve
+
+    serve.register(subparsers)
     return parser
 
 

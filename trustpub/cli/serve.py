@@ -1,0 +1,86 @@
+"""``trustpub serve``: run the service under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from trustpub.errors import ConfigurationError, PolicyLoadError
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit to print: no password, no query."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the token exchange service",
+        description=(
+            "Run the service. Configuration comes from --config (or $TRUSTPUB_CONFIG) and "
+            "TRUSTPUB_* variables; with none, it serves on 127.0.0.1:8080 with the SQLite "
+            "store in ./data and the policies in ./policies."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="address to listen on")
+    parser.add_argument("--store", metavar="URL", help="sqlite:///PATH or redis://HOST:PORT/DB")
+    parser.add_argument("--policy-dir", metavar="DIR", help="directory of policy files")
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from trustpub.config import load_settings
+    from trustpub.policies import load_policies
+
+    # Command-line values travel as environment overrides, so that worker processes
+    # started by uvicorn build exactly the same settings.
+    overrides = {
+        "TRUSTPUB_CONFIG": args.config,
+        "TRUSTPUB_LISTEN": args.listen,
+        "TRUSTPUB_STORE": args.store,
+        "TRUSTPUB_POLICY_DIR": args.policy_dir,
+    }
+    os.environ.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = load_settings()
+        policies = load_policies(settings.policy_dir, settings.issuers)
+    except PolicyLoadError as exc:
+        print(f"trustpub: cannot start: {exc.detail}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"trustpub: cannot start: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("trustpub: cannot start: --workers must be at least 1", file=sys.stderr)
+        return 2
+    print(
+        f"trustpub: serving {settings.public_url} (audience {settings.audience!r}, "
+        f"{len(policies)} policies from {settings.policy_dir}, store {redact_url(settings.store_url)})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "trustpub.api.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+    return 0
