@@ -277,8 +277,14 @@ class KeySets:
             raise _FetchError("refused_uri", "jwks_uri is not on the issuer's host")
         if parts.scheme == "https":
             return
-        # Plain http only for a local development issuer, like the issuer URL itself.
-        if parts.scheme == "http" and issuer.development and is_loopback_host(hostname):
+        # Plain http only for a plain-http local development issuer (which Issuer allows
+        # only on loopback); an https issuer never downgrades to http for its keys.
+        if (
+            parts.scheme == "http"
+            and issuer.url.startswith("http://")
+            and issuer.development
+            and is_loopback_host(hostname)
+        ):
             return
         raise _FetchError("refused_uri", "jwks_uri does not use https")
 
@@ -319,8 +325,9 @@ class KeySets:
                         raise _FetchError("too_large", f"{what} is too large")
                     body = bytearray()
                     # Count while streaming: stop as soon as the cap is passed, whatever
-                    # Content-Length said (or if it said nothing).
-                    async for chunk in response.aiter_raw():
+                    # Content-Length said (or if it said nothing). With content encodings
+                    # refused above, these are the bytes as received.
+                    async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > self._max_bytes:
                             raise _FetchError("too_large", f"{what} is too large")

@@ -1,0 +1,550 @@
+"""KeySets: discovery, capped fetch, cache age, cooldown, staleness, shared fetches."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import gzip
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tests.conftest import SigningKey, make_signing_key
+from tests.oidc.conftest import GITHUB, FakeClock, FakeIssuers, KeySetsFactory
+from trustpub.errors import ConfigurationError, InvalidJWT, KeySetUnavailable
+from trustpub.oidc.issuers import Issuer
+from trustpub.oidc.keys import KeySets, KeySetStatus, parse_jwks
+
+pytestmark = pytest.mark.anyio
+
+KID = "test-key-1"
+
+
+def b64url_uint(number: int) -> str:
+    raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# -- loading and caching -------------------------------------------------------------
+
+
+async def test_key_is_loaded_through_discovery_then_jwks_uri(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, signing_key: SigningKey
+) -> None:
+    keys = make_key_sets()
+    key = await keys.get_key(GITHUB, KID)
+    assert key.public_numbers() == signing_key.private.public_key().public_numbers()
+    assert [str(r.url) for r in fake_issuers.requests] == [
+        "https://token.actions.githubusercontent.com/.well-known/openid-configuration",
+        "https://token.actions.githubusercontent.com/.well-known/jwks",
+    ]
+    # Uncompressed only, so the size cap bounds what is held in memory.
+    assert all(r.headers["accept-encoding"] == "identity" for r in fake_issuers.requests)
+    assert keys.fetch_outcomes == {(GITHUB.url, "ok"): 1}
+
+
+async def test_cached_set_is_reused_until_max_age(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(max_age=3600)
+    await keys.get_key(GITHUB, KID)
+    key_clock.advance(3599)
+    await keys.get_key(GITHUB, KID)
+    assert fake_issuers.jwks_fetches == 1
+    key_clock.advance(1)
+    await keys.get_key(GITHUB, KID)
+    assert fake_issuers.jwks_fetches == 2
+
+
+async def test_unknown_kid_refreshes_then_is_refused(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets()
+    await keys.get_key(GITHUB, KID)
+    key_clock.advance(61)
+    with pytest.raises(InvalidJWT) as exc:
+        await keys.get_key(GITHUB, "no-such-kid")
+    assert exc.value.detail == "Invalid JWT key ID"
+    assert fake_issuers.jwks_fetches == 2
+
+
+async def test_rotated_key_is_found_after_refresh(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets()
+    await keys.get_key(GITHUB, KID)
+    rotated = make_signing_key("rotated-key")
+    fake_issuers.set_keys(GITHUB, rotated)
+    key_clock.advance(61)
+    key = await keys.get_key(GITHUB, "rotated-key")
+    assert key.public_numbers() == rotated.private.public_key().public_numbers()
+    # The old key is gone with the old set.
+    key_clock.advance(61)
+    with pytest.raises(InvalidJWT):
+        await keys.get_key(GITHUB, KID)
+
+
+async def test_unknown_kid_refreshes_at_most_once_per_cooldown(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(refresh_cooldown=60)
+    await keys.get_key(GITHUB, KID)  # fetch at t
+    fake_issuers.set_keys(GITHUB, make_signing_key("test-key-1"), make_signing_key("new-key"))
+    for step in (10, 20, 29):  # t+10, t+30, t+59: still in the cooldown
+        key_clock.advance(step)
+        with pytest.raises(InvalidJWT, match="Invalid JWT key ID"):
+            await keys.get_key(GITHUB, "new-key")
+    assert fake_issuers.jwks_fetches == 1
+    key_clock.advance(1)  # t+60
+    await keys.get_key(GITHUB, "new-key")
+    assert fake_issuers.jwks_fetches == 2
+
+
+async def test_unknown_kid_right_after_first_load_does_not_fetch_twice(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    keys = make_key_sets()
+    with pytest.raises(InvalidJWT, match="Invalid JWT key ID"):
+        await keys.get_key(GITHUB, "no-such-kid")
+    assert fake_issuers.jwks_fetches == 1
+
+
+async def test_concurrent_misses_share_one_fetch(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    keys = make_key_sets()
+    results = await asyncio.gather(*(keys.get_key(GITHUB, KID) for _ in range(20)))
+    assert len({id(key) for key in results}) == 1
+    assert fake_issuers.discoveries == 1
+    assert fake_issuers.jwks_fetches == 1
+
+
+async def test_concurrent_unknown_kids_share_one_refresh(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets()
+    await keys.get_key(GITHUB, KID)
+    key_clock.advance(61)
+    results = await asyncio.gather(
+        *(keys.get_key(GITHUB, f"unknown-{i}") for i in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, InvalidJWT) for r in results)
+    assert fake_issuers.jwks_fetches == 2
+
+
+async def test_cancelled_waiter_does_not_cancel_the_shared_fetch(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    keys = make_key_sets()
+    first = asyncio.ensure_future(keys.get_key(GITHUB, KID))
+    second = asyncio.ensure_future(keys.get_key(GITHUB, KID))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert (await second) is not None
+    assert keys.status(GITHUB).loaded
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_issuers_have_separate_key_sets(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    keys = make_key_sets()
+    gitlab = Issuer("https://gitlab.com", "gitlab")
+    await keys.get_key(GITHUB, KID)
+    # GitHub's kid is not a GitLab key, whatever the token claims.
+    with pytest.raises(InvalidJWT, match="Invalid JWT key ID"):
+        await keys.get_key(gitlab, KID)
+    assert keys.status(GITHUB).key_count == 1
+    assert keys.status(gitlab).key_count == 1
+
+
+# -- failures and staleness ----------------------------------------------------------
+
+
+async def test_failed_fetch_without_cached_set_is_unavailable(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    fake_issuers.status = 503
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable) as exc:
+        await keys.get_key(GITHUB, KID)
+    assert exc.value.detail == "Failed to load OIDC key set"
+    assert keys.status(GITHUB) == KeySetStatus(
+        issuer=GITHUB.url,
+        loaded=False,
+        key_count=0,
+        age=None,
+        last_error="discovery document returned HTTP 503",
+    )
+    assert keys.fetch_outcomes[(GITHUB.url, "http_error")] == 1
+    # With nothing to serve, the next request retries at once (and recovers).
+    fake_issuers.status = 200
+    await keys.get_key(GITHUB, KID)
+    assert keys.status(GITHUB).last_error is None
+
+
+async def test_stale_set_serves_while_fetches_fail_until_staleness_limit(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(max_age=3600, refresh_cooldown=60, max_stale=86400)
+    await keys.get_key(GITHUB, KID)
+    fake_issuers.status = 500
+    key_clock.advance(3600)
+    await keys.get_key(GITHUB, KID)  # refresh fails, old set serves
+    assert fake_issuers.discoveries == 2
+    key_clock.advance(30)
+    await keys.get_key(GITHUB, KID)  # within the cooldown: no new attempt
+    assert fake_issuers.discoveries == 2
+    key_clock.advance(30)
+    await keys.get_key(GITHUB, KID)  # cooldown over: one more attempt
+    assert fake_issuers.discoveries == 3
+    status = keys.status(GITHUB)
+    assert status.loaded
+    assert status.last_error == "discovery document returned HTTP 500"
+    key_clock.now = 1000.0 + 86400
+    await keys.get_key(GITHUB, KID)  # exactly at the limit: still served
+    key_clock.advance(1)
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert not keys.status(GITHUB).loaded
+
+
+async def test_empty_key_set_is_never_cached_nor_used(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    fake_issuers.set_keys(GITHUB)
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes[(GITHUB.url, "empty")] == 1
+    assert not keys.status(GITHUB).loaded
+
+    fake_issuers.set_keys(GITHUB, make_signing_key(KID))
+    await keys.get_key(GITHUB, KID)
+    # An empty set later does not replace the good one.
+    fake_issuers.set_keys(GITHUB)
+    key_clock.advance(3600)
+    await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes[(GITHUB.url, "empty")] == 2
+    assert keys.status(GITHUB).key_count == 1
+
+
+async def test_set_of_only_unusable_keys_counts_as_empty(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    jwk = make_signing_key(KID).jwk()
+    jwk["use"] = "enc"
+    fake_issuers.jwks["https://token.actions.githubusercontent.com/.well-known/jwks"] = {
+        "keys": [jwk]
+    }
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes[(GITHUB.url, "empty")] == 1
+
+
+@pytest.mark.parametrize(
+    ("jwks_uri", "issuer"),
+    [
+        pytest.param("https://evil.example/.well-known/jwks", GITHUB, id="other-host"),
+        pytest.param(
+            "https://token.actions.githubusercontent.com.evil.example/jwks", GITHUB, id="suffix"
+        ),
+        pytest.param(
+            "https://token.actions.githubusercontent.com:8443/jwks", GITHUB, id="other-port"
+        ),
+        pytest.param("http://token.actions.githubusercontent.com/jwks", GITHUB, id="http"),
+        pytest.param(
+            "https://user@token.actions.githubusercontent.com/jwks", GITHUB, id="userinfo"
+        ),
+        pytest.param("/.well-known/jwks", GITHUB, id="relative"),
+        pytest.param(
+            "http://127.0.0.1:8080/jwks",
+            Issuer("https://127.0.0.1:8080", "github", development=True),
+            id="http-for-https-dev-issuer",
+        ),
+    ],
+)
+async def test_jwks_uri_off_the_issuer_host_or_not_https_is_refused(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, jwks_uri: str, issuer: Issuer
+) -> None:
+    fake_issuers.publish(issuer, make_signing_key(KID))
+    fake_issuers.discovery[issuer.url]["jwks_uri"] = jwks_uri
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(issuer, KID)
+    assert keys.fetch_outcomes == {(issuer.url, "refused_uri"): 1}
+    assert fake_issuers.jwks_fetches == 0
+    assert fake_issuers.requests[-1].url.path == "/.well-known/openid-configuration"
+
+
+async def test_http_jwks_uri_is_allowed_for_loopback_development_issuer(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    issuer = Issuer("http://127.0.0.1:8080", "github", development=True)
+    fake_issuers.publish(issuer, make_signing_key(KID))
+    keys = make_key_sets()
+    await keys.get_key(issuer, KID)
+    assert keys.fetch_outcomes == {(issuer.url, "ok"): 1}
+
+
+async def test_discovery_document_naming_another_issuer_is_refused(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    fake_issuers.discovery[GITHUB.url]["issuer"] = "https://evil.example"
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "invalid"): 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b"[" * 100_000, b'{"issuer": 1e99999}'],
+    ids=["garbage", "array", "deep-nesting", "huge-number"],
+)
+async def test_undecodable_discovery_document_is_refused(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, body: bytes
+) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "invalid"): 1}
+
+
+async def test_redirect_is_not_followed(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    fake_issuers.status = 302
+    fake_issuers.headers = {"location": "https://evil.example/jwks"}
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert len(fake_issuers.requests) == 1
+    assert keys.fetch_outcomes == {(GITHUB.url, "http_error"): 1}
+
+
+async def test_content_encoded_response_is_refused() -> None:
+    # A small compressed body can inflate past any cap: we ask for identity and refuse
+    # anything else.
+    body = gzip.compress(json.dumps({"issuer": GITHUB.url}).encode())
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-encoding": "gzip"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "invalid"): 1}
+
+
+async def test_transport_timeout_is_reported_as_timeout(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    fake_issuers.error = httpx.ReadTimeout("slow")
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "timeout"): 1}
+
+
+async def test_whole_request_is_bounded_by_the_timeout() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, timeout=0.05)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "timeout"): 1}
+
+
+async def test_connection_error_is_reported_as_http_error(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    fake_issuers.error = httpx.ConnectError("refused")
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "http_error"): 1}
+    assert keys.status(GITHUB).last_error == "discovery document request failed: ConnectError"
+
+
+async def test_fetch_failure_is_logged_with_issuer_and_reason_only(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_issuers.discovery[GITHUB.url]["jwks_uri"] = "https://evil.example/secret-path"
+    keys = make_key_sets()
+    with (
+        caplog.at_level(logging.WARNING, logger="trustpub.oidc"),
+        pytest.raises(KeySetUnavailable),
+    ):
+        await keys.get_key(GITHUB, KID)
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        (
+            "trustpub.oidc",
+            "OIDC key set fetch failed for https://token.actions.githubusercontent.com: "
+            "jwks_uri is not on the issuer's host",
+        )
+    ]
+
+
+# -- size cap ------------------------------------------------------------------------
+
+
+async def test_declared_oversized_key_set_is_refused(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    fake_issuers.set_keys(GITHUB, *(make_signing_key(KID) for _ in range(300)))
+    keys = make_key_sets(max_bytes=64 * 1024)
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "too_large"): 1}
+
+
+class EndlessStream(httpx.AsyncByteStream):
+    """A body without Content-Length that never ends; counts the chunks read."""
+
+    def __init__(self) -> None:
+        self.chunks_read = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            self.chunks_read += 1
+            yield b" " * 4096
+
+
+async def test_size_cap_is_enforced_while_streaming() -> None:
+    stream = EndlessStream()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=stream)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, max_bytes=256 * 1024)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "too_large"): 1}
+    # Stopped just past the cap: 64 chunks fill it, the 65th passes it.
+    assert stream.chunks_read == 65
+
+
+# -- which keys are usable -----------------------------------------------------------
+
+
+def rsa_jwk(kid: object = KID, bits: int = 2048, **overrides: Any) -> dict[str, Any]:
+    if bits == 2048:
+        jwk = make_signing_key("jwk-test-key").jwk()
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        jwk = SigningKey("jwk-test-key", private).jwk()
+    jwk.update(overrides, kid=kid)
+    return {k: v for k, v in jwk.items() if v is not None}
+
+
+def ec_jwk() -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    data: dict[str, Any] = jwt.algorithms.ECAlgorithm.to_jwk(key, as_dict=True)
+    data["kid"] = "ec-key"
+    return data
+
+
+def test_usable_rsa_signing_key_is_kept() -> None:
+    assert list(parse_jwks({"keys": [rsa_jwk()]})) == [KID]
+
+
+def test_rsa_key_without_use_and_alg_is_kept() -> None:
+    assert list(parse_jwks({"keys": [rsa_jwk(use=None, alg=None)]})) == [KID]
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        pytest.param(rsa_jwk(kid=None), id="no-kid"),
+        pytest.param(rsa_jwk(kid=""), id="empty-kid"),
+        pytest.param(rsa_jwk(kid=7), id="kid-not-string"),
+        pytest.param(rsa_jwk(use="enc"), id="use-enc"),
+        pytest.param(rsa_jwk(alg="RS512"), id="alg-rs512"),
+        pytest.param(rsa_jwk(alg="HS256"), id="alg-hs256"),
+        pytest.param(rsa_jwk(key_ops=["encrypt"]), id="key-ops-without-verify"),
+        pytest.param(rsa_jwk(kty="oct"), id="kty-oct"),
+        pytest.param(ec_jwk(), id="ec-key"),
+        pytest.param(rsa_jwk(bits=1024), id="1024-bit"),
+        pytest.param(rsa_jwk(n=b64url_uint(2**2047 + 1), e=b64url_uint(65536)), id="even-e"),
+        pytest.param(rsa_jwk(e=b64url_uint(2**65 + 1)), id="huge-e"),
+        pytest.param(rsa_jwk(n=b64url_uint(2**9000 + 1)), id="huge-n"),
+        pytest.param(rsa_jwk(n="not+base64/"), id="n-not-base64url"),
+        pytest.param(rsa_jwk(n=12345), id="n-not-string"),
+        pytest.param(rsa_jwk(e=None), id="no-e"),
+        pytest.param(rsa_jwk(e="AAAA"), id="zero-e"),
+        pytest.param(rsa_jwk(d="AQAB"), id="private-key"),
+        pytest.param("not an object", id="not-an-object"),
+    ],
+)
+def test_unusable_key_is_skipped_and_others_kept(jwk: object) -> None:
+    good = rsa_jwk(kid="good")
+    assert list(parse_jwks({"keys": [jwk, good]})) == ["good"]
+
+
+def test_duplicated_kid_is_dropped() -> None:
+    other = rsa_jwk(kid="other")
+    twice = [rsa_jwk(kid="dup"), rsa_jwk(kid="dup"), other]
+    assert list(parse_jwks({"keys": twice})) == ["other"]
+
+
+@pytest.mark.parametrize("jwks", [{}, {"keys": "x"}, {"keys": {"kid": KID}}])
+def test_jwks_without_key_list_has_no_keys(jwks: dict[str, Any]) -> None:
+    assert dict(parse_jwks(jwks)) == {}
+
+
+# -- warm, status, configuration -----------------------------------------------------
+
+
+async def test_warm_loads_and_reports_readiness(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    keys = make_key_sets()
+    assert await keys.warm(GITHUB) is True
+    assert await keys.warm(GITHUB) is True
+    assert fake_issuers.jwks_fetches == 1
+    status = keys.status(GITHUB)
+    assert (status.loaded, status.key_count, status.age) == (True, 1, 0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status.loaded = False  # type: ignore[misc]
+
+
+async def test_warm_never_raises(make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers) -> None:
+    fake_issuers.error = RuntimeError("boom")
+    keys = make_key_sets()
+    assert await keys.warm(GITHUB) is False
+    assert keys.fetch_outcomes == {(GITHUB.url, "error"): 1}
+
+
+def test_status_of_unseen_issuer_is_not_loaded(make_key_sets: KeySetsFactory) -> None:
+    status = make_key_sets().status(GITHUB)
+    assert status == KeySetStatus(GITHUB.url, loaded=False, key_count=0, age=None, last_error=None)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"max_age": 0}, {"max_age": 100, "max_stale": 50}, {"timeout": 0}, {"max_bytes": 0}],
+)
+def test_nonsensical_configuration_is_refused(
+    make_key_sets: KeySetsFactory, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigurationError):
+        make_key_sets(**options)
