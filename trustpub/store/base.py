@@ -60,3 +60,14 @@ class Store(NamespacePins, Protocol):
     async def aclose(self) -> None:
         """Release connections; the store is not used afterwards."""
         ...
+
+
+def check_expiry(*timestamps: int) -> None:
+    """Refuse expiry times that are not positive integer unix seconds.
+
+    A backend receiving one has a caller bug; Redis would refuse ``EXAT 0`` anyway, and
+    every backend must behave alike.
+    """
+    for ts in timestamps:
+        if isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0:
+            raise ValueError("expiry timestamps must be positive integer unix seconds")

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from trustpub.errors import ConfigurationError, StoreUnavailable
+from trustpub.store.base import check_expiry
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class RedisStore:
         record: bytes,
         token_expires_at: int,
     ) -> bool:
-        _check_expiry(jti_expires_at, token_expires_at)
+        check_expiry(jti_expires_at, token_expires_at)
         result = await self._call(
             "issue",
             lambda: self._issue(
@@ -173,13 +174,6 @@ class RedisStore:
             await self._client.aclose()
         except (RedisError, OSError):  # closing a dead connection is not an error
             logger.debug("closing the redis store failed", exc_info=True)
-
-
-def _check_expiry(*timestamps: int) -> None:
-    # Redis refuses EXAT <= 0 with an error; a caller passing one has a bug.
-    for ts in timestamps:
-        if isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0:
-            raise ValueError("expiry timestamps must be positive integer unix seconds")
 
 
 def _as_bytes(value: object) -> bytes:

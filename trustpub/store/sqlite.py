@@ -23,6 +23,7 @@ from typing import TypeVar
 import anyio.to_thread
 
 from trustpub.errors import StoreUnavailable
+from trustpub.store.base import check_expiry
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +209,8 @@ class SQLiteStore:
         record: bytes,
         token_expires_at: int,
     ) -> bool:
+        check_expiry(jti_expires_at, token_expires_at)
+
         def op(conn: sqlite3.Connection) -> bool:
             now = int(self._clock())
             conn.execute("BEGIN IMMEDIATE")
