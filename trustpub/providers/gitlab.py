@@ -1,0 +1,162 @@
+"""GitLab CI: reading its claims, its field rules, and namespace id pinning.
+
+Stages, in order: namespace id, workflow (CI config path), environment, refs. The
+namespace id is GitLab's defence against resurrection: a policy may write it
+(``namespace_id``); otherwise the id seen on the first successful match is pinned for
+(issuer, project path) and every later token must carry the same one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from trustpub.errors import InvalidJWT
+from trustpub.grants import Provenance
+from trustpub.oidc.issuers import Issuer
+from trustpub.policies.model import Policy
+from trustpub.providers.base import (
+    ENVIRONMENT_STAGE,
+    REFS_STAGE,
+    ClaimSource,
+    FieldCheck,
+    ProviderRules,
+    Stage,
+    TokenFacts,
+    backticked,
+    config_prefix,
+    numeric_list,
+    optional_nonempty,
+)
+
+_DIGITS = re.compile(r"[0-9]+")
+_PROJECT_PATH = re.compile(r"[^/\s]+(?:/[^/\s]+)+")
+
+UNPINNED_SHOWN = "(any; pinned on first use)"
+
+
+def namespace_pin_key(issuer_url: str, project_path: str) -> str:
+    """The pin's key: issuer URL and lower-cased project path.
+
+    ``|`` cannot occur in a project path, so the key is unambiguous read from the right.
+    """
+    return f"{issuer_url}|{project_path.lower()}"
+
+
+class InMemoryNamespacePins:
+    """A ``NamespacePins`` held in a dict: for tests and ``trustpub policy explain``."""
+
+    def __init__(self, pins: dict[str, str] | None = None) -> None:
+        self.pins: dict[str, str] = dict(pins or {})
+
+    async def get_namespace_pin(self, key: str) -> str | None:
+        return self.pins.get(key)
+
+    async def pin_namespace(self, key: str, namespace_id: str) -> str:
+        # Set-if-absent: the first id recorded wins, as the protocol requires.
+        return self.pins.setdefault(key, namespace_id)
+
+
+def parse_ci_config_path(value: str) -> str | None:
+    """The config file path in ``host/group/project//PATH@REF``: after the first ``//``,
+    up to the last ``@``. None when the value has another shape."""
+    start = value.find("//")
+    end = value.rfind("@")
+    if start < 0 or end <= start + 2:
+        return None
+    return value[start + 2 : end]
+
+
+def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
+    """Read and type-check the claims GitLab matching uses; malformed -> InvalidJWT."""
+    project_path = source.required_str("project_path")
+    if not _PROJECT_PATH.fullmatch(project_path):
+        raise InvalidJWT("Unexpected `project_path` value")
+    namespace_id = source.required_str("namespace_id")
+    if not _DIGITS.fullmatch(namespace_id):
+        raise InvalidJWT("Unexpected `namespace_id` value")
+    config_uri = source.required_str("ci_config_ref_uri")
+    path = parse_ci_config_path(config_uri)
+    if path is None:
+        raise InvalidJWT("Unexpected `ci_config_ref_uri` value")
+    environment = optional_nonempty(source, "environment")
+    ref_path = optional_nonempty(source, "ref_path")
+    event = optional_nonempty(source, "pipeline_source")
+    provenance = Provenance(
+        issuer=issuer.url,
+        provider="gitlab",
+        repository=project_path,
+        repository_id=optional_nonempty(source, "project_id"),
+        owner_id=namespace_id,
+        workflow_ref=config_uri,
+        ref=ref_path,
+        sha=optional_nonempty(source, "sha"),
+        run_id=optional_nonempty(source, "pipeline_id"),
+        job_id=optional_nonempty(source, "job_id"),
+        environment=environment,
+        event=event,
+    )
+    return TokenFacts(
+        provider="gitlab",
+        repository=project_path,
+        owner_id=namespace_id,
+        workflow=path,
+        environment=environment,
+        ref=ref_path,
+        event=event,
+        job_workflow=None,
+        job_workflow_ref=None,
+        provenance=provenance,
+    )
+
+
+def refused_event(facts: TokenFacts) -> str | None:
+    return None
+
+
+def expected_namespace(policy: Policy, pin: str | None) -> str | None:
+    """The id a policy requires: written in it, else the pinned one, else none yet."""
+    return policy.namespace_id if policy.namespace_id is not None else pin
+
+
+def check_namespace_id(policy: Policy, facts: TokenFacts, pin: str | None) -> FieldCheck:
+    expected = expected_namespace(policy, pin)
+    if expected is None:
+        # Nothing to compare yet; matching pins this token's id once it succeeds.
+        return FieldCheck("namespace_id", UNPINNED_SHOWN, facts.owner_id, True)
+    return FieldCheck("namespace_id", expected, facts.owner_id, expected == facts.owner_id)
+
+
+def namespace_refusal(facts: TokenFacts, policies: Sequence[Policy], pin: str | None) -> str:
+    expected = numeric_list(e for p in policies if (e := expected_namespace(p, pin)) is not None)
+    return (
+        f"{config_prefix(facts)} does not match the namespace ID ({facts.owner_id}) in the "
+        f"JWT. Expected namespace IDs: {expected}. Please check the trust policy's "
+        "`namespace_id` (or the recorded pin) if the namespace really changed."
+    )
+
+
+def check_workflow(policy: Policy, facts: TokenFacts, pin: str | None) -> FieldCheck:
+    return FieldCheck(
+        "workflow", policy.workflow, facts.workflow, policy.workflow == facts.workflow
+    )
+
+
+def workflow_refusal(facts: TokenFacts, policies: Sequence[Policy], pin: str | None) -> str:
+    return (
+        f"{config_prefix(facts)} does not match the workflow filepath `{facts.workflow}` in "
+        f"the JWT. Expected workflow filepaths: {backticked(p.workflow for p in policies)}"
+    )
+
+
+RULES = ProviderRules(
+    kind="gitlab",
+    read_facts=read_facts,
+    refused_event=refused_event,
+    stages=(
+        Stage("namespace_id", check_namespace_id, namespace_refusal),
+        Stage("workflow", check_workflow, workflow_refusal),
+        ENVIRONMENT_STAGE,
+        REFS_STAGE,
+    ),
+)
