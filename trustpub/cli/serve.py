@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(
         f"trustpub: serving {settings.public_url} (audience {settings.audience!r}, "
-        f"{len(policies)} policies from {settings.policy_dir}, store {redact_url(settings.store_url)})",
+        f"{len(policies)} policies from {settings.policy_dir}, "
+        f"store {redact_url(settings.store_url)})",
         file=sys.stderr,
     )
     uvicorn.run(

@@ -1,0 +1,57 @@
+"""Token introspection for registry backends, authenticated with a registry credential."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from trustpub.api.bodies import read_json_object, string_field
+from trustpub.api.errors import NO_STORE
+from trustpub.api.state import services
+from trustpub.api.tokens import rfc3339
+
+
+def _authenticate(request: Request) -> None:
+    credentials = services(request).settings.introspection_credentials
+    if not credentials:
+        raise HTTPException(
+            403, "Introspection is disabled: no registry credentials are configured"
+        )
+    header = request.headers.get("authorization")
+    if header is None:
+        raise HTTPException(401, "Missing `Authorization` header")
+    scheme, _, rest = header.strip().partition(" ")
+    presented = (rest if scheme.lower() == "bearer" else header).strip().encode()
+    # Compare against every credential in constant time, without stopping early, so
+    # timing reveals neither a credential nor which one matched.
+    matched = False
+    for credential in credentials:
+        matched |= hmac.compare_digest(presented, credential.encode())
+    if not matched:
+        raise HTTPException(401, "Invalid registry credential")
+
+
+async def introspect(request: Request) -> Response:
+    """``POST /api/v1/trusted_publishing/introspect`` ``{"token": "..."}``."""
+    _authenticate(request)
+    token = string_field(await read_json_object(request), "token")
+    svc = services(request)
+    record = await svc.tokens.introspect(token)
+    if record is None:
+        svc.metrics.introspections.inc("inactive")
+        return JSONResponse({"active": False}, headers=NO_STORE)
+    svc.metrics.introspections.inc("active")
+    return JSONResponse(
+        {
+            "active": True,
+            "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},
+            "expires_at": rfc3339(record.expires_at),
+            "issued_at": rfc3339(record.issued_at),
+            "policies": list(record.policies),
+            "provenance": record.provenance.to_json(),
+        },
+        headers=NO_STORE,
+    )

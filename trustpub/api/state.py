@@ -1,0 +1,32 @@
+"""The services a running application holds, built once in its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from starlette.requests import Request
+
+from trustpub.config import Settings
+from trustpub.exchange import Exchanger
+from trustpub.metrics import Registry
+from trustpub.oidc.keys import KeySets
+from trustpub.policies.live import LivePolicies
+from trustpub.store.base import Store
+from trustpub.tokens.service import TokenService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    keys: KeySets
+    policies: LivePolicies
+    tokens: TokenService
+    exchanger: Exchanger
+    metrics: Registry
+
+
+def services(request: Request) -> Services:
+    """The typed way to reach the services from a request (``request.state`` is untyped)."""
+    return cast(Services, request.state.services)

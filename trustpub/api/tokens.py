@@ -1,0 +1,57 @@
+"""The exchange endpoints, wire-compatible with crates.io's Trusted Publishing API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from trustpub.api.bodies import read_json_object, string_field
+from trustpub.api.errors import NO_STORE
+from trustpub.api.state import services
+from trustpub.logs import audit
+from trustpub.tokens import format as token_format
+
+
+def rfc3339(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def exchange(request: Request) -> Response:
+    """``POST /api/v1/trusted_publishing/tokens`` ``{"jwt": "..."}``."""
+    body = await read_json_object(request)
+    jwt = string_field(body, "jwt")
+    issued = await services(request).exchanger.exchange(jwt)
+    record = issued.record
+    return JSONResponse(
+        {
+            "token": issued.token,
+            "expires_at": rfc3339(record.expires_at),
+            "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},
+        },
+        headers=NO_STORE,
+    )
+
+
+def bearer_token(request: Request) -> str:
+    """The token from ``Authorization``: ``Bearer <t>`` (any casing) or the bare token."""
+    header = request.headers.get("authorization")
+    if header is None:
+        raise HTTPException(401, "Missing `Authorization` header")
+    scheme, _, rest = header.strip().partition(" ")
+    token = rest.strip() if scheme.lower() == "bearer" else header.strip()
+    if not token_format.is_well_formed(token):
+        raise HTTPException(401, "Invalid `Authorization` header: Failed to parse token")
+    return token
+
+
+async def revoke(request: Request) -> Response:
+    """``DELETE /api/v1/trusted_publishing/tokens``: 204 also for an unknown token."""
+    token = bearer_token(request)
+    svc = services(request)
+    revoked = await svc.tokens.revoke(token)
+    svc.metrics.revocations.inc("revoked" if revoked else "unknown")
+    audit("revocation", outcome="revoked" if revoked else "unknown")
+    return Response(status_code=204, headers=NO_STORE)

@@ -1,0 +1,85 @@
+"""The exchange: a JWT in, a token out. Verify, then match, then mint; audit each outcome.
+
+This is the one place where the three steps meet; it knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from trustpub.errors import TrustpubError
+from trustpub.logs import audit
+from trustpub.metrics import Registry
+from trustpub.oidc.claims import VerifiedClaims
+from trustpub.oidc.verify import Verifier
+from trustpub.policies import PolicySet
+from trustpub.providers import match
+from trustpub.store.base import NamespacePins
+from trustpub.tokens.service import IssuedToken, TokenService
+
+
+class Exchanger:
+    def __init__(
+        self,
+        verifier: Verifier,
+        policies: Callable[[], PolicySet],
+        pins: NamespacePins,
+        tokens: TokenService,
+        metrics: Registry,
+        *,
+        max_ttl: int,
+        leeway: int,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._verifier = verifier
+        self._policies = policies
+        self._pins = pins
+        self._tokens = tokens
+        self._metrics = metrics
+        self._max_ttl = max_ttl
+        self._leeway = leeway
+        self._timer = timer
+
+    async def exchange(self, jwt: str) -> IssuedToken:
+        started = self._timer()
+        claims: VerifiedClaims | None = None
+        try:
+            claims = await self._verifier.verify(jwt)
+            grant = await match(self._policies(), claims, self._pins, max_ttl=self._max_ttl)
+            issued = await self._tokens.mint(grant, claims, leeway=self._leeway)
+        except TrustpubError as exc:
+            reason = type(exc).__name__
+            self._metrics.exchanges.inc("refused", reason)
+            audit(
+                "exchange",
+                outcome="refused",
+                reason=reason,
+                detail=exc.detail,
+                **_identity(claims),
+            )
+            raise
+        finally:
+            self._metrics.exchange_seconds.observe(self._timer() - started)
+        self._metrics.exchanges.inc("issued", "")
+        audit(
+            "exchange",
+            outcome="issued",
+            policies=list(grant.policies),
+            crates={name: sorted(ops) for name, ops in grant.crates.items()},
+            expires_at=issued.record.expires_at,
+            **_identity(claims),
+        )
+        return issued
+
+
+def _identity(claims: VerifiedClaims | None) -> dict[str, object]:
+    """Who asked, from verified claims only (never from the unverified token)."""
+    if claims is None:
+        return {}
+    fields: dict[str, object] = {"issuer": claims.issuer.url, "jti": claims.jti}
+    for name in ("repository", "project_path", "workflow_ref", "ci_config_ref_uri", "ref"):
+        value = claims.claims.get(name)
+        if isinstance(value, str):
+            fields[name] = value
+    return fields
