@@ -1,0 +1,292 @@
+"""SQLite-specific behaviour: file layout, purging, several processes, failure and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from trustpub.errors import StoreUnavailable
+from trustpub.store.sqlite import PURGE_INTERVAL, SCHEMA_VERSION, SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def h(name: str) -> bytes:
+    return hashlib.sha256(name.encode()).digest()
+
+
+def later(seconds: int = 600) -> int:
+    return int(time.time()) + seconds
+
+
+def count_rows(db: Path, table: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        return int(n)
+    finally:
+        conn.close()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_open_creates_parent_directory_wal_file_and_versioned_schema(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "a" / "b" / "trustpub.db"
+    store = SQLiteStore(db)
+    await store.ping()
+    await store.aclose()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    assert {"tokens", "jtis", "namespace_pins"} <= tables
+
+
+async def test_reopening_keeps_the_data(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    first = SQLiteStore(db)
+    await first.issue(h("jti"), later(), h("token"), b"r", later())
+    await first.aclose()
+    second = SQLiteStore(db)
+    assert await second.lookup(h("token")) == b"r"
+    assert not await second.issue(h("jti"), later(), h("other"), b"r", later())
+    await second.aclose()
+
+
+async def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    store = SQLiteStore(db)
+    with pytest.raises(StoreUnavailable, match="newer than this trustpub supports"):
+        await store.ping()
+    await store.aclose()
+
+
+async def test_expired_rows_are_purged_on_open(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    clock = Clock(1_000_000)
+    store = SQLiteStore(db, clock=clock)
+    await store.issue(h("jti"), 1_000_100, h("token"), b"r", 1_000_050)
+    await store.aclose()
+    assert count_rows(db, "tokens") == 1
+
+    reopened = SQLiteStore(db, clock=Clock(1_000_200))
+    await reopened.ping()
+    await reopened.aclose()
+    assert count_rows(db, "tokens") == 0
+    assert count_rows(db, "jtis") == 0
+
+
+async def test_expired_rows_are_purged_at_most_once_a_minute_on_write(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    clock = Clock(1_000_000)
+    store = SQLiteStore(db, clock=clock)
+    await store.issue(h("jti-1"), 1_000_010, h("t1"), b"r", 1_000_010)
+
+    clock.now = 1_000_020  # t1 expired, but the last purge (on open) is recent
+    await store.issue(h("jti-2"), 1_100_000, h("t2"), b"r", 1_100_000)
+    assert count_rows(db, "tokens") == 2
+    assert await store.lookup(h("t1")) is None  # expired rows are invisible meanwhile
+
+    clock.now = 1_000_000 + PURGE_INTERVAL + 1
+    await store.issue(h("jti-3"), 1_100_000, h("t3"), b"r", 1_100_000)
+    assert count_rows(db, "tokens") == 2
+    assert count_rows(db, "jtis") == 2
+    await store.aclose()
+
+
+async def test_processes_racing_on_one_jti_store_exactly_one_token(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    go = tmp_path / "go"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.store.sqlite_racer",
+            str(db),
+            str(go),
+            str(n),
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for n in range(6)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"ready\n"
+        go.touch()
+        outputs = [
+            (await asyncio.wait_for(proc.communicate(), 60))[0].decode().strip() for proc in procs
+        ]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert all(proc.returncode == 0 for proc in procs)
+    assert sorted(outputs) == ["False"] * 5 + ["True"]
+    assert count_rows(db, "tokens") == 1
+
+
+async def test_write_locked_beyond_busy_timeout_is_unavailable_then_recovers(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db, busy_timeout=0.2)
+    await store.issue(h("jti-1"), later(), h("t1"), b"r", later())
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+        assert time.monotonic() - started < 2
+        # WAL: readers are not blocked by a writer.
+        assert await store.lookup(h("t1")) == b"r"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+    await store.aclose()
+
+
+async def test_waiting_for_the_lock_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db, busy_timeout=0.5)
+    await store.ping()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+            ticks += 1
+
+    try:
+        results = await asyncio.gather(
+            store.issue(h("jti"), later(), h("t"), b"r", later()), tick(), return_exceptions=True
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert isinstance(results[0], StoreUnavailable)
+    assert ticks == 10
+    await store.aclose()
+
+
+async def test_removed_directory_is_unavailable_not_recreated_and_recovers(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "data"
+    store = SQLiteStore(directory / "trustpub.db")
+    await store.issue(h("jti"), later(), h("token"), b"r", later())
+    moved = tmp_path / "data.moved"
+    directory.rename(moved)
+
+    with pytest.raises(StoreUnavailable, match="missing"):
+        await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+    with pytest.raises(StoreUnavailable, match="missing"):
+        await store.lookup(h("token"))
+    # An empty new database would forget the claimed jtis: it must not appear.
+    assert not directory.exists()
+
+    moved.rename(directory)
+    assert await store.lookup(h("token")) == b"r"
+    assert not await store.issue(h("jti"), later(), h("again"), b"r", later())
+    assert await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+    await store.aclose()
+
+
+async def test_deleted_database_file_is_not_silently_replaced(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db)
+    await store.issue(h("jti"), later(), h("token"), b"r", later())
+    for name in ("trustpub.db", "trustpub.db-wal", "trustpub.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(StoreUnavailable, match="missing"):
+        await store.issue(h("jti"), later(), h("again"), b"r", later())
+    assert not db.exists()
+    await store.aclose()
+
+
+async def test_file_replaced_by_garbage_is_unavailable_then_recovers(tmp_path: Path) -> None:
+    data, aside = tmp_path / "data", tmp_path / "aside"
+    store = SQLiteStore(data / "trustpub.db")
+    await store.issue(h("jti"), later(), h("token"), b"r", later())
+    data.rename(aside)
+    data.mkdir()
+    (data / "trustpub.db").write_bytes(b"this is not a database" * 100)
+
+    with pytest.raises(StoreUnavailable, match="not a database"):
+        await store.lookup(h("token"))
+
+    (data / "trustpub.db").unlink()
+    data.rmdir()
+    aside.rename(data)
+    assert await store.lookup(h("token")) == b"r"
+    await store.aclose()
+
+
+@contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """Make ``path`` unwritable, for root too (chmod alone does not bind root)."""
+    path.chmod(0o444)
+    immutable = False
+    if os.geteuid() == 0:
+        result = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+        if result.returncode != 0:
+            path.chmod(0o644)
+            pytest.skip("running as root and chattr +i is not supported here")
+        immutable = True
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o644)
+
+
+async def test_unwritable_file_is_unavailable_then_recovers(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    first = SQLiteStore(db)
+    await first.issue(h("jti"), later(), h("token"), b"r", later())
+    await first.aclose()
+
+    store = SQLiteStore(db)
+    with unwritable(db):
+        with pytest.raises(StoreUnavailable, match="SQLite database") as info:
+            await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+        assert "readonly" in info.value.detail or "unable to open" in info.value.detail
+    assert await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+    assert await store.lookup(h("token")) == b"r"
+    await store.aclose()
