@@ -81,12 +81,9 @@ def test_metrics_count_exchanges_by_outcome_and_reason(service: Service) -> None
     assert 'result="ok"' in text  # a key fetch
 
 
-def test_audit_log_records_exchanges_without_the_token(service: Service, caplog: object) -> None:
-    import logging
-
-    import pytest
-
-    assert isinstance(caplog, pytest.LogCaptureFixture)
+def test_audit_log_records_exchanges_without_the_token(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
     jwt = service.github_jwt()
     with caplog.at_level(logging.INFO, logger="trustpub.audit"):
         response = service.exchange(jwt)
