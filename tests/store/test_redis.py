@@ -1,0 +1,201 @@
+"""Redis-specific behaviour: key layout and expiry, and failing fast and recovering.
+
+Failure tests start their own ``redis-server`` on a free port, so the shared server at
+127.0.0.1:6379 is never stopped or reconfigured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.store.conftest import REDIS_URL
+from trustpub.errors import StoreUnavailable
+from trustpub.store import RedisStore
+
+pytestmark = pytest.mark.anyio
+
+
+def h(name: str) -> bytes:
+    return hashlib.sha256(name.encode()).digest()
+
+
+def later(seconds: int = 600) -> int:
+    return int(time.time()) + seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def raw_redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def test_keys_live_under_the_prefix_and_expire_at_the_given_times(
+    redis_store: RedisStore, raw_redis: aioredis.Redis
+) -> None:
+    jti_at, token_at = later(900), later(300)
+    await redis_store.issue(h("jti"), jti_at, h("token"), b"record", token_at)
+    await redis_store.pin_namespace("https://gitlab.com\ngroup/project", "4242")
+    prefix = redis_store.prefix
+    keys = sorted([k.decode() async for k in raw_redis.scan_iter(match=f"{prefix}*")])
+    assert keys == sorted(
+        [
+            f"{prefix}jti:{h('jti').hex()}",
+            f"{prefix}token:{h('token').hex()}",
+            f"{prefix}pin:https://gitlab.com\ngroup/project",
+        ]
+    )
+    assert await raw_redis.expiretime(f"{prefix}jti:{h('jti').hex()}") == jti_at
+    assert await raw_redis.expiretime(f"{prefix}token:{h('token').hex()}") == token_at
+    # Pins are permanent: they defend against a namespace being re-registered later.
+    assert await raw_redis.ttl(f"{prefix}pin:https://gitlab.com\ngroup/project") == -1
+
+
+async def test_stores_with_different_prefixes_do_not_see_each_other(
+    redis_store: RedisStore, redis_prefix: str
+) -> None:
+    other = RedisStore.from_url(REDIS_URL, prefix=redis_prefix + "other:")
+    try:
+        await redis_store.issue(h("jti"), later(), h("token"), b"r", later())
+        assert await other.lookup(h("token")) is None
+        assert await other.issue(h("jti"), later(), h("token-2"), b"r", later())
+    finally:
+        await other.aclose()
+
+
+async def test_closed_port_is_unavailable_quickly_without_leaking_the_password() -> None:
+    store = RedisStore.from_url(f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as info:
+        await store.issue(h("jti"), later(), h("token"), b"r", later())
+    assert time.monotonic() - started < 1.0
+    assert "s3cret-pw" not in info.value.detail
+    assert "redis 127.0.0.1:" in info.value.detail
+    with pytest.raises(StoreUnavailable):
+        await store.lookup(h("token"))
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    await store.aclose()
+
+
+async def test_silent_server_times_out_instead_of_hanging() -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # read until the client gives up; never reply
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="TimeoutError"):
+            await store.lookup(h("token"))
+        assert time.monotonic() - started < 1.5
+    finally:
+        await store.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+class RedisServer:
+    """A private redis-server process on a free port, which tests may stop and restart."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server must be installed to run the store tests"
+        self.process = await asyncio.create_subprocess_exec(
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        client = aioredis.Redis(port=self.port)
+        try:
+            for _ in range(200):
+                try:
+                    await client.ping()
+                    return
+                except Exception:  # still starting
+                    await asyncio.sleep(0.025)
+        finally:
+            await client.aclose()
+        raise AssertionError("redis-server did not start")
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[RedisServer]:
+    server = RedisServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.mark.slow
+async def test_store_recovers_by_itself_when_the_server_comes_back(
+    private_redis: RedisServer,
+) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0")
+    try:
+        assert await store.issue(h("jti-1"), later(), h("t1"), b"r", later())
+        await private_redis.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+        with pytest.raises(StoreUnavailable):
+            await store.lookup(h("t1"))
+
+        await private_redis.start()
+        # A fresh server has no cached scripts: the store must load them again.
+        assert await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
+        assert await store.lookup(h("t2")) == b"r"
+        assert await store.pin_namespace("k", "1") == "1"
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.slow
+async def test_read_only_server_is_unavailable_then_recovers(
+    private_redis: RedisServer,
+) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0")
+    admin = aioredis.Redis(port=private_redis.port)
+    try:
+        await store.ping()
+        # A replica refuses writes (READONLY), as after a failover gone wrong.
+        await admin.replicaof("127.0.0.1", free_port())
+        with pytest.raises(StoreUnavailable, match="ReadOnlyError"):
+            await store.issue(h("jti"), later(), h("token"), b"r", later())
+        await admin.replicaof("NO", "ONE")
+        assert await store.issue(h("jti"), later(), h("token"), b"r", later())
+    finally:
+        await admin.aclose()
+        await store.aclose()
