@@ -266,6 +266,7 @@ async def test_set_of_only_unusable_keys_counts_as_empty(
             "https://user@token.actions.githubusercontent.com/jwks", GITHUB, id="userinfo"
         ),
         pytest.param("/.well-known/jwks", GITHUB, id="relative"),
+        pytest.param("https://[token.actions.githubusercontent.com/jwks", GITHUB, id="unparsable"),
         pytest.param(
             "http://127.0.0.1:8080/jwks",
             Issuer("https://127.0.0.1:8080", "github", development=True),
@@ -294,6 +295,17 @@ async def test_http_jwks_uri_is_allowed_for_loopback_development_issuer(
     keys = make_key_sets()
     await keys.get_key(issuer, KID)
     assert keys.fetch_outcomes == {(issuer.url, "ok"): 1}
+
+
+@pytest.mark.parametrize("jwks_uri", [None, 42, ["https://token.actions.githubusercontent.com"]])
+async def test_discovery_document_without_jwks_uri_is_refused(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, jwks_uri: object
+) -> None:
+    fake_issuers.discovery[GITHUB.url]["jwks_uri"] = jwks_uri
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "invalid"): 1}
 
 
 async def test_discovery_document_naming_another_issuer_is_refused(
@@ -488,6 +500,8 @@ def test_rsa_key_without_use_and_alg_is_kept() -> None:
         pytest.param(rsa_jwk(e=b64url_uint(2**65 + 1)), id="huge-e"),
         pytest.param(rsa_jwk(n=b64url_uint(2**9000 + 1)), id="huge-n"),
         pytest.param(rsa_jwk(n="not+base64/"), id="n-not-base64url"),
+        pytest.param(rsa_jwk(n="A"), id="n-bad-length"),
+        pytest.param(rsa_jwk(n=""), id="n-empty"),
         pytest.param(rsa_jwk(n=12345), id="n-not-string"),
         pytest.param(rsa_jwk(e=None), id="no-e"),
         pytest.param(rsa_jwk(e="AAAA"), id="zero-e"),
@@ -548,3 +562,34 @@ def test_nonsensical_configuration_is_refused(
 ) -> None:
     with pytest.raises(ConfigurationError):
         make_key_sets(**options)
+
+
+def test_fetch_left_pending_by_another_event_loop_is_not_joined(signing_key: SigningKey) -> None:
+    fake = FakeIssuers()
+    fake.publish(GITHUB, signing_key)
+    first_call = True
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal first_call
+        if first_call:
+            first_call = False
+            await asyncio.sleep(3600)  # never answers on the first loop
+        return await fake(request)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    keys = KeySets(client)
+    abandoned = asyncio.new_event_loop()
+    try:
+        waiter = abandoned.create_task(keys.get_key(GITHUB, KID))
+        abandoned.run_until_complete(asyncio.sleep(0.01))
+        assert not waiter.done()
+        # Another loop must not wait for a task that only the first loop could finish.
+        key = asyncio.run(keys.get_key(GITHUB, KID))
+        assert key.public_numbers() == signing_key.private.public_key().public_numbers()
+    finally:
+        pending = asyncio.all_tasks(abandoned)
+        for task in pending:
+            task.cancel()
+        abandoned.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        abandoned.run_until_complete(client.aclose())
+        abandoned.close()

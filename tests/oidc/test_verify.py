@@ -254,6 +254,14 @@ async def test_missing_kid_is_refused(env: OIDCEnv) -> None:
     assert env.fake.requests == []
 
 
+@pytest.mark.parametrize("kid", [5, ["test-key-1"], {"kid": "test-key-1"}])
+async def test_kid_that_is_not_a_string_is_refused(env: OIDCEnv, kid: object) -> None:
+    token = hand_made_token({"alg": "RS256", "kid": kid}, claims(), signature=b"x")
+    error = await refused(env, token)
+    assert error.detail in ("Failed to decode JWT", "Invalid JWT key ID")
+    assert env.fake.requests == []
+
+
 async def test_unknown_kid_refreshes_once_then_is_refused(env: OIDCEnv) -> None:
     await env.verifier.verify(env.signing_key.sign(claims()))
     env.key_clock.advance(61)

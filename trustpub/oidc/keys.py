@@ -207,9 +207,12 @@ class KeySets:
     async def _refresh(self, issuer: Issuer, state: _IssuerState) -> None:
         """Join the fetch under way for this issuer, or start one. Never raises."""
         task = state.inflight
-        if task is None:
+        loop = asyncio.get_running_loop()
+        # A fetch left pending by another event loop (a closed test client, say) can never
+        # finish here: start a fresh one.
+        if task is None or task.get_loop() is not loop:
             state.last_attempt = self._clock()
-            task = asyncio.get_running_loop().create_task(self._fetch_and_store(issuer, state))
+            task = loop.create_task(self._fetch_and_store(issuer, state))
             state.inflight = task
 
             def done(finished: asyncio.Task[None]) -> None:
