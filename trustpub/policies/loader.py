@@ -226,7 +226,7 @@ class _PolicyReader:
                 self.problem(key, f"expected an array of strings, found {_kind(item)}")
                 return None
             if not item or item != item.strip():
-                self.problem(key, f'"{item}": must be non-empty, without surrounding spaces')
+                self.problem(key, f'"{item}": must be non-empty, without surrounding whitespace')
                 return None
             result.append(item)
         return result

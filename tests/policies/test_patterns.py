@@ -1,0 +1,95 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trustpub.policies import PatternError, RefPattern
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ref"),
+    [
+        ("refs/tags/v*", "refs/tags/v1.2.3"),
+        ("refs/tags/v*", "refs/tags/v"),
+        ("refs/heads/main", "refs/heads/main"),
+        ("refs/heads/release/*", "refs/heads/release/1.x"),
+        ("refs/heads/**", "refs/heads/feature/deep/branch"),
+        ("refs/tags/*-rc*", "refs/tags/v1-rc2"),
+        ("refs/tags/v1.+", "refs/tags/v1.+"),
+    ],
+)
+def test_pattern_matches(pattern: str, ref: str) -> None:
+    assert RefPattern.compile(pattern).matches(ref)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ref"),
+    [
+        ("refs/tags/v*", "refs/tags/v1/evil"),
+        ("refs/tags/v*", "refs/heads/v1"),
+        ("refs/tags/v*", "xrefs/tags/v1"),
+        ("refs/heads/main", "refs/heads/main2"),
+        ("refs/heads/main", "refs/heads/mai"),
+        ("refs/heads/main", "REFS/HEADS/MAIN"),
+        ("refs/tags/v1.0", "refs/tags/v1x0"),
+        ("refs/heads/*", "refs/heads/a/b"),
+    ],
+)
+def test_pattern_does_not_match(pattern: str, ref: str) -> None:
+    assert not RefPattern.compile(pattern).matches(ref)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("", "must not be empty"),
+        (" refs/tags/v*", "whitespace"),
+        ("v*", "must start with `refs/`"),
+        ("refs/tags/v?", "not allowed"),
+        ("refs/tags/[v]*", "not allowed"),
+        ("refs/tags/***", "ambiguous"),
+        ("refs//tags", "empty path segments"),
+        ("refs/tags/", "empty path segments"),
+        ("refs/tags/a b", "not allowed"),
+        ("refs/tags/\x00", "not allowed"),
+    ],
+)
+def test_invalid_patterns_are_refused(pattern: str, reason: str) -> None:
+    with pytest.raises(PatternError, match=reason):
+        RefPattern.compile(pattern)
+
+
+def test_full_commit_sha_accepted_only_when_allowed() -> None:
+    sha = "8c13a5f0d1c8a9e6b1f28c13a5f0d1c8a9e6b1f2"
+    assert RefPattern.compile(sha, allow_sha=True).matches(sha)
+    with pytest.raises(PatternError):
+        RefPattern.compile(sha)
+    with pytest.raises(PatternError, match="commit SHA"):
+        RefPattern.compile("abc123", allow_sha=True)
+
+
+_segment = st.text(alphabet="abcxyz019.-_", min_size=0, max_size=8)
+
+
+@given(prefix=_segment, left=_segment, right=_segment)
+def test_single_star_never_matches_across_a_slash(prefix: str, left: str, right: str) -> None:
+    pattern = RefPattern.compile(f"refs/tags/{prefix}*")
+    assert not pattern.matches(f"refs/tags/{prefix}{left}/{right}")
+
+
+@given(rest=st.text(min_size=0, max_size=30).filter(lambda s: "/" not in s))
+def test_single_star_matches_any_segment_without_slash(rest: str) -> None:
+    assert RefPattern.compile("refs/tags/*").matches(f"refs/tags/{rest}")
+
+
+@given(rest=st.text(min_size=0, max_size=30))
+def test_double_star_matches_anything_below(rest: str) -> None:
+    assert RefPattern.compile("refs/heads/**").matches(f"refs/heads/{rest}")
+
+
+@given(text=st.text(alphabet="refs/tagv1.-_*", min_size=1, max_size=20))
+def test_literal_pattern_matches_only_itself(text: str) -> None:
+    literal = "refs/tags/" + text.replace("*", "x").strip("/").replace("//", "/")
+    if not literal.endswith("/"):
+        pattern = RefPattern.compile(literal)
+        assert pattern.matches(literal)
+        assert not pattern.matches(literal + "x")

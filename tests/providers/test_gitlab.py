@@ -1,0 +1,217 @@
+from typing import Any
+
+import pytest
+
+from tests.conftest import gitlab_claims
+from tests.policies.factories import GITLAB, gitlab_policy, verified
+from trustpub.errors import InvalidJWT, PolicyMismatch
+from trustpub.grants import Grant
+from trustpub.oidc.issuers import Issuer
+from trustpub.policies import Policy, PolicySet
+from trustpub.providers import (
+    InMemoryNamespacePins,
+    match,
+    namespace_pin_key,
+    parse_ci_config_path,
+)
+
+PREFIX = "The Trusted Publishing config for repository `octo-group/sub/octo-lib`"
+KEY = namespace_pin_key(GITLAB.url, "octo-group/sub/octo-lib")
+
+
+async def run(
+    policies: list[Policy], pins: InMemoryNamespacePins | None = None, **claims: Any
+) -> Grant:
+    return await match(
+        PolicySet(policies),
+        verified(GITLAB, gitlab_claims(**claims)),
+        pins if pins is not None else InMemoryNamespacePins(),
+        max_ttl=3600,
+    )
+
+
+async def refusal(
+    policies: list[Policy], pins: InMemoryNamespacePins | None = None, **claims: Any
+) -> str:
+    with pytest.raises(PolicyMismatch) as exc:
+        await run(policies, pins, **claims)
+    return exc.value.detail
+
+
+@pytest.mark.parametrize(
+    ("uri", "path"),
+    [
+        ("gitlab.com/octo-group/sub/octo-lib//.gitlab-ci.yml@refs/tags/v1", ".gitlab-ci.yml"),
+        ("gitlab.com/g/p//ci/release.yml@refs/heads/main", "ci/release.yml"),
+        ("gitlab.com/g/p//ci/a@b.yml@refs/heads/main", "ci/a@b.yml"),
+        ("gitlab.com/g/p//ci//x.yml@refs/heads/main", "ci//x.yml"),
+    ],
+)
+def test_config_path_is_between_first_double_slash_and_last_at(uri: str, path: str) -> None:
+    assert parse_ci_config_path(uri) == path
+
+
+@pytest.mark.parametrize(
+    "uri", ["", "gitlab.com/g/p/.gitlab-ci.yml@main", "gitlab.com/g/p//@main", "a//b"]
+)
+def test_malformed_config_uris_are_not_parsed(uri: str) -> None:
+    assert parse_ci_config_path(uri) is None
+
+
+def test_pin_key_is_issuer_and_lower_cased_project_path() -> None:
+    assert (
+        namespace_pin_key("https://gitlab.com", "Group/Sub/Proj")
+        == "https://gitlab.com|group/sub/proj"
+    )
+
+
+@pytest.mark.anyio
+async def test_happy_path_with_subgroups_and_case_insensitive_path() -> None:
+    grant = await run([gitlab_policy(repository="Octo-Group/Sub/Octo-Lib", environment="RELEASE")])
+    assert grant.policies == ("test.toml#release",)
+    p = grant.provenance
+    assert (p.provider, p.repository, p.repository_id, p.owner_id) == (
+        "gitlab",
+        "octo-group/sub/octo-lib",
+        "777",
+        "4242",
+    )
+    assert p.workflow_ref == "gitlab.com/octo-group/sub/octo-lib//.gitlab-ci.yml@refs/tags/v1.2.3"
+    assert (p.ref, p.run_id, p.job_id, p.event, p.environment) == (
+        "refs/tags/v1.2.3",
+        "123456",
+        "9876543210",
+        "push",
+        "release",
+    )
+
+
+@pytest.mark.anyio
+async def test_parent_group_policy_does_not_cover_a_subgroup_project() -> None:
+    detail = await refusal([gitlab_policy(repository="octo-group/octo-lib")])
+    assert detail == "No Trusted Publishing config found for repository `octo-group/sub/octo-lib`."
+
+
+@pytest.mark.anyio
+async def test_workflow_path_mismatch_uses_crates_io_wording() -> None:
+    detail = await refusal([gitlab_policy(workflow="ci/release.yml")])
+    assert detail == (
+        f"{PREFIX} does not match the workflow filepath `.gitlab-ci.yml` in the JWT. "
+        "Expected workflow filepaths: `ci/release.yml`"
+    )
+
+
+@pytest.mark.anyio
+async def test_environment_required_but_missing() -> None:
+    claims = gitlab_claims()
+    del claims["environment"]
+    with pytest.raises(PolicyMismatch, match="requires an environment"):
+        await match(
+            PolicySet([gitlab_policy(environment="release")]),
+            verified(GITLAB, claims),
+            InMemoryNamespacePins(),
+            max_ttl=60,
+        )
+
+
+@pytest.mark.anyio
+async def test_refs_use_ref_path() -> None:
+    assert (await run([gitlab_policy(refs=["refs/tags/v*"])])).crates
+    detail = await refusal([gitlab_policy(refs=["refs/heads/main"])])
+    assert "does not match the ref `refs/tags/v1.2.3`" in detail
+
+
+@pytest.mark.anyio
+async def test_written_namespace_id_is_enforced_and_nothing_is_pinned() -> None:
+    pins = InMemoryNamespacePins()
+    assert (await run([gitlab_policy(namespace_id="4242")], pins)).crates
+    assert pins.pins == {}
+    detail = await refusal([gitlab_policy(namespace_id="4242")], pins, namespace_id="666")
+    assert detail.startswith(
+        f"{PREFIX} does not match the namespace ID (666) in the JWT. Expected namespace IDs: 4242."
+    )
+
+
+@pytest.mark.anyio
+async def test_namespace_is_pinned_on_first_use_and_enforced_after() -> None:
+    pins = InMemoryNamespacePins()
+    policy = gitlab_policy()
+    await run([policy], pins)
+    assert pins.pins == {KEY: "4242"}
+    assert (await run([policy], pins)).crates
+    detail = await refusal([policy], pins, namespace_id="666")
+    assert (
+        "does not match the namespace ID (666) in the JWT. Expected namespace IDs: 4242." in detail
+    )
+    assert pins.pins == {KEY: "4242"}
+
+
+@pytest.mark.anyio
+async def test_pin_is_not_recorded_when_the_match_fails() -> None:
+    pins = InMemoryNamespacePins()
+    await refusal([gitlab_policy(workflow="other.yml")], pins, namespace_id="666")
+    assert pins.pins == {}
+    # The rightful owner's first success pins its id, not the failed attacker's.
+    await run([gitlab_policy()], pins)
+    assert pins.pins == {KEY: "4242"}
+
+
+@pytest.mark.anyio
+async def test_pin_is_per_issuer() -> None:
+    other = Issuer("https://gitlab.example.org", "gitlab")
+    pins = InMemoryNamespacePins({KEY: "1"})
+    policy = gitlab_policy(issuer=other.url)
+    claims = gitlab_claims(iss=other.url)
+    grant = await match(PolicySet([policy]), verified(other, claims), pins, max_ttl=60)
+    assert grant.crates
+    assert pins.pins[namespace_pin_key(other.url, "octo-group/sub/octo-lib")] == "4242"
+
+
+class RacingPins(InMemoryNamespacePins):
+    """Another request pins a different namespace between our read and our write."""
+
+    async def pin_namespace(self, key: str, namespace_id: str) -> str:
+        self.pins.setdefault(key, "9999")
+        return await super().pin_namespace(key, namespace_id)
+
+
+@pytest.mark.anyio
+async def test_losing_a_pin_race_refuses_policies_relying_on_the_pin() -> None:
+    detail = await refusal([gitlab_policy()], RacingPins())
+    assert (
+        "does not match the namespace ID (4242) in the JWT. Expected namespace IDs: 9999." in detail
+    )
+
+
+@pytest.mark.anyio
+async def test_losing_a_pin_race_keeps_policies_with_a_written_namespace() -> None:
+    policies = [
+        gitlab_policy("pinned", crates=("a",)),
+        gitlab_policy("written", crates=("b",), namespace_id="4242"),
+    ]
+    grant = await run(policies, RacingPins())
+    assert set(grant.crates) == {"b"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("claim", "value", "message"),
+    [
+        ("project_path", 1, "expected a string"),
+        ("namespace_id", 4242, "expected a string, got int"),
+        ("ci_config_ref_uri", None, "missing required claim"),
+        ("ref_path", 1, "expected a string"),
+        ("project_path", "octo-lib", "Unexpected `project_path` value"),
+        ("namespace_id", "x1", "Unexpected `namespace_id` value"),
+        (
+            "ci_config_ref_uri",
+            "gitlab.com/a/b/.gitlab-ci.yml",
+            "Unexpected `ci_config_ref_uri` value",
+        ),
+    ],
+)
+async def test_claims_of_the_wrong_type_or_shape_are_invalid(
+    claim: str, value: object, message: str
+) -> None:
+    with pytest.raises(InvalidJWT, match=message):
+        await run([gitlab_policy()], None, **{claim: value})

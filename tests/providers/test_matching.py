@@ -1,0 +1,103 @@
+import pytest
+
+from tests.conftest import github_claims
+from tests.policies.factories import GITHUB, github_policy, verified
+from trustpub.errors import InvalidJWT, PolicyMismatch
+from trustpub.grants import Operation
+from trustpub.oidc.claims import VerifiedClaims
+from trustpub.policies import PolicySet
+from trustpub.providers import (
+    InMemoryNamespacePins,
+    UnverifiedClaims,
+    build_grant,
+    evaluate,
+    match,
+)
+from trustpub.providers.github import read_facts
+
+PU, PN, Y, CO = (
+    Operation.PUBLISH_UPDATE,
+    Operation.PUBLISH_NEW,
+    Operation.YANK,
+    Operation.CHANGE_OWNERS,
+)
+
+
+def claims() -> VerifiedClaims:
+    return verified(GITHUB, github_claims(environment="release"))
+
+
+@pytest.mark.anyio
+async def test_grant_is_the_union_of_every_matching_policy() -> None:
+    policies = PolicySet(
+        [
+            github_policy(
+                "a", crates=("lib", "lib-macros"), operations=frozenset({PU}), token_ttl=900
+            ),
+            github_policy("b", crates=("lib",), operations=frozenset({Y, PN}), token_ttl=2400),
+            github_policy("c", crates=("cli",), operations=frozenset({CO}), environment="release"),
+            # Same repository, but this one does not match: it must add nothing.
+            github_policy("d", crates=("secret",), operations=frozenset({CO}), workflow="x.yml"),
+        ]
+    )
+    grant = await match(policies, claims(), InMemoryNamespacePins(), max_ttl=3600)
+    assert grant.crates == {
+        "cli": frozenset({CO}),
+        "lib": frozenset({PU, Y, PN}),
+        "lib-macros": frozenset({PU}),
+    }
+    assert grant.ttl_seconds == 900
+    assert grant.policies == ("test.toml#a", "test.toml#b", "test.toml#c")
+
+
+@pytest.mark.anyio
+async def test_ttl_is_capped_by_the_server_maximum() -> None:
+    policies = PolicySet([github_policy(token_ttl=7200)])
+    grant = await match(policies, claims(), InMemoryNamespacePins(), max_ttl=600)
+    assert grant.ttl_seconds == 600
+
+
+@pytest.mark.anyio
+async def test_ttl_below_the_maximum_is_kept() -> None:
+    policies = PolicySet([github_policy(token_ttl=90)])
+    grant = await match(policies, claims(), InMemoryNamespacePins(), max_ttl=600)
+    assert grant.ttl_seconds == 90
+
+
+@pytest.mark.anyio
+async def test_non_positive_max_ttl_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="max_ttl"):
+        await match(PolicySet([github_policy()]), claims(), InMemoryNamespacePins(), max_ttl=0)
+
+
+@pytest.mark.anyio
+async def test_empty_policy_set_denies() -> None:
+    with pytest.raises(PolicyMismatch, match="No Trusted Publishing config found"):
+        await match(PolicySet([]), claims(), InMemoryNamespacePins(), max_ttl=60)
+
+
+def test_build_grant_refuses_an_empty_match() -> None:
+    facts = read_facts(UnverifiedClaims(github_claims()), GITHUB)
+    with pytest.raises(PolicyMismatch):
+        build_grant((), facts, max_ttl=60)
+
+
+def test_evaluate_reports_every_field_of_every_candidate() -> None:
+    policies = PolicySet([github_policy("a"), github_policy("b", workflow="other.yml")])
+    facts = read_facts(UnverifiedClaims(github_claims()), GITHUB)
+    result = evaluate(policies, facts, GITHUB, None)
+    assert result.refusal is None
+    assert [p.name for p in result.matched] == ["a"]
+    fields = [c.field for c in result.reports[0].checks]
+    assert fields == ["repository_owner_id", "workflow", "environment", "refs", "job_workflow"]
+    workflow = result.reports[1].checks[1]
+    assert (workflow.expected, workflow.got, workflow.ok) == ("other.yml", "release.yml", False)
+
+
+def test_unverified_claims_refuse_wrong_types_like_verified_ones() -> None:
+    bad = github_claims(repository_owner_id=5)
+    with pytest.raises(InvalidJWT) as unverified_exc:
+        read_facts(UnverifiedClaims(bad), GITHUB)
+    with pytest.raises(InvalidJWT) as verified_exc:
+        read_facts(verified(GITHUB, bad), GITHUB)
+    assert unverified_exc.value.detail == verified_exc.value.detail
