@@ -17,9 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trustpub {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each command module adds its own subcommand.
-    from trustpub.cli import serve
+    from trustpub.cli import dev_issuer, serve
 
     serve.register(subparsers)
+    dev_issuer.register(subparsers)
     return parser
 
 

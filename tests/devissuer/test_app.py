@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.devissuer.conftest import ISSUER_URL
+from trustpub.devissuer import DevIssuer, create_app
+
+
+@pytest.fixture
+async def client(issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(issuer))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER_URL) as c:
+        yield c
+
+
+def auth(issuer: DevIssuer) -> dict[str, str]:
+    return {"Authorization": f"bearer {issuer.request_token}"}
+
+
+def unverified(token: str) -> dict[str, object]:
+    claims: dict[str, object] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+@pytest.mark.anyio
+async def test_discovery_and_jwks_are_served(client: httpx.AsyncClient, issuer: DevIssuer) -> None:
+    doc = (await client.get("/.well-known/openid-configuration")).json()
+    assert doc["issuer"] == ISSUER_URL
+    jwks = (await client.get(doc["jwks_uri"].removeprefix(ISSUER_URL))).json()
+    assert jwks == issuer.jwks()
+
+
+@pytest.mark.anyio
+async def test_token_request_protocol_returns_a_jwt_for_the_audience(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.get(
+        "/token?api-version=2.0&audience=localhost%3A8080", headers=auth(issuer)
+    )
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert unverified(response.json()["value"])["aud"] == "localhost:8080"
+
+
+@pytest.mark.anyio
+async def test_token_without_audience_gets_githubs_default(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.get("/token?api-version=2.0", headers=auth(issuer))
+    assert unverified(response.json()["value"])["aud"] == "https://github.com/octo-org"
+
+
+@pytest.mark.anyio
+async def test_gitlab_token_requires_an_audience(rsa_key: rsa.RSAPrivateKey) -> None:
+    issuer = DevIssuer(ISSUER_URL, key=rsa_key, provider="gitlab")
+    transport = httpx.ASGITransport(app=create_app(issuer))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER_URL) as client:
+        response = await client.get("/token?api-version=2.0", headers=auth(issuer))
+    assert response.status_code == 400
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "header",
+    [None, "bearer wrong", "Basic abc", "bearer", "token-without-scheme"],
+)
+async def test_token_requires_the_request_token(
+    client: httpx.AsyncClient, header: str | None
+) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    response = await client.get("/token?audience=a", headers=headers)
+    assert response.status_code == 401
+    assert "value" not in response.json()
+
+
+@pytest.mark.anyio
+async def test_bearer_scheme_is_case_insensitive(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.get(
+        "/token?audience=a", headers={"Authorization": f"Bearer {issuer.request_token}"}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_mint_applies_json_overrides(client: httpx.AsyncClient, issuer: DevIssuer) -> None:
+    response = await client.post(
+        "/mint",
+        headers=auth(issuer),
+        json={"aud": "reg.example", "repository": "me/crate", "environment": "release"},
+    )
+    claims = unverified(response.json()["value"])
+    assert claims["aud"] == "reg.example"
+    assert claims["repository_owner"] == "me"
+    assert claims["sub"] == "repo:me/crate:environment:release"
+
+
+@pytest.mark.anyio
+async def test_mint_takes_the_audience_from_the_query(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.post("/mint?audience=q.example", headers=auth(issuer))
+    assert unverified(response.json()["value"])["aud"] == "q.example"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body", [b"[1]", b"not json", b'{"repository": "x"}', b'{"aud": 5}'])
+async def test_mint_refuses_bad_bodies(
+    client: httpx.AsyncClient, issuer: DevIssuer, body: bytes
+) -> None:
+    response = await client.post("/mint", headers=auth(issuer), content=body)
+    assert response.status_code == 400
+
+
+@pytest.mark.anyio
+async def test_mint_requires_the_request_token(client: httpx.AsyncClient) -> None:
+    response = await client.post("/mint", json={"aud": "a"})
+    assert response.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_mint_refuses_huge_bodies(client: httpx.AsyncClient, issuer: DevIssuer) -> None:
+    response = await client.post("/mint", headers=auth(issuer), content=b" " * (65 * 1024))
+    assert response.status_code == 413
