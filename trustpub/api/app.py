@@ -19,6 +19,7 @@ from trustpub.api.access import AccessLog
 from trustpub.api.errors import EXCEPTION_HANDLERS
 from trustpub.api.state import Services
 from trustpub.config import Settings
+from trustpub.errors import StoreUnavailable
 from trustpub.exchange import Exchanger
 from trustpub.metrics import Gauge, Registry
 from trustpub.oidc.keys import KeySets
@@ -93,6 +94,12 @@ async def _build_services(
     if store is None:
         store = open_store(settings.store_url)
         stack.push_async_callback(store.aclose)
+    try:
+        # Creates the embedded database on first start. A store that is down does not
+        # stop the service: exchanges answer 503 until it returns, and /readyz says so.
+        await store.ping()
+    except StoreUnavailable as exc:
+        log.warning("store unavailable at start-up", extra={"fields": {"reason": exc.detail}})
     policies = LivePolicies(
         settings.policy_dir,
         lambda: load_policies(settings.policy_dir, settings.issuers),
