@@ -123,6 +123,7 @@ provider = "gitlab"
         ),
         ("[key_sets]\nmax_age = -5\n", "key_sets.max_age"),
         ("[key_sets]\nttl = 5\n", "key_sets: unknown key(s): ttl"),
+        ('[key_sets]\nmax_age = "2h"\nmax_stale = "1h"\n', "max_stale (3600 s) must be at least"),
         ("[registry]\nenabled = 1\n", "registry.enabled: expected true or false"),
         ("policy_reload_interval = -1\n", "policy_reload_interval"),
         ("this is not toml\n", "invalid TOML"),

@@ -303,7 +303,13 @@ def _parse_key_sets(value: Mapping[str, Any], source: str) -> KeySetSettings:
         for k, v in value.items()
         if k in ("max_age", "refresh_cooldown", "max_stale")
     }
-    return replace(KeySetSettings(), **changes)
+    result = replace(KeySetSettings(), **changes)
+    if result.max_stale < result.max_age:
+        raise ConfigurationError(
+            f"{source}: key_sets: max_stale ({result.max_stale} s) must be at least "
+            f"max_age ({result.max_age} s)"
+        )
+    return result
 
 
 def issuers_arg(values: Sequence[str]) -> tuple[Issuer, ...]:
