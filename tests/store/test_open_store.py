@@ -84,3 +84,10 @@ def test_refusal_does_not_repeat_credentials() -> None:
     with pytest.raises(ConfigurationError) as info:
         open_store("postgres://admin:hunter2@db.internal/trustpub")
     assert "hunter2" not in info.value.detail
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:notaport/0", "redis://:pw@127.0.0.1:99999/0"])
+def test_unparseable_redis_url_is_a_configuration_error_without_credentials(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid redis store URL") as info:
+        open_store(url)
+    assert ":pw@" not in info.value.detail
