@@ -1,7 +1,9 @@
 # trustpub: the exchange service (and the companion registry) in one image.
 #   docker build -t trustpub .
 #   docker run -p 8080:8080 -v trustpub-data:/var/lib/trustpub \
+#       -e TRUSTPUB_PUBLIC_URL=https://crates.example.com \
 #       -v "$PWD/policies:/etc/trustpub/policies:ro" trustpub
+# Set TRUSTPUB_PUBLIC_URL: the audience tokens must carry is derived from it.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
