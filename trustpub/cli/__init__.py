@@ -18,9 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each command module adds its own subcommand.
     from trustpub.cli import dev_issuer, serve
+    from trustpub.cli import policy as policy_cli
 
     serve.register(subparsers)
     dev_issuer.register(subparsers)
+    policy_cli.register(subparsers)
     return parser
 
 
