@@ -186,8 +186,8 @@ def test_explain_names_similar_policies_when_none_names_the_repository(
     assert main(["policy", "explain", "--claims", claims, str(policy_dir)]) == 1
     out = capsys.readouterr().out
     assert (
-        "No policy for issuer https://token.actions.githubusercontent.com names repository `Octo-Org/octo-cli`."
-        in out
+        "No policy for issuer https://token.actions.githubusercontent.com names repository "
+        "`Octo-Org/octo-cli`." in out
     )
     assert "  github.toml#sibling: octo-org/other" in out
     assert (
