@@ -19,10 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Each command module adds its own subcommand.
     from trustpub.cli import dev_issuer, serve
     from trustpub.cli import policy as policy_cli
+    from trustpub.cli import registry as registry_cli
 
     serve.register(subparsers)
     dev_issuer.register(subparsers)
     policy_cli.register(subparsers)
+    registry_cli.register(subparsers)
     return parser
 
 

@@ -1,0 +1,30 @@
+"""The companion Cargo registry that accepts trustpub tokens.
+
+- ``registry``: ``Registry`` (routes + lifecycle) and ``create_registry_app``
+- ``auth``: token kinds, ``TokenAuthority`` and its local and remote implementations
+- ``actors``: who may do what (scopes, crate patterns, trustpub grants)
+- ``publish``: parsing and validating what ``cargo publish`` sends
+- ``db``, ``files``: metadata in SQLite, ``.crate`` files on disk
+- ``names``, ``versions``: crate name rules, index paths, SemVer
+"""
+
+from trustpub.registry.actors import TrustedToken
+from trustpub.registry.auth import (
+    LocalAuthority,
+    RemoteAuthority,
+    TokenAuthority,
+    generate_user_token,
+)
+from trustpub.registry.publish import Limits
+from trustpub.registry.registry import Registry, create_registry_app
+
+__all__ = [
+    "Limits",
+    "LocalAuthority",
+    "Registry",
+    "RemoteAuthority",
+    "TokenAuthority",
+    "TrustedToken",
+    "create_registry_app",
+    "generate_user_token",
+]

@@ -1,0 +1,212 @@
+"""Telling the registry's own API tokens from trustpub tokens, and asking an authority
+what a trustpub token allows.
+
+Registry API tokens look like ``tpreg_`` + 40 base62 characters; trustpub tokens start
+with ``trustpub_``. The prefixes keep the two apart (and visible to secret scanners);
+both are stored as SHA-256 hashes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import string
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import httpx
+
+from trustpub.errors import StoreUnavailable
+from trustpub.grants import Operation, Provenance
+from trustpub.policies.policyset import PolicySet
+from trustpub.registry.actors import TrustedToken
+from trustpub.tokens import format as trustpub_format
+from trustpub.tokens.record import TokenRecord
+from trustpub.tokens.service import TokenService
+
+log = logging.getLogger("trustpub.registry")
+
+USER_TOKEN_PREFIX = "tpreg_"  # noqa: S105 - a prefix, not a secret
+_ALPHABET = string.ascii_letters + string.digits
+_BODY_LENGTH = 40
+USER_TOKEN_LENGTH = len(USER_TOKEN_PREFIX) + _BODY_LENGTH
+_ALPHABET_SET = frozenset(_ALPHABET)
+
+
+def generate_user_token() -> str:
+    """A fresh registry API token (~238 bits from the OS CSPRNG)."""
+    return USER_TOKEN_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_BODY_LENGTH))
+
+
+def is_user_token(token: str) -> bool:
+    return (
+        len(token) == USER_TOKEN_LENGTH
+        and token.startswith(USER_TOKEN_PREFIX)
+        and _ALPHABET_SET.issuperset(token[len(USER_TOKEN_PREFIX) :])
+    )
+
+
+def is_trustpub_token(token: str) -> bool:
+    return trustpub_format.is_well_formed(token)
+
+
+def user_token_hash(token: str) -> bytes:
+    # A plain SHA-256 suffices: the token is long and random, so its hash cannot be
+    # reversed by guessing, and a lookup by hash stays a single index probe.
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class TokenAuthority(Protocol):
+    """Answers what a trustpub token allows: None when it is unknown, revoked or expired.
+
+    Raises ``StoreUnavailable`` when it cannot tell: the registry then refuses (503)
+    rather than guessing.
+    """
+
+    async def introspect(self, token: str) -> TrustedToken | None: ...
+
+
+class LocalAuthority:
+    """The in-process authority: the service's own ``TokenService`` and policies.
+
+    ``policies`` returns the live policy set; it supplies the owners of crates that a
+    token may create (the token record names its policies, not their owners).
+    """
+
+    def __init__(
+        self, tokens: TokenService, policies: Callable[[], PolicySet] | None = None
+    ) -> None:
+        self._tokens = tokens
+        self._policies = policies
+
+    async def introspect(self, token: str) -> TrustedToken | None:
+        record = await self._tokens.introspect(token)
+        if record is None:
+            return None
+        return TrustedToken(record, owners_from_policies(record, self._policies))
+
+
+def owners_from_policies(
+    record: TokenRecord, policies: Callable[[], PolicySet] | None
+) -> Mapping[str, tuple[str, ...]]:
+    """For each crate the token may create, the owners named by the token's policies
+    that grant ``publish-new`` on it (policies reloaded away since minting name none)."""
+    if policies is None:
+        return {}
+    current = {p.id: p for p in policies()}
+    owners: dict[str, tuple[str, ...]] = {}
+    for crate, ops in record.crates.items():
+        if Operation.PUBLISH_NEW not in ops:
+            continue
+        logins: list[str] = []
+        for policy_id in record.policies:
+            policy = current.get(policy_id)
+            if (
+                policy is not None
+                and crate in policy.crates
+                and Operation.PUBLISH_NEW in policy.operations
+            ):
+                logins.extend(o for o in policy.owners if o not in logins)
+        owners[crate] = tuple(logins)
+    return owners
+
+
+class RemoteAuthority:
+    """Asks a separate trustpub service: ``POST {url}/api/v1/trusted_publishing/introspect``
+    with ``Authorization: Bearer <credential>``.
+
+    The response must be well-formed in every detail; anything else is treated as
+    "cannot tell" (503), never as an active token. An optional ``new_crate_owners``
+    object (crate -> logins) supplies the owners of crates the token may create.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        trustpub_url: str,
+        credential: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._url = trustpub_url.rstrip("/") + "/api/v1/trusted_publishing/introspect"
+        self._credential = credential
+        self._clock = clock
+
+    async def introspect(self, token: str) -> TrustedToken | None:
+        if not is_trustpub_token(token):
+            return None
+        try:
+            response = await self._client.post(
+                self._url,
+                json={"token": token},
+                headers={"Authorization": f"Bearer {self._credential}"},
+                timeout=10.0,
+            )
+        except httpx.HTTPError as exc:
+            log.warning("token introspection failed: %s", type(exc).__name__)
+            raise StoreUnavailable("Token introspection unavailable") from None
+        if response.status_code != 200:
+            log.warning("token introspection answered HTTP %d", response.status_code)
+            raise StoreUnavailable(f"Token introspection unavailable (HTTP {response.status_code})")
+        try:
+            data = response.json()
+            trusted = _parse_introspection(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("token introspection answered malformed data: %s", exc)
+            raise StoreUnavailable("Token introspection answered malformed data") from None
+        if trusted is None or not trusted.record.is_active(self._clock()):
+            return None
+        return trusted
+
+
+def _parse_introspection(data: Any) -> TrustedToken | None:
+    if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
+        raise ValueError("expected an object with boolean `active`")
+    if data["active"] is False:
+        return None
+    crates_raw = data["crates"]
+    if not isinstance(crates_raw, dict) or not crates_raw:
+        raise ValueError("`crates` must be a non-empty object")
+    crates: dict[str, frozenset[Operation]] = {}
+    for name, ops in crates_raw.items():
+        if not isinstance(ops, list) or not ops:
+            raise ValueError("operations must be non-empty lists")
+        crates[name] = frozenset(Operation(o) for o in ops)
+    expires_at = _timestamp(data["expires_at"])
+    issued_at = _timestamp(data["issued_at"]) if "issued_at" in data else 0
+    provenance_raw = data["provenance"]
+    if not isinstance(provenance_raw, dict):
+        raise ValueError("`provenance` must be an object")
+    policies = data.get("policies", [])
+    if not isinstance(policies, list) or not all(isinstance(p, str) for p in policies):
+        raise ValueError("`policies` must be a list of strings")
+    owners_raw = data.get("new_crate_owners", {})
+    if not isinstance(owners_raw, dict):
+        raise ValueError("`new_crate_owners` must be an object")
+    owners: dict[str, tuple[str, ...]] = {}
+    for crate, logins in owners_raw.items():
+        if not isinstance(logins, list) or not all(isinstance(x, str) for x in logins):
+            raise ValueError("`new_crate_owners` values must be lists of logins")
+        owners[crate] = tuple(logins)
+    record = TokenRecord(
+        crates=MappingProxyType(crates),
+        issued_at=issued_at,
+        expires_at=expires_at,
+        provenance=Provenance.from_json(provenance_raw),
+        policies=tuple(policies),
+    )
+    return TrustedToken(record, owners)
+
+
+def _timestamp(value: object) -> int:
+    if not isinstance(value, str):
+        raise ValueError("timestamps must be RFC 3339 strings")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("timestamps must carry a time zone")
+    return int(parsed.timestamp())

@@ -1,0 +1,432 @@
+"""The companion Cargo registry: a sparse index and the cargo web API.
+
+``Registry`` holds the metadata database and the file store and exposes ``routes``
+for a host application (Starlette does not run the lifespans of mounted sub-apps, so
+the host opens the registry in its own lifespan with ``registry.open(authority)``).
+``create_registry_app`` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from trustpub.errors import TrustpubError
+from trustpub.registry.actors import Actor, TrustpubActor
+from trustpub.registry.auth import (
+    RemoteAuthority,
+    TokenAuthority,
+    is_trustpub_token,
+    is_user_token,
+    user_token_hash,
+)
+from trustpub.registry.db import RegistryDB
+from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
+from trustpub.registry.files import CrateFiles
+from trustpub.registry.names import index_path
+from trustpub.registry.publish import Limits, parse_publish
+from trustpub.registry.views import crate_summary, user_json, version_detail
+
+log = logging.getLogger("trustpub.registry")
+
+T = TypeVar("T")
+Endpoint = Callable[[Request], Awaitable[Response]]
+NO_STORE = {"Cache-Control": "no-store"}
+JSON_LIMIT = 64 * 1024
+MAX_PER_PAGE = 100
+PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
+    "warnings": {"invalid_categories": [], "invalid_badges": [], "other": []}
+}
+
+
+def error_response(status: int, detail: str) -> Response:
+    return JSONResponse({"errors": [{"detail": detail}]}, status_code=status, headers=NO_STORE)
+
+
+def _handled(endpoint: Endpoint) -> Endpoint:
+    """Map refusals to the errors shape here, so the routes behave the same whichever
+    application hosts them (with or without trustpub's exception handlers)."""
+
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except TrustpubError as exc:
+            return error_response(exc.status_code, exc.detail)
+        except HTTPException as exc:
+            return error_response(exc.status_code, exc.detail)
+
+    return wrapper
+
+
+class Registry:
+    """A registry in ``directory`` (``registry.db``, ``crates/``, ``tmp/``).
+
+    ``public_url`` is where cargo reaches the host application: the index is at
+    ``sparse+{public_url}/index/`` and ``config.json`` points downloads and the API there.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        public_url: str,
+        *,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = Path(directory)
+        self.public_url = public_url.rstrip("/")
+        self.limits = limits or Limits()
+        self.db = RegistryDB(self.directory / "registry.db", clock=clock)
+        self.files = CrateFiles(self.directory)
+        self._authority: TokenAuthority | None = None
+        self._open = False
+        self.routes: list[BaseRoute] = [
+            Route("/index/config.json", self._h(self.config_json), methods=["GET"]),
+            Route("/index/{path:path}", self._h(self.index_file), methods=["GET"]),
+            Route("/api/v1/crates/new", self._h(self.publish), methods=["PUT"]),
+            Route("/api/v1/crates", self._h(self.search), methods=["GET"]),
+            Route("/api/v1/crates/{name}", self._h(self.crate_info), methods=["GET"]),
+            Route("/api/v1/crates/{name}", self._h(self.patch_crate), methods=["PATCH"]),
+            Route(
+                "/api/v1/crates/{name}/owners",
+                self._h(self.owners),
+                methods=["GET", "PUT", "DELETE"],
+            ),
+            Route("/api/v1/crates/{name}/{version}", self._h(self.version_info), methods=["GET"]),
+            Route(
+                "/api/v1/crates/{name}/{version}/download",
+                self._h(self.download),
+                methods=["GET"],
+            ),
+            Route("/api/v1/crates/{name}/{version}/yank", self._h(self.yank), methods=["DELETE"]),
+            Route("/api/v1/crates/{name}/{version}/unyank", self._h(self.unyank), methods=["PUT"]),
+        ]
+
+    def _h(self, endpoint: Endpoint) -> Endpoint:
+        async def guarded(request: Request) -> Response:
+            if not self._open:
+                raise RegistryRefused("The registry is not running", 503)
+            return await endpoint(request)
+
+        return _handled(guarded)
+
+    @contextlib.asynccontextmanager
+    async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
+        """Open the database and file store; ``authority`` validates trustpub tokens
+        (None: the registry accepts only its own API tokens)."""
+        await anyio.to_thread.run_sync(self.files.open)
+        await anyio.to_thread.run_sync(self.db.open)
+        self._authority = authority
+        self._open = True
+        try:
+            yield self
+        finally:
+            self._open = False
+            self._authority = None
+            self.db.close()
+
+    async def _db(self, call: Callable[[], T]) -> T:
+        """Run a blocking database call in a worker thread."""
+        return await anyio.to_thread.run_sync(call)
+
+    # -- authentication ----------------------------------------------------------------
+
+    async def actor(self, request: Request) -> Actor:
+        """Who sends the request. Cargo sends the token as the bare header value;
+        ``Bearer <token>`` is accepted too."""
+        header = request.headers.get("authorization", "").strip()
+        if not header:
+            raise forbidden("this action requires authentication (no `Authorization` header)")
+        scheme, _, rest = header.partition(" ")
+        token = rest.strip() if scheme.lower() == "bearer" else header
+        if is_user_token(token):
+            user = await self._db(lambda: self.db.user_actor(user_token_hash(token)))
+            if user is None:
+                raise forbidden("The provided API token is invalid, expired or revoked")
+            return user
+        if is_trustpub_token(token):
+            if self._authority is None:
+                raise forbidden("This registry does not accept Trusted Publishing tokens")
+            trusted = await self._authority.introspect(token)
+            if trusted is None:
+                raise forbidden(
+                    "The provided Trusted Publishing token is invalid, expired or revoked"
+                )
+            return TrustpubActor(trusted)
+        raise forbidden(
+            "Invalid `Authorization` header: not a registry API token (`tpreg_…`) or a "
+            "Trusted Publishing token (`trustpub_…`)"
+        )
+
+    # -- sparse index ------------------------------------------------------------------
+
+    async def config_json(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "dl": f"{self.public_url}/api/v1/crates",
+                "api": self.public_url,
+                "auth-required": False,
+            }
+        )
+
+    async def index_file(self, request: Request) -> Response:
+        path = request.path_params["path"]
+        name = path.rsplit("/", 1)[-1]
+        if not name or index_path(name) != path:
+            raise not_found(f"no index file at `{path}`")
+        found = await self._db(lambda: self.db.index_crate(name))
+        if found is None:
+            raise not_found(f"crate `{name}` does not exist")
+        crate, versions = found
+        body = "".join(
+            json.dumps(v.index_line(), separators=(",", ":")) + "\n" for v in versions
+        ).encode("utf-8")
+        etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
+        headers = {
+            "ETag": etag,
+            "Last-Modified": formatdate(crate.index_updated_at, usegmt=True),
+            "Cache-Control": "no-cache",
+        }
+        if _not_modified(request, etag, crate.index_updated_at):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
+
+    # -- web API -----------------------------------------------------------------------
+
+    async def publish(self, request: Request) -> Response:
+        actor = await self.actor(request)
+        body = await read_body(request, self.limits.body)
+        parsed = await anyio.to_thread.run_sync(parse_publish, body, self.limits)
+        vers = parsed.metadata.vers
+        staged = await anyio.to_thread.run_sync(self.files.stage, parsed.crate)
+        try:
+            await self._db(
+                lambda: self.db.publish(
+                    actor,
+                    parsed,
+                    lambda crate: self.files.place(staged, crate, vers),
+                    lambda crate: self.files.remove(crate, vers),
+                )
+            )
+        finally:
+            self.files.discard(staged)
+        log.info(
+            "published",
+            extra={
+                "fields": {
+                    "crate": parsed.metadata.name,
+                    "version": vers,
+                    "via": "trustpub" if isinstance(actor, TrustpubActor) else "api-token",
+                }
+            },
+        )
+        return JSONResponse(PUBLISH_WARNINGS)
+
+    async def search(self, request: Request) -> Response:
+        query = request.query_params.get("q", "")
+        per_page = _int_param(request, "per_page", 10, 1, MAX_PER_PAGE)
+        page = _int_param(request, "page", 1, 1, 10_000)
+        crates, total = await self._db(
+            lambda: self.db.search(query, per_page, (page - 1) * per_page)
+        )
+        versions = await self._db(lambda: self.db.versions_of([k.id for k in crates]))
+        return JSONResponse(
+            {
+                "crates": [crate_summary(k, versions[k.id]) for k in crates],
+                "meta": {"total": total},
+            }
+        )
+
+    async def crate_info(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        found = await self._db(lambda: self.db.crate_with_versions(name))
+        if found is None:
+            raise not_found(f"crate `{name}` does not exist")
+        crate, versions = found
+        return JSONResponse(
+            {
+                "crate": crate_summary(crate, versions),
+                "versions": [version_detail(v) for v in reversed(versions)],
+            }
+        )
+
+    async def patch_crate(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        actor = await self.actor(request)
+        data = await read_json_object(request)
+        crate = data.get("crate")
+        if not isinstance(crate, dict) or set(crate) != {"trustpub_only"}:
+            raise bad_request('Expected a body like {"crate": {"trustpub_only": true}}')
+        value = crate["trustpub_only"]
+        if not isinstance(value, bool):
+            raise bad_request("`trustpub_only` must be true or false")
+        await self._db(lambda: self.db.set_trustpub_only(actor, name, value))
+        found = await self._db(lambda: self.db.crate_with_versions(name))
+        assert found is not None
+        return JSONResponse({"crate": crate_summary(*found)})
+
+    async def owners(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if request.method == "GET":
+            users = await self._db(lambda: self.db.owners(name))
+            if users is None:
+                raise not_found(f"crate `{name}` does not exist")
+            return JSONResponse({"users": [user_json(u) for u in users]})
+        actor = await self.actor(request)
+        data = await read_json_object(request)
+        logins = data.get("users", data.get("owners"))
+        if (
+            not isinstance(logins, list)
+            or not logins
+            or not all(isinstance(x, str) and x for x in logins)
+            or len(logins) > 50
+        ):
+            raise bad_request('Expected a body like {"users": ["login"]}')
+        add = request.method == "PUT"
+        msg = await self._db(lambda: self.db.change_owners(actor, name, logins, add))
+        return JSONResponse({"ok": True, "msg": msg})
+
+    async def version_info(self, request: Request) -> Response:
+        name, num = request.path_params["name"], request.path_params["version"]
+        version = await self._db(lambda: self.db.version(name, num))
+        if version is None:
+            raise not_found(f"crate `{name}` does not have a version `{num}`")
+        return JSONResponse({"version": version_detail(version)})
+
+    async def download(self, request: Request) -> Response:
+        name, num = request.path_params["name"], request.path_params["version"]
+        version = await self._db(lambda: self.db.version(name, num))
+        if version is None:
+            raise not_found(f"crate `{name}` does not have a version `{num}`")
+        data = await anyio.to_thread.run_sync(self.files.read, version.crate_name, version.num)
+        if data is None:
+            log.error(
+                "a published .crate file is missing",
+                extra={"fields": {"crate": version.crate_name, "version": version.num}},
+            )
+            raise RegistryRefused("The .crate file is missing from the registry", 500)
+        return Response(
+            data,
+            media_type="application/gzip",
+            headers={
+                "Content-Disposition": f'attachment; filename="{version.crate_name}-'
+                f'{version.num}.crate"'
+            },
+        )
+
+    async def yank(self, request: Request) -> Response:
+        return await self._set_yanked(request, True)
+
+    async def unyank(self, request: Request) -> Response:
+        return await self._set_yanked(request, False)
+
+    async def _set_yanked(self, request: Request, yanked: bool) -> Response:
+        name, num = request.path_params["name"], request.path_params["version"]
+        actor = await self.actor(request)
+        await self._db(lambda: self.db.set_yanked(actor, name, num, yanked))
+        return JSONResponse({"ok": True})
+
+
+def _not_modified(request: Request, etag: str, last_modified: int) -> bool:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        # RFC 9110: with If-None-Match present, If-Modified-Since is ignored.
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or etag in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since is not None:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False
+        return last_modified <= since.timestamp()
+    return False
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise bad_request(f"`{name}` must be an integer from {low} to {high}")
+    return int(raw)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise bad_request("Invalid Content-Length header")
+        if int(declared) > limit:
+            raise RegistryRefused(f"The request body is too large (max {limit} bytes)", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RegistryRefused(f"The request body is too large (max {limit} bytes)", 413)
+    return bytes(body)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    body = await read_body(request, JSON_LIMIT)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("Failed to parse the request body as JSON") from None
+    if not isinstance(data, dict):
+        raise bad_request("Expected a JSON object")
+    return data
+
+
+def create_registry_app(
+    directory: str | Path,
+    public_url: str,
+    *,
+    authority: TokenAuthority | None = None,
+    trustpub_url: str | None = None,
+    credential: str | None = None,
+    limits: Limits | None = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> Starlette:
+    """The registry on its own. trustpub tokens are validated by ``authority``, or by
+    the introspection endpoint of the trustpub service at ``trustpub_url`` using
+    ``credential``; with neither, only registry API tokens are accepted."""
+    if authority is None and trustpub_url is not None and not credential:
+        raise ValueError("a trustpub URL needs an introspection credential")
+    registry = Registry(directory, public_url, limits=limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            chosen = authority
+            if chosen is None and trustpub_url is not None:
+                assert credential is not None
+                client = http_client
+                if client is None:
+                    client = await stack.enter_async_context(
+                        # Redirects are not followed: the credential goes to one host only.
+                        httpx.AsyncClient(follow_redirects=False, trust_env=False)
+                    )
+                chosen = RemoteAuthority(client, trustpub_url, credential)
+            await stack.enter_async_context(registry.open(chosen))
+            yield
+
+    app = Starlette(routes=registry.routes, lifespan=lifespan)
+    app.state.registry = registry
+    return app

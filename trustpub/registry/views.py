@@ -1,0 +1,73 @@
+"""JSON shapes of the web API (crates.io's field names, so existing tools read them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from trustpub.registry.db import CrateRow, User, VersionRow
+from trustpub.registry.versions import parse_version
+
+
+def rfc3339(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key(version: VersionRow) -> Any:
+    return parse_version(version.num).sort_key()
+
+
+def crate_summary(crate: CrateRow, versions: Sequence[VersionRow]) -> dict[str, Any]:
+    live = [v for v in versions if not v.yanked]
+    stable = [v for v in live if not parse_version(v.num).is_prerelease]
+    max_version = max(live or versions, key=_key).num if versions else "0.0.0"
+    return {
+        "id": crate.name,
+        "name": crate.name,
+        "description": crate.description,
+        "homepage": crate.homepage,
+        "documentation": crate.documentation,
+        "repository": crate.repository,
+        "keywords": list(crate.keywords),
+        "categories": list(crate.categories),
+        "created_at": rfc3339(crate.created_at),
+        "updated_at": rfc3339(crate.updated_at),
+        "max_version": max_version,
+        "max_stable_version": max(stable, key=_key).num if stable else None,
+        "newest_version": versions[-1].num if versions else max_version,
+        "downloads": 0,
+        "trustpub_only": crate.trustpub_only,
+        "links": {
+            "owners": f"/api/v1/crates/{quote(crate.name)}/owners",
+            "versions": f"/api/v1/crates/{quote(crate.name)}/versions",
+        },
+    }
+
+
+def version_detail(version: VersionRow) -> dict[str, Any]:
+    features = dict(version.entry.get("features", {}))
+    features.update(version.entry.get("features2", {}))
+    return {
+        "id": version.id,
+        "crate": version.crate_name,
+        "num": version.num,
+        "dl_path": f"/api/v1/crates/{quote(version.crate_name)}/{quote(version.num)}/download",
+        "checksum": version.cksum,
+        "crate_size": version.size,
+        "yanked": version.yanked,
+        "license": version.license,
+        "rust_version": version.rust_version,
+        "description": version.description,
+        "features": features,
+        "created_at": rfc3339(version.created_at),
+        "updated_at": rfc3339(version.updated_at),
+        "downloads": 0,
+        "published_by": {"login": version.published_by} if version.published_by else None,
+        "trustpub_data": version.trustpub_data,
+    }
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "login": user.login, "name": None, "kind": "user"}
