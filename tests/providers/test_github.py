@@ -361,6 +361,7 @@ async def test_refusal_lists_only_policies_that_reached_the_failing_stage() -> N
         ("sha", 1, "expected a string, got int"),
         ("repository", "", "missing required claim `repository`"),
         ("repository", "octo-lib", "Unexpected `repository` value"),
+        ("repository", "octo-org/octo-li\u212a", "Unexpected `repository` value"),
         ("repository_owner_id", "12a", "Unexpected `repository_owner_id` value"),
         (
             "workflow_ref",

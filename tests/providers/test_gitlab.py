@@ -202,6 +202,7 @@ async def test_losing_a_pin_race_keeps_policies_with_a_written_namespace() -> No
         ("ci_config_ref_uri", None, "missing required claim"),
         ("ref_path", 1, "expected a string"),
         ("project_path", "octo-lib", "Unexpected `project_path` value"),
+        ("project_path", "octo-group/sub/octo-li\u212a", "Unexpected `project_path` value"),
         ("namespace_id", "x1", "Unexpected `namespace_id` value"),
         (
             "ci_config_ref_uri",

@@ -37,7 +37,9 @@ from trustpub.providers.base import (
 REFUSED_EVENTS = frozenset({"pull_request_target", "workflow_run"})
 
 _WORKFLOWS_DIR = ".github/workflows/"
-_OWNER_NAME = re.compile(r"[^/\s]+/[^/\s]+")
+# ASCII only, like GitHub's own names: lower-casing a non-ASCII name could fold it onto
+# an ASCII one (the Kelvin sign lower-cases to `k`) and reach another repository's policy.
+_OWNER_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", re.ASCII)
 _DIGITS = re.compile(r"[0-9]+")
 
 

@@ -30,7 +30,8 @@ from trustpub.providers.base import (
 )
 
 _DIGITS = re.compile(r"[0-9]+")
-_PROJECT_PATH = re.compile(r"[^/\s]+(?:/[^/\s]+)+")
+# ASCII only (GitLab paths are): see the note on lower-casing in github.py.
+_PROJECT_PATH = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+", re.ASCII)
 
 UNPINNED_SHOWN = "(any; pinned on first use)"
 

@@ -1,0 +1,40 @@
+"""Pin the public surface of policies and providers (what other modules import)."""
+
+import trustpub.policies
+import trustpub.providers
+
+
+def test_policies_exports() -> None:
+    assert sorted(trustpub.policies.__all__) == [
+        "DEFAULT_POLICY_DIR",
+        "DEFAULT_TOKEN_TTL",
+        "JobWorkflowRule",
+        "PatternError",
+        "Policy",
+        "PolicySet",
+        "RefPattern",
+        "load_policies",
+        "parse_policy_file",
+        "parse_ttl",
+    ]
+
+
+def test_providers_exports() -> None:
+    assert sorted(trustpub.providers.__all__) == [
+        "PROVIDERS",
+        "REFUSED_EVENTS",
+        "ClaimSource",
+        "Evaluation",
+        "FieldCheck",
+        "InMemoryNamespacePins",
+        "PolicyReport",
+        "TokenFacts",
+        "UnverifiedClaims",
+        "WorkflowRef",
+        "build_grant",
+        "evaluate",
+        "match",
+        "namespace_pin_key",
+        "parse_ci_config_path",
+        "parse_workflow_ref",
+    ]
