@@ -5,7 +5,7 @@ import trustpub.providers
 
 
 def test_policies_exports() -> None:
-    assert sorted(trustpub.policies.__all__) == [
+    assert set(trustpub.policies.__all__) == {
         "DEFAULT_POLICY_DIR",
         "DEFAULT_TOKEN_TTL",
         "JobWorkflowRule",
@@ -16,11 +16,11 @@ def test_policies_exports() -> None:
         "load_policies",
         "parse_policy_file",
         "parse_ttl",
-    ]
+    }
 
 
 def test_providers_exports() -> None:
-    assert sorted(trustpub.providers.__all__) == [
+    assert set(trustpub.providers.__all__) == {
         "PROVIDERS",
         "REFUSED_EVENTS",
         "ClaimSource",
@@ -37,4 +37,4 @@ def test_providers_exports() -> None:
         "namespace_pin_key",
         "parse_ci_config_path",
         "parse_workflow_ref",
-    ]
+    }
