@@ -16,17 +16,19 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from trustpub.errors import StoreUnavailable
 from trustpub.grants import Operation, Provenance
-from trustpub.policies.policyset import PolicySet
 from trustpub.registry.actors import TrustedToken
 from trustpub.tokens import format as trustpub_format
 from trustpub.tokens.record import TokenRecord
 from trustpub.tokens.service import TokenService
+
+if TYPE_CHECKING:
+    from trustpub.policies.policyset import PolicySet
 
 log = logging.getLogger("trustpub.registry")
 

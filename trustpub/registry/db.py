@@ -462,8 +462,10 @@ class RegistryDB:
                             crate_id,
                         ),
                     )
-                    place_file(crate_name)
+                    # Set before the call: a failure inside place_file may come after
+                    # its rename, and removing a file that never arrived is harmless.
                     placed = True
+                    place_file(crate_name)
                     result = _find_version_by_id(conn, version_id)
             except BaseException:
                 if placed:

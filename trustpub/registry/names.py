@@ -47,7 +47,7 @@ def check_crate_name(name: str) -> None:
             f"The crate name `{name[:MAX_NAME_LENGTH]}…` is too long "
             f"(max {MAX_NAME_LENGTH} characters)"
         )
-    if not name.isascii() or not name[0].isalpha():
+    if not (name[0].isascii() and name[0].isalpha()):
         raise bad_request(f"Invalid crate name `{name}`: the name must start with an ASCII letter")
     if not _NAME.fullmatch(name):
         raise bad_request(

@@ -1,0 +1,132 @@
+"""A registry on a temporary directory behind starlette's TestClient, with a fake
+trustpub authority whose tokens the test grants directly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from tests.registry.helpers import body_for
+from trustpub.grants import Operation, Provenance
+from trustpub.registry import Limits, Registry, TrustedToken, create_registry_app
+from trustpub.registry.actors import SCOPES
+from trustpub.registry.auth import generate_user_token, user_token_hash
+from trustpub.tokens.format import generate_token
+from trustpub.tokens.record import TokenRecord
+
+PUBLIC_URL = "http://registry.test"
+
+PROVENANCE = Provenance(
+    issuer="https://token.actions.githubusercontent.com",
+    provider="github",
+    repository="octo-org/octo-lib",
+    repository_id="632596897",
+    owner_id="131804563",
+    workflow_ref="octo-org/octo-lib/.github/workflows/release.yml@refs/tags/v1.0.0",
+    ref="refs/tags/v1.0.0",
+    sha="8c13a5f0d1c8a9e6b1f2c3d4e5f60718293a4b5c",
+    run_id="21561244697",
+    run_attempt="1",
+)
+
+
+class FakeAuthority:
+    def __init__(self) -> None:
+        self.tokens: dict[str, TrustedToken] = {}
+
+    def grant(
+        self,
+        crates: Mapping[str, set[Operation]],
+        owners: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> str:
+        token = generate_token()
+        now = int(time.time())
+        record = TokenRecord(
+            crates=MappingProxyType({k: frozenset(v) for k, v in crates.items()}),
+            issued_at=now,
+            expires_at=now + 1800,
+            provenance=PROVENANCE,
+            policies=("release.toml#octo-lib",),
+        )
+        self.tokens[token] = TrustedToken(record, dict(owners or {}))
+        return token
+
+    async def introspect(self, token: str) -> TrustedToken | None:
+        return self.tokens.get(token)
+
+
+@dataclass
+class RegistryEnv:
+    client: TestClient
+    registry: Registry
+    authority: FakeAuthority
+    directory: Path
+    logins: dict[str, int] = field(default_factory=dict)
+
+    def user(self, login: str) -> None:
+        self.registry.db.add_user(login)
+
+    def token(
+        self, login: str, scopes: tuple[str, ...] = SCOPES, crates: tuple[str, ...] = ()
+    ) -> str:
+        token = generate_user_token()
+        self.registry.db.add_token(login, "test", user_token_hash(token), scopes, crates, None)
+        return token
+
+    def publish(self, token: str | None, name: str, vers: str, **fields: Any) -> httpx.Response:
+        return self.put_body(token, body_for(name, vers, **fields))
+
+    def put_body(self, token: str | None, body: bytes) -> httpx.Response:
+        headers = {"Authorization": token} if token is not None else {}
+        response: httpx.Response = self.client.put(
+            "/api/v1/crates/new", content=body, headers=headers
+        )
+        return response
+
+    def index(self, name: str, **headers: str) -> httpx.Response:
+        from trustpub.registry.names import index_path
+
+        response: httpx.Response = self.client.get(f"/index/{index_path(name)}", headers=headers)
+        return response
+
+    def index_lines(self, name: str) -> list[dict[str, Any]]:
+        import json
+
+        response = self.index(name)
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.text.splitlines()]
+
+    def crate_files(self) -> list[str]:
+        return sorted(p.name for p in (self.directory / "crates").rglob("*.crate"))
+
+    def staged_files(self) -> list[Path]:
+        return list((self.directory / "tmp").iterdir())
+
+
+def detail(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    text: str = body["errors"][0]["detail"]
+    return text
+
+
+@pytest.fixture
+def limits() -> Limits:
+    return Limits()
+
+
+@pytest.fixture
+def env(tmp_path: Path, limits: Limits) -> Iterator[RegistryEnv]:
+    authority = FakeAuthority()
+    app = create_registry_app(tmp_path, PUBLIC_URL, authority=authority, limits=limits)
+    with TestClient(app) as client:
+        registry: Registry = app.state.registry
+        yield RegistryEnv(client, registry, authority, tmp_path)
