@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from trustpub import durations
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 
@@ -24,25 +25,13 @@ DEFAULT_PORT = 8080
 DEFAULT_STORE = "sqlite:///data/trustpub.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def parse_duration(value: object, where: str) -> int:
     """Seconds from an int or a string such as ``90``, ``"90s"``, ``"45m"``, ``"2h"``."""
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{where}: expected a duration, got a boolean")
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ConfigurationError(
-            f"{where}: expected a duration such as 1800, '90s', '45m' or '2h', got {value!r}"
-        )
-    if seconds <= 0:
-        raise ConfigurationError(f"{where}: must be positive, got {value!r}")
-    return seconds
+    try:
+        return durations.parse_duration(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +147,8 @@ def _from_env(var: str, key: str, value: str) -> Any:
                 {"provider": provider.strip(), "url": url.removesuffix("+dev"), "development": dev}
             )
         return issuers
+    if key == "max_token_ttl" and value.strip().isdigit():
+        return int(value)
     if key == "registry":
         if value.lower() not in ("on", "off", "true", "false", "1", "0"):
             raise ConfigurationError(f"{var}: expected on or off, got {value!r}")
@@ -310,9 +301,3 @@ def _parse_key_sets(value: Mapping[str, Any], source: str) -> KeySetSettings:
             f"max_age ({result.max_age} s)"
         )
     return result
-
-
-def issuers_arg(values: Sequence[str]) -> tuple[Issuer, ...]:
-    """Issuers from ``KIND=URL`` command-line values, added to the defaults."""
-    extra = _from_env("--issuer", "issuers", ",".join(values))
-    return DEFAULT_ISSUERS + _parse_issuers(extra, "--issuer") if extra else DEFAULT_ISSUERS

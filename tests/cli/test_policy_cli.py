@@ -150,7 +150,7 @@ def test_explain_shows_each_field_and_the_grant(
     assert ["environment", "release", "release", "ok"] in rows
     assert "verdict: GRANTED (if the token is genuine)" in out
     assert "crate octo-lib: publish-update" in out
-    assert "token lifetime: 1800 s" in out
+    assert "token lifetime: 7200 s" in out
     assert "policies: github.toml#release" in out
 
 
@@ -325,3 +325,31 @@ def test_explain_requires_a_claims_source(
     with pytest.raises(SystemExit) as exc:
         main(["policy", "explain", str(policy_dir)])
     assert exc.value.code == 2
+
+
+def test_check_takes_issuers_directory_and_max_ttl_from_the_service_configuration(
+    policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text(
+        f'policy_dir = "{policy_dir}"\nmax_token_ttl = "1h"\n'
+        '[[issuers]]\nurl = "https://ghe.example.com"\nprovider = "github"\n'
+    )
+    assert main(["policy", "check", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "github.toml: policy release: issuer:" in out
+
+    config.write_text(f'policy_dir = "{policy_dir}"\nmax_token_ttl = "1h"\n')
+    assert main(["policy", "check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: " in out
+    assert "exceeds the server maximum 3600 s" in out
+
+
+def test_check_reports_a_bad_configuration_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text("listen = 5\n")
+    assert main(["policy", "check", "--config", str(config)]) == 2
+    assert "listen: expected str" in capsys.readouterr().err

@@ -2,10 +2,11 @@ from pathlib import Path
 
 import pytest
 
+from trustpub.durations import parse_duration as parse_ttl
 from trustpub.errors import PolicyLoadError
 from trustpub.grants import Operation
 from trustpub.oidc.issuers import GITHUB_ISSUER, GITLAB_ISSUER, Issuer
-from trustpub.policies import DEFAULT_TOKEN_TTL, load_policies, parse_policy_file, parse_ttl
+from trustpub.policies import DEFAULT_TOKEN_TTL, load_policies, parse_policy_file
 
 GHES_URL = "https://ghe.example.com/_services/token"
 ISSUERS = (

@@ -15,7 +15,6 @@ def test_policies_exports() -> None:
         "RefPattern",
         "load_policies",
         "parse_policy_file",
-        "parse_ttl",
     }
 
 

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from trustpub.config import Settings, load_settings
 from trustpub.errors import ConfigurationError, InvalidJWT, PolicyLoadError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.policies import (
     DEFAULT_POLICY_DIR,
-    DEFAULT_TOKEN_TTL,
     Policy,
     PolicySet,
     load_policies,
@@ -91,9 +91,8 @@ def register(subparsers: Any) -> None:
     explain.add_argument(
         "--max-ttl",
         type=int,
-        default=DEFAULT_TOKEN_TTL,
         metavar="SECONDS",
-        help=f"the server's maximum token lifetime (default {DEFAULT_TOKEN_TTL})",
+        help="the server's maximum token lifetime (default: the configuration's)",
     )
     explain.set_defaults(handler=run_explain)
 
@@ -102,9 +101,17 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "directory",
         nargs="?",
-        default=DEFAULT_POLICY_DIR,
+        default=None,
         metavar="DIR",
-        help=f"policy directory (default: {DEFAULT_POLICY_DIR})",
+        help=f"policy directory (default: the configuration's, else {DEFAULT_POLICY_DIR})",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=(
+            "the service's configuration file: its issuers, policy directory and maximum "
+            "token lifetime are used"
+        ),
     )
     parser.add_argument(
         "--issuer",
@@ -122,6 +129,16 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
 def _help(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return EXIT_USAGE
+
+
+def resolve(args: argparse.Namespace) -> tuple[tuple[Issuer, ...], str, int]:
+    """Issuers, policy directory and maximum token lifetime: from the command line,
+    else from ``--config``, else the service's defaults."""
+    settings = load_settings(args.config, environ={}) if args.config else Settings()
+    issuers = parse_issuers(args.issuer) if args.issuer else settings.issuers
+    directory = args.directory if args.directory is not None else str(settings.policy_dir)
+    max_ttl = args.max_ttl if args.max_ttl is not None else settings.max_token_ttl
+    return issuers, directory, max_ttl
 
 
 def parse_issuers(values: Sequence[str]) -> tuple[Issuer, ...]:
@@ -154,8 +171,8 @@ def _plural(count: int, word: str, plural: str) -> str:
 def run_check(args: argparse.Namespace) -> int:
     out: TextIO = sys.stdout
     try:
-        issuers = parse_issuers(args.issuer)
-        policies = load_policies(args.directory, issuers)
+        issuers, directory, max_ttl = resolve(args)
+        policies = load_policies(directory, issuers)
     except PolicyLoadError as exc:
         for problem in exc.problems:
             print(problem, file=out)
@@ -164,7 +181,7 @@ def run_check(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
-    for warning in check_warnings(policies, args.max_ttl):
+    for warning in check_warnings(policies, max_ttl):
         print(f"warning: {warning}", file=out)
     print(
         f"{_plural(len(policies), 'policy', 'policies')} in "
@@ -229,8 +246,8 @@ def _read_claims(args: argparse.Namespace) -> Mapping[str, object]:
 def run_explain(args: argparse.Namespace) -> int:
     out: TextIO = sys.stdout
     try:
-        issuers = parse_issuers(args.issuer)
-        policies = load_policies(args.directory, issuers)
+        issuers, directory, max_ttl = resolve(args)
+        policies = load_policies(directory, issuers)
         claims = _read_claims(args)
     except PolicyLoadError as exc:
         print("error: the policies do not load:", file=sys.stderr)
@@ -279,7 +296,7 @@ def run_explain(args: argparse.Namespace) -> int:
     print(file=out)
     if result.refusal is not None:
         return _verdict_refused(out, result.refusal)
-    grant = build_grant(result.matched, facts, max_ttl=args.max_ttl)
+    grant = build_grant(result.matched, facts, max_ttl=max_ttl)
     print("verdict: GRANTED (if the token is genuine)", file=out)
     for crate, operations in grant.crates.items():
         print(f"  crate {crate}: {', '.join(sorted(operations))}", file=out)

@@ -4,7 +4,6 @@ from trustpub.policies.loader import (
     DEFAULT_POLICY_DIR,
     load_policies,
     parse_policy_file,
-    parse_ttl,
 )
 from trustpub.policies.model import DEFAULT_TOKEN_TTL, JobWorkflowRule, Policy
 from trustpub.policies.patterns import PatternError, RefPattern
@@ -20,5 +19,4 @@ __all__ = [
     "RefPattern",
     "load_policies",
     "parse_policy_file",
-    "parse_ttl",
 ]

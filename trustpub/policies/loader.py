@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from trustpub.durations import parse_duration
 from trustpub.errors import PolicyLoadError, PolicyProblem
 from trustpub.grants import Operation
 from trustpub.oidc.issuers import (
@@ -57,31 +58,6 @@ _CRATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NAME_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _DIGITS = re.compile(r"[0-9]+")
-_TTL = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
-
-
-def parse_ttl(value: object) -> int:
-    """Seconds from an int or a string like ``"90s"``, ``"45m"``, ``"2h"``, ``"1h30m"``.
-
-    Raises ``ValueError`` with a message fit for a policy problem.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(
-            f'expected seconds (an integer) or a duration like "45m", got {_kind(value)}'
-        )
-    if isinstance(value, int):
-        seconds = value
-    else:
-        match = _TTL.fullmatch(value)
-        if not value or match is None:
-            raise ValueError(
-                f'expected a duration like "90s", "45m", "2h" or "1h30m", got "{value}"'
-            )
-        hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
-    if seconds <= 0:
-        raise ValueError("must be longer than zero seconds")
-    return seconds
 
 
 def load_policies(
@@ -402,7 +378,7 @@ class _PolicyReader:
         if "token_ttl" not in self.table:
             return DEFAULT_TOKEN_TTL
         try:
-            return parse_ttl(self.table["token_ttl"])
+            return parse_duration(self.table["token_ttl"])
         except ValueError as exc:
             self.problem("token_ttl", str(exc))
             return None
