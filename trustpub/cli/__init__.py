@@ -17,12 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trustpub {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each command module adds its own subcommand.
-    from trustpub.cli import dev_issuer, serve
+    from trustpub.cli import dev_issuer, exchange, serve
     from trustpub.cli import policy as policy_cli
     from trustpub.cli import registry as registry_cli
 
     serve.register(subparsers)
     dev_issuer.register(subparsers)
+    exchange.register(subparsers)
     policy_cli.register(subparsers)
     registry_cli.register(subparsers)
     return parser
