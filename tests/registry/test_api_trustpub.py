@@ -1,0 +1,194 @@
+"""trustpub tokens at the registry: per-crate operations, new crates, trustpub_only,
+provenance on published versions."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.registry.conftest import PROVENANCE, RegistryEnv, detail
+from trustpub.grants import Operation
+
+NEW = Operation.PUBLISH_NEW
+UPDATE = Operation.PUBLISH_UPDATE
+YANK = Operation.YANK
+OWNERS = Operation.CHANGE_OWNERS
+
+
+@pytest.fixture
+def alice(env: RegistryEnv) -> str:
+    env.user("alice")
+    token = env.token("alice")
+    assert env.publish(token, "demo", "1.0.0").status_code == 200
+    return token
+
+
+def yank(env: RegistryEnv, token: str, name: str, vers: str, undo: bool = False) -> tuple[int, str]:
+    path = f"/api/v1/crates/{name}/{vers}/{'unyank' if undo else 'yank'}"
+    headers = {"Authorization": token}
+    response = (env.client.put if undo else env.client.delete)(path, headers=headers)
+    return response.status_code, response.text
+
+
+def test_publish_update_with_a_token_naming_the_crate(env: RegistryEnv, alice: str) -> None:
+    token = env.authority.grant({"demo": {UPDATE}})
+    assert env.publish(token, "demo", "1.1.0").status_code == 200
+    version = env.client.get("/api/v1/crates/demo/1.1.0").json()["version"]
+    assert version["published_by"] is None
+    data = version["trustpub_data"]
+    assert data["provider"] == "github"
+    assert data["repository"] == PROVENANCE.repository
+    assert data["run_id"] == PROVENANCE.run_id
+    assert data["sha"] == PROVENANCE.sha
+    assert data["policies"] == ["release.toml#octo-lib"]
+    manual = env.client.get("/api/v1/crates/demo/1.0.0").json()["version"]
+    assert manual["published_by"] == {"login": "alice"}
+    assert manual["trustpub_data"] is None
+
+
+def test_a_token_not_naming_the_crate_is_refused_with_crates_io_wording(
+    env: RegistryEnv, alice: str
+) -> None:
+    token = env.authority.grant({"other": {UPDATE, YANK}})
+    response = env.publish(token, "demo", "1.1.0")
+    assert response.status_code == 403
+    assert detail(response) == "The provided access token is not valid for crate `demo`"
+    status, text = yank(env, token, "demo", "1.0.0")
+    assert status == 403
+    assert "not valid for crate `demo`" in text
+
+
+def test_a_missing_operation_is_named(env: RegistryEnv, alice: str) -> None:
+    token = env.authority.grant({"demo": {UPDATE}})
+    status, text = yank(env, token, "demo", "1.0.0")
+    assert status == 403
+    assert "does not allow `yank` on crate `demo`" in text
+    assert "grants: publish-update" in text
+    response = env.client.put(
+        "/api/v1/crates/demo/owners", json={"users": ["alice"]}, headers={"Authorization": token}
+    )
+    assert "does not allow `change-owners`" in detail(response)
+
+
+def test_yank_and_unyank_with_a_granting_token(env: RegistryEnv, alice: str) -> None:
+    token = env.authority.grant({"demo": {YANK}})
+    assert yank(env, token, "demo", "1.0.0")[0] == 200
+    assert env.index_lines("demo")[0]["yanked"] is True
+    assert yank(env, token, "demo", "1.0.0", undo=True)[0] == 200
+    assert env.index_lines("demo")[0]["yanked"] is False
+    status, text = yank(env, token, "demo", "7.0.0")
+    assert status == 404
+    assert "does not have a version `7.0.0`" in text
+
+
+def test_owner_changes_with_a_granting_token(env: RegistryEnv, alice: str) -> None:
+    env.user("bob")
+    token = env.authority.grant({"demo": {OWNERS}})
+    headers = {"Authorization": token}
+    added = env.client.put("/api/v1/crates/demo/owners", json={"users": ["bob"]}, headers=headers)
+    assert added.json()["ok"] is True
+    logins = [u["login"] for u in env.client.get("/api/v1/crates/demo/owners").json()["users"]]
+    assert logins == ["alice", "bob"]
+    removed = env.client.request(
+        "DELETE", "/api/v1/crates/demo/owners", json={"users": ["alice"]}, headers=headers
+    )
+    assert removed.status_code == 200
+    logins = [u["login"] for u in env.client.get("/api/v1/crates/demo/owners").json()["users"]]
+    assert logins == ["bob"]
+
+
+def test_a_new_crate_needs_publish_new_for_that_exact_name(env: RegistryEnv) -> None:
+    env.user("alice")
+    for grant in ({"fresh": {UPDATE}}, {"other": {NEW}}, {"Fresh": {NEW}}):
+        token = env.authority.grant(grant, owners={"other": ("alice",), "Fresh": ("alice",)})
+        response = env.publish(token, "fresh", "0.1.0")
+        assert response.status_code == 403
+        assert detail(response) == (
+            "Trusted Publishing tokens do not support creating new crates. "
+            "Publish the crate manually, first"
+        )
+    assert env.crate_files() == []
+
+
+def test_a_new_crate_through_publish_new_is_owned_by_the_policy_owners(
+    env: RegistryEnv,
+) -> None:
+    env.user("alice")
+    env.user("bob")
+    token = env.authority.grant({"fresh": {NEW, UPDATE}}, owners={"fresh": ("alice", "bob")})
+    assert env.publish(token, "fresh", "0.1.0").status_code == 200
+    owners = env.client.get("/api/v1/crates/fresh/owners").json()["users"]
+    assert [u["login"] for u in owners] == ["alice", "bob"]
+    assert env.publish(token, "fresh", "0.2.0").status_code == 200
+
+
+def test_a_new_crate_with_unknown_or_no_owners_is_refused(env: RegistryEnv) -> None:
+    token = env.authority.grant({"fresh": {NEW}}, owners={"fresh": ("ghost",)})
+    response = env.publish(token, "fresh", "0.1.0")
+    assert response.status_code == 403
+    assert "names owner `ghost`, who is not a user of this registry" in detail(response)
+    token = env.authority.grant({"fresh": {NEW}})
+    assert "names no owners" in detail(env.publish(token, "fresh", "0.1.0"))
+    assert env.registry.db.crate("fresh") is None
+
+
+def test_an_unknown_trustpub_token_is_refused(env: RegistryEnv, alice: str) -> None:
+    from trustpub.tokens.format import generate_token
+
+    response = env.publish(generate_token(), "demo", "1.1.0")
+    assert response.status_code == 403
+    assert "Trusted Publishing token is invalid, expired or revoked" in detail(response)
+
+
+# -- trustpub_only ---------------------------------------------------------------------
+
+
+def patch(env: RegistryEnv, token: str, body: object, name: str = "demo") -> tuple[int, str]:
+    response = env.client.patch(
+        f"/api/v1/crates/{name}", json=body, headers={"Authorization": token}
+    )
+    return response.status_code, response.text
+
+
+def test_trustpub_only_refuses_api_token_publishes(env: RegistryEnv, alice: str) -> None:
+    status, text = patch(env, alice, {"crate": {"trustpub_only": True}})
+    assert status == 200
+    assert '"trustpub_only":true' in text
+    response = env.publish(alice, "demo", "1.1.0")
+    assert response.status_code == 403
+    assert "Trusted Publishing is required for crate `demo`" in detail(response)
+    assert env.crate_files() == ["demo-1.0.0.crate"]
+    assert env.publish(env.authority.grant({"demo": {UPDATE}}), "demo", "1.1.0").status_code == 200
+    # Turned off again, API tokens work.
+    assert patch(env, alice, {"crate": {"trustpub_only": False}})[0] == 200
+    assert env.publish(alice, "demo", "1.2.0").status_code == 200
+
+
+def test_only_owners_with_the_trusted_publishing_scope_change_trustpub_only(
+    env: RegistryEnv, alice: str
+) -> None:
+    env.user("mallory")
+    status, text = patch(env, env.token("mallory"), {"crate": {"trustpub_only": True}})
+    assert status == 403
+    assert "not an owner" in text
+    no_scope = env.token("alice", scopes=("publish-update",))
+    status, text = patch(env, no_scope, {"crate": {"trustpub_only": True}})
+    assert "`trusted-publishing` scope" in text
+    ci = env.authority.grant({"demo": {UPDATE, NEW, YANK, OWNERS}})
+    status, text = patch(env, ci, {"crate": {"trustpub_only": False}})
+    assert status == 403
+    assert "Trusted Publishing tokens cannot change crate settings" in text
+    assert env.registry.db.crate("demo").trustpub_only is False  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"crate": {"trustpub_only": "yes"}}, {"crate": {}}, {"trustpub_only": True}, [1]],
+)
+def test_malformed_patch_bodies_are_refused(env: RegistryEnv, alice: str, body: object) -> None:
+    status, text = patch(env, alice, body)
+    assert status == 400
+    assert "errors" in text
+
+
+def test_patch_on_an_unknown_crate_is_404(env: RegistryEnv, alice: str) -> None:
+    assert patch(env, alice, {"crate": {"trustpub_only": True}}, name="nope")[0] == 404

@@ -1,0 +1,112 @@
+"""``trustpub registry``: users and API tokens from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trustpub.cli import main
+from trustpub.registry.auth import is_user_token, user_token_hash
+from trustpub.registry.db import RegistryDB
+
+
+def run(tmp_path: Path, *args: str) -> int:
+    return main(["registry", "--data-dir", str(tmp_path), *args])
+
+
+def test_add_user_create_list_and_revoke_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, "user", "add", "alice") == 0
+    assert run(tmp_path, "user", "list") == 0
+    assert capsys.readouterr().out.splitlines() == ["added user alice", "alice"]
+
+    assert (
+        run(
+            tmp_path,
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "laptop",
+            "--scope",
+            "publish-new",
+            "--scope",
+            "yank",
+            "--crate",
+            "demo-*",
+        )
+        == 0
+    )
+    token = capsys.readouterr().out.strip()
+    assert is_user_token(token)
+
+    db = RegistryDB(tmp_path / "registry" / "registry.db")
+    db.open()
+    try:
+        actor = db.user_actor(user_token_hash(token))
+        assert actor is not None
+        assert actor.login == "alice"
+        assert actor.scopes == {"publish-new", "yank"}
+        assert actor.crate_patterns == ("demo-*",)
+        # Only the hash is stored.
+        raw = db.call(lambda c: c.execute("SELECT * FROM api_tokens").fetchall())
+        assert token not in repr([tuple(r) for r in raw])
+    finally:
+        db.close()
+
+    assert run(tmp_path, "token", "list") == 0
+    listing = capsys.readouterr().out
+    assert "alice\tlaptop\tpublish-new,yank\tcrates=demo-*\tactive" in listing
+    assert token not in listing
+
+    assert run(tmp_path, "token", "revoke", "1") == 0
+    assert run(tmp_path, "token", "revoke", "1") == 1
+    assert "no active token with id 1" in capsys.readouterr().err
+    db.open()
+    try:
+        assert db.user_actor(user_token_hash(token)) is None
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("user", "add", "bad login"), "invalid login"),
+        (("token", "create", "--user", "ghost", "--scope", "yank"), "no registry user `ghost`"),
+        (("token", "create", "--user", "alice", "--scope", "admin"), "unknown scope(s) admin"),
+        (
+            ("token", "create", "--user", "alice", "--scope", "yank", "--crate", "a/b"),
+            "invalid crate pattern",
+        ),
+        (
+            ("token", "create", "--user", "alice", "--scope", "yank", "--expires-in", "soon"),
+            "expected a duration",
+        ),
+    ],
+)
+def test_bad_cli_input_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    assert run(tmp_path, "user", "add", "alice") == 0
+    assert run(tmp_path, *args) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_a_user_cannot_be_added_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, "user", "add", "alice") == 0
+    assert run(tmp_path, "user", "add", "ALICE") == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_expiring_tokens_are_listed_with_their_expiry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(tmp_path, "user", "add", "alice")
+    run(tmp_path, "token", "create", "--user", "alice", "--scope", "yank", "--expires-in", "2h")
+    capsys.readouterr()
+    run(tmp_path, "token", "list", "--user", "alice")
+    assert "active until 20" in capsys.readouterr().out
