@@ -26,6 +26,8 @@ from trustpub.oidc.keys import KeySets
 from trustpub.oidc.verify import Verifier
 from trustpub.policies import load_policies
 from trustpub.policies.live import LivePolicies
+from trustpub.registry import LocalAuthority
+from trustpub.registry import Registry as CargoRegistry
 from trustpub.store import open_store
 from trustpub.store.base import Store
 from trustpub.tokens.service import TokenService
@@ -51,10 +53,22 @@ def create_app(
     """The service. ``http_client`` and ``store`` replace the ones built from settings
     (tests pass an ``httpx.MockTransport`` client or a store of their own)."""
 
+    # Companion Cargo registry (trustpub.registry): its routes join ours, and it is
+    # opened in our lifespan, because Starlette does not run a mounted app's lifespan.
+    routes = list(ROUTES)
+    cargo_registry: CargoRegistry | None = None
+    if settings.registry_enabled:
+        cargo_registry = CargoRegistry(settings.data_dir / "registry", settings.public_url)
+        routes += cargo_registry.routes
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         async with contextlib.AsyncExitStack() as stack:
             services = await _build_services(settings, stack, http_client, store)
+            if cargo_registry is not None:
+                # In-process: trustpub tokens are checked against our own store.
+                authority = LocalAuthority(services.tokens, services.policies)
+                await stack.enter_async_context(cargo_registry.open(authority))
             # Also on app.state, for operators' tooling and tests; handlers use the
             # lifespan state through trustpub.api.state.services().
             app.state.services = services
@@ -66,7 +80,7 @@ def create_app(
                 tasks.cancel_scope.cancel()
 
     return Starlette(
-        routes=ROUTES,
+        routes=routes,
         middleware=[Middleware(AccessLog)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
