@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
+import subprocess
+import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -353,3 +356,84 @@ def test_cargo_registry_name_is_checked(issuer: DevIssuer, tmp_path: Path) -> No
     )
     assert result.code == 2
     assert not (tmp_path / "credentials.toml").exists()
+
+
+@pytest.mark.slow
+def test_the_gitlab_flow_against_a_live_service(tmp_path: Path) -> None:
+    """The documented GitLab path: $TRUSTPUB_ID_TOKEN in, cargo credentials out."""
+    from tests.action.conftest import dev_issuer
+    from tests.live import run_service
+    from trustpub.oidc.issuers import Issuer
+
+    key = tmp_path / "issuer.pem"
+    with dev_issuer("--provider", "gitlab", "--key", str(key)) as issuer:
+        policy = f"""
+[[policy]]
+name = "release"
+provider = "gitlab"
+issuer = "{issuer.url}"
+crates = ["octo-lib"]
+project_path = "octo-group/octo-lib"
+workflow = ".gitlab-ci.yml"
+"""
+        with run_service(
+            tmp_path,
+            issuers=[Issuer(issuer.url, "gitlab", development=True)],
+            policies=policy,
+            extra_config='introspection_credentials = ["cred-0123456789abcdef"]',
+        ) as service:
+            # A second dev-issuer process with the same key mints what the job would get.
+            minted = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "trustpub",
+                    "dev-issuer",
+                    "--provider",
+                    "gitlab",
+                    "--key",
+                    str(key),
+                    "--url",
+                    issuer.url,
+                    "--print-token",
+                    "--audience",
+                    service.audience,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            cargo_home = tmp_path / "cargo"
+            env = {
+                **os.environ,
+                "TRUSTPUB_ID_TOKEN": minted.stdout.strip(),
+                "CARGO_HOME": str(cargo_home),
+            }
+            env = {k: v for k, v in env.items() if not k.startswith("ACTIONS_ID_TOKEN")}
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "trustpub",
+                    "exchange",
+                    "--url",
+                    service.url,
+                    "--cargo-registry",
+                    "local",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == ""
+            credentials = tomllib.loads((cargo_home / "credentials.toml").read_text())
+            token = credentials["registries"]["local"]["token"]
+            introspection = httpx.post(
+                f"{service.url}/api/v1/trusted_publishing/introspect",
+                json={"token": token},
+                headers={"Authorization": "Bearer cred-0123456789abcdef"},
+            ).json()
+            assert introspection["active"] is True
+            assert introspection["crates"] == {"octo-lib": ["publish-update"]}
