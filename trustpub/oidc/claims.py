@@ -9,6 +9,26 @@ from trustpub.errors import InvalidJWT
 from trustpub.oidc.issuers import Issuer
 
 
+def optional_str_claim(claims: Mapping[str, object], name: str) -> str | None:
+    """A claim as a string, None when absent; a claim of another type is refused."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidJWT(
+            f"Invalid JWT claim `{name}`: expected a string, got {type(value).__name__}"
+        )
+    return value
+
+
+def required_str_claim(claims: Mapping[str, object], name: str) -> str:
+    """A claim as a non-empty string; absent, empty or mistyped is refused."""
+    value = optional_str_claim(claims, name)
+    if not value:
+        raise InvalidJWT(f"Invalid JWT: missing required claim `{name}`")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedClaims:
     """Claims of a JWT whose signature, issuer, audience and lifetime were checked.
@@ -24,19 +44,7 @@ class VerifiedClaims:
     claims: Mapping[str, object]
 
     def optional_str(self, name: str) -> str | None:
-        """The claim as a string, None when absent; a claim of another type is refused."""
-        value = self.claims.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise InvalidJWT(
-                f"Invalid JWT claim `{name}`: expected a string, got {type(value).__name__}"
-            )
-        return value
+        return optional_str_claim(self.claims, name)
 
     def required_str(self, name: str) -> str:
-        """The claim as a non-empty string; absent, empty or mistyped is refused."""
-        value = self.optional_str(name)
-        if not value:
-            raise InvalidJWT(f"Invalid JWT: missing required claim `{name}`")
-        return value
+        return required_str_claim(self.claims, name)

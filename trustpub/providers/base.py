@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from trustpub.errors import InvalidJWT
 from trustpub.grants import Provenance
+from trustpub.oidc.claims import optional_str_claim, required_str_claim
 from trustpub.oidc.issuers import Issuer, ProviderKind
 from trustpub.policies.model import Policy
 
@@ -38,20 +38,10 @@ class UnverifiedClaims:
     claims: Mapping[str, object]
 
     def optional_str(self, name: str) -> str | None:
-        value = self.claims.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise InvalidJWT(
-                f"Invalid JWT claim `{name}`: expected a string, got {type(value).__name__}"
-            )
-        return value
+        return optional_str_claim(self.claims, name)
 
     def required_str(self, name: str) -> str:
-        value = self.optional_str(name)
-        if not value:
-            raise InvalidJWT(f"Invalid JWT: missing required claim `{name}`")
-        return value
+        return required_str_claim(self.claims, name)
 
 
 @dataclass(frozen=True, slots=True)
