@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 
 
 class Operation(enum.StrEnum):
@@ -59,9 +60,18 @@ class Grant:
 
     ``crates`` maps each crate name to its operations; ``ttl_seconds`` is the shortest
     lifetime among the matching policies; ``policies`` names them, for the audit log.
+
+    ``new_crate_owners`` maps each crate the grant may create (``publish-new``) to the
+    registry logins that become its owners: sorted, without duplicates, the union over
+    the matching policies that grant ``publish-new`` on that crate. It is fixed when the
+    token is minted, so a later policy edit cannot change who owns what a live token
+    creates.
     """
 
     crates: Mapping[str, frozenset[Operation]]
     ttl_seconds: int
     policies: tuple[str, ...]
     provenance: Provenance
+    new_crate_owners: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )

@@ -11,6 +11,18 @@ from trustpub.tokens.format import generate_token
 URL = "/api/v1/trusted_publishing/tokens"
 INTROSPECT = "/api/v1/trusted_publishing/introspect"
 
+BOOTSTRAP_POLICY = """
+[[policy]]
+name = "release"
+provider = "github"
+crates = ["octo-lib", "octo-lib-macros"]
+repository = "octo-org/octo-lib"
+repository_owner_id = "131804563"
+workflow = "release.yml"
+operations = ["publish-new", "publish-update"]
+owners = {owners}
+"""
+
 
 class TestRevocation:
     @pytest.mark.parametrize("scheme", ["Bearer ", "bearer ", "BEARER ", ""])
@@ -63,6 +75,8 @@ class TestIntrospection:
             "octo-lib-macros": ["publish-update", "yank"],
         }
         assert body["policies"] == ["policies.toml#release"]
+        # Always present; this policy does not grant publish-new.
+        assert body["new_crate_owners"] == {}
         provenance = body["provenance"]
         assert provenance["provider"] == "github"
         assert provenance["repository"] == "octo-org/octo-lib"
@@ -71,6 +85,32 @@ class TestIntrospection:
         assert provenance["sha"] == "8c13a5f0d1c8a9e6b1f2"
         assert provenance["workflow_ref"].endswith("release.yml@refs/tags/v1.2.3")
         assert body["expires_at"].endswith("Z")
+
+    def test_active_token_names_the_owners_of_crates_it_may_create(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service = service_factory(BOOTSTRAP_POLICY.format(owners='["octocat", "hubot"]'))
+        body = service.introspect(service.token()).json()
+        assert body["crates"] == {
+            "octo-lib": ["publish-new", "publish-update"],
+            "octo-lib-macros": ["publish-new", "publish-update"],
+        }
+        assert body["new_crate_owners"] == {
+            "octo-lib": ["hubot", "octocat"],
+            "octo-lib-macros": ["hubot", "octocat"],
+        }
+
+    def test_owners_are_those_at_mint_time_whatever_the_policy_says_later(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service = service_factory(BOOTSTRAP_POLICY.format(owners='["octocat"]'))
+        before = service.token()
+        service.write_policy("policies.toml", BOOTSTRAP_POLICY.format(owners='["mallory"]'))
+        assert service.services().policies.reload()
+        after = service.token()
+        owners = service.introspect(before).json()["new_crate_owners"]
+        assert owners["octo-lib"] == ["octocat"]
+        assert service.introspect(after).json()["new_crate_owners"]["octo-lib"] == ["mallory"]
 
     @pytest.mark.parametrize("token", ["", "garbage", "trustpub_" + "a" * 38])
     def test_malformed_or_unknown_tokens_are_inactive(self, service: Service, token: str) -> None:

@@ -51,6 +51,50 @@ async def test_grant_is_the_union_of_every_matching_policy() -> None:
 
 
 @pytest.mark.anyio
+async def test_new_crate_owners_are_the_union_of_the_policies_granting_publish_new() -> None:
+    policies = PolicySet(
+        [
+            github_policy(
+                "a", crates=("lib", "fresh"), operations=frozenset({PN}), owners=("bob",)
+            ),
+            github_policy(
+                "b", crates=("fresh",), operations=frozenset({PN, PU}), owners=("alice", "Bob")
+            ),
+            # Grants publish-new but names nobody: the crate is listed, with no owners.
+            github_policy("c", crates=("bare",), operations=frozenset({PN})),
+            # Not publish-new: a crate only updated has no owners entry at all.
+            github_policy("d", crates=("old",), operations=frozenset({PU})),
+            # Does not match this token: its owners must not leak in.
+            github_policy(
+                "e",
+                crates=("fresh",),
+                operations=frozenset({PN}),
+                owners=("eve",),
+                workflow="x.yml",
+            ),
+        ]
+    )
+    grant = await match(policies, claims(), InMemoryNamespacePins(), max_ttl=3600)
+    # Sorted, and one entry per login whatever its case (registry logins ignore case).
+    assert grant.new_crate_owners == {
+        "bare": (),
+        "fresh": ("Bob", "alice"),
+        "lib": ("bob",),
+    }
+    assert list(grant.new_crate_owners) == ["bare", "fresh", "lib"]
+
+
+def test_a_policy_without_publish_new_adds_no_owners_to_a_crate_another_creates() -> None:
+    facts = read_facts(UnverifiedClaims(github_claims()), GITHUB)
+    creator = github_policy("a", crates=("lib",), operations=frozenset({PN}), owners=("alice",))
+    # The loader refuses owners without publish-new; build_grant must not rely on that.
+    updater = github_policy("b", crates=("lib",), operations=frozenset({PU}), owners=("mallory",))
+    grant = build_grant((creator, updater), facts, max_ttl=60)
+    assert grant.new_crate_owners == {"lib": ("alice",)}
+    assert build_grant((updater,), facts, max_ttl=60).new_crate_owners == {}
+
+
+@pytest.mark.anyio
 async def test_ttl_is_capped_by_the_server_maximum() -> None:
     policies = PolicySet([github_policy(token_ttl=7200)])
     grant = await match(policies, claims(), InMemoryNamespacePins(), max_ttl=600)

@@ -55,8 +55,10 @@ class FakeAuthority:
             expires_at=now + 1800,
             provenance=PROVENANCE,
             policies=("release.toml#octo-lib",),
+            new_crate_owners=MappingProxyType(dict(owners or {})),
         )
-        self.tokens[token] = TrustedToken(record, dict(owners or {}))
+        # As the real authorities do: the owners are the ones the record carries.
+        self.tokens[token] = TrustedToken(record, record.new_crate_owners)
         return token
 
     async def introspect(self, token: str) -> TrustedToken | None:

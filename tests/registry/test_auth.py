@@ -10,17 +10,19 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import github_claims
+from tests.policies.factories import GITHUB, github_policy, verified
 from tests.registry.conftest import PROVENANCE
 from trustpub.errors import StoreUnavailable
 from trustpub.grants import Operation
-from trustpub.policies import Policy, PolicySet
+from trustpub.policies import PolicySet
+from trustpub.providers import InMemoryNamespacePins, match
 from trustpub.registry.auth import (
     LocalAuthority,
     RemoteAuthority,
     generate_user_token,
     is_trustpub_token,
     is_user_token,
-    owners_from_policies,
 )
 from trustpub.store.sqlite import SQLiteStore
 from trustpub.tokens.format import generate_token, token_hash
@@ -41,48 +43,19 @@ def test_user_and_trustpub_tokens_are_told_apart() -> None:
     assert generate_user_token() != user
 
 
-def record(crates: dict[str, set[Operation]], policies: tuple[str, ...]) -> TokenRecord:
+def record(
+    crates: dict[str, set[Operation]],
+    policies: tuple[str, ...],
+    owners: dict[str, tuple[str, ...]] | None = None,
+) -> TokenRecord:
     return TokenRecord(
         crates=MappingProxyType({k: frozenset(v) for k, v in crates.items()}),
         issued_at=NOW,
         expires_at=NOW + 600,
         provenance=PROVENANCE,
         policies=policies,
+        new_crate_owners=MappingProxyType(owners or {}),
     )
-
-
-def policy(
-    name: str, crates: tuple[str, ...], ops: set[Operation], owners: tuple[str, ...]
-) -> Policy:
-    return Policy(
-        file="ci.toml",
-        name=name,
-        provider="github",
-        issuer="https://token.actions.githubusercontent.com",
-        crates=crates,
-        repository="octo-org/octo-lib",
-        workflow="release.yml",
-        operations=frozenset(ops),
-        owners=owners,
-        repository_owner_id="131804563",
-    )
-
-
-def test_new_crate_owners_come_from_the_policies_that_grant_publish_new() -> None:
-    policies = PolicySet(
-        [
-            policy("a", ("fresh", "old"), {Operation.PUBLISH_NEW}, ("alice",)),
-            policy("b", ("fresh",), {Operation.PUBLISH_NEW}, ("bob", "alice")),
-            policy("c", ("fresh",), {Operation.PUBLISH_UPDATE}, ()),
-            policy("d", ("fresh",), {Operation.PUBLISH_NEW}, ("eve",)),  # not in the token
-        ]
-    )
-    rec = record(
-        {"fresh": {Operation.PUBLISH_NEW}, "old": {Operation.PUBLISH_UPDATE}},
-        ("ci.toml#a", "ci.toml#b", "ci.toml#c", "gone.toml#x"),
-    )
-    assert owners_from_policies(rec, lambda: policies) == {"fresh": ("alice", "bob")}
-    assert owners_from_policies(rec, None) == {}
 
 
 @pytest.mark.anyio
@@ -90,15 +63,43 @@ async def test_local_authority_reads_the_shared_store(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "store.db")
     try:
         token = generate_token()
-        rec = record({"fresh": {Operation.PUBLISH_NEW}}, ("ci.toml#a",))
+        rec = record({"fresh": {Operation.PUBLISH_NEW}}, ("ci.toml#a",), {"fresh": ("alice",)})
         await store.issue(b"j" * 32, NOW + 900, token_hash(token), rec.to_json(), NOW + 600)
-        policies = PolicySet([policy("a", ("fresh",), {Operation.PUBLISH_NEW}, ("alice",))])
-        authority = LocalAuthority(TokenService(store, clock=lambda: NOW), lambda: policies)
+        authority = LocalAuthority(TokenService(store, clock=lambda: NOW))
         trusted = await authority.introspect(token)
         assert trusted is not None
         assert trusted.record == rec
+        # The owners the record carries, not a lookup of its (here nonexistent) policies.
         assert trusted.new_crate_owners == {"fresh": ("alice",)}
         assert await authority.introspect(generate_token()) is None
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_local_authority_keeps_the_owners_of_minting_time(tmp_path: Path) -> None:
+    def policies(owners: tuple[str, ...]) -> PolicySet:
+        policy = github_policy(
+            crates=("fresh",), operations=frozenset({Operation.PUBLISH_NEW}), owners=owners
+        )
+        return PolicySet([policy])
+
+    store = SQLiteStore(tmp_path / "store.db")
+    try:
+        tokens = TokenService(store)
+        pins = InMemoryNamespacePins()
+        grant = await match(
+            policies(("alice",)), verified(GITHUB, github_claims()), pins, max_ttl=600
+        )
+        issued = await tokens.mint(grant, verified(GITHUB, github_claims()))
+        # The policy now names someone else; the token minted before must not follow.
+        edited = await match(
+            policies(("mallory",)), verified(GITHUB, github_claims()), pins, max_ttl=600
+        )
+        assert edited.new_crate_owners == {"fresh": ("mallory",)}
+        trusted = await LocalAuthority(tokens).introspect(issued.token)
+        assert trusted is not None
+        assert trusted.new_crate_owners == {"fresh": ("alice",)}
     finally:
         await store.aclose()
 
@@ -138,18 +139,39 @@ def remote(handler: Introspection, now: float = NOW) -> RemoteAuthority:
 
 @pytest.mark.anyio
 async def test_remote_authority_posts_the_token_with_the_credential() -> None:
-    handler = Introspection(body=active_body(new_crate_owners={"demo": ["alice"]}))
+    handler = Introspection(body=active_body())
     token = generate_token()
     trusted = await remote(handler).introspect(token)
     assert trusted is not None
     assert trusted.record.crates == {"demo": frozenset({Operation.PUBLISH_UPDATE, Operation.YANK})}
     assert trusted.record.provenance == PROVENANCE
     assert trusted.record.policies == ("ci.toml#a",)
-    assert trusted.new_crate_owners == {"demo": ("alice",)}
+    assert trusted.new_crate_owners == {}
     (request,) = handler.requests
     assert str(request.url) == "https://trustpub.example/api/v1/trusted_publishing/introspect"
     assert request.headers["authorization"] == "Bearer registry-secret-123456"
     assert json.loads(request.content) == {"token": token}
+
+
+@pytest.mark.anyio
+async def test_remote_authority_takes_owners_from_the_answer() -> None:
+    body = active_body(
+        crates={"demo": ["publish-update"], "fresh": ["publish-new"]},
+        new_crate_owners={"fresh": ["alice", "bob"]},
+    )
+    trusted = await remote(Introspection(body=body)).introspect(generate_token())
+    assert trusted is not None
+    assert trusted.new_crate_owners == {"fresh": ("alice", "bob")}
+    assert trusted.record.new_crate_owners == {"fresh": ("alice", "bob")}
+
+
+@pytest.mark.anyio
+async def test_remote_authority_answer_without_owners_creates_no_crate() -> None:
+    # An older trustpub does not send the field: tolerated, and nobody is named.
+    body = active_body(crates={"fresh": ["publish-new"]})
+    trusted = await remote(Introspection(body=body)).introspect(generate_token())
+    assert trusted is not None
+    assert trusted.new_crate_owners == {}
 
 
 @pytest.mark.anyio
@@ -183,6 +205,9 @@ async def test_remote_authority_does_not_ask_about_malformed_tokens() -> None:
         Introspection(body=active_body(expires_at="2027-01-15T08:00:00")),
         Introspection(body=active_body(provenance="github")),
         Introspection(body=active_body(new_crate_owners={"demo": "alice"})),
+        Introspection(body=active_body(new_crate_owners=["demo"])),
+        # Owners for a crate the token may only update: not a real grant, so refused.
+        Introspection(body=active_body(new_crate_owners={"demo": ["alice"]})),
     ],
 )
 async def test_remote_authority_failures_deny_with_503(handler: Introspection) -> None:

@@ -3,8 +3,10 @@ endpoint of a live ``trustpub serve`` (the wire shape both sides must agree on).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +34,32 @@ workflow = "release.yml"
 operations = ["publish-update", "publish-new"]
 owners = ["alice"]
 """
+
+
+def introspect(url: str, token: str) -> dict[str, Any]:
+    response = httpx.post(
+        f"{url}/api/v1/trusted_publishing/introspect",
+        json={"token": token},
+        headers={"Authorization": f"Bearer {CREDENTIAL}"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_for_owners(
+    url: str, issuer: DevIssuer, audience: str, expected: dict[str, list[str]]
+) -> None:
+    """Mint fresh tokens until one carries ``expected``: the service reloaded its policies."""
+    deadline = time.monotonic() + 20
+    while True:
+        jwt = issuer.mint(audience)
+        token = httpx.post(f"{url}/api/v1/trusted_publishing/tokens", json={"jwt": jwt}).json()
+        owners = introspect(url, token["token"])["new_crate_owners"]
+        if owners == expected:
+            return
+        assert time.monotonic() < deadline, f"policies not reloaded; owners still {owners}"
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -79,11 +107,26 @@ def test_a_standalone_registry_accepts_tokens_through_introspection(
             version = client.get("/api/v1/crates/demo/1.1.0").json()["version"]
             assert version["trustpub_data"]["repository"] == "octo-org/octo-lib"
 
-            # The introspection answer carries no owners, so a standalone registry
-            # cannot create a crate through trusted publishing (reported gap).
+            # The policy now names another owner. The token minted before keeps the
+            # owners recorded at minting; only tokens minted after the reload change.
+            policy_file = tmp_path / "service" / "policies" / "policies.toml"
+            policy_file.write_text(
+                POLICIES.format(issuer=issuer.url).replace('["alice"]', '["mallory"]')
+            )
+            wait_for_owners(
+                svc.url, issuer, svc.audience, {"demo": ["mallory"], "fresh": ["mallory"]}
+            )
+            assert introspect(svc.url, minted)["new_crate_owners"] == {
+                "demo": ["alice"],
+                "fresh": ["alice"],
+            }
+
+            # A standalone registry creates a crate through trusted publishing, owned by
+            # the owners the introspection answer carries.
             response = client.put(put, content=body_for("fresh", "0.1.0"), headers=headers)
-            assert response.status_code == 403
-            assert "names no owners" in response.json()["errors"][0]["detail"]
+            assert response.status_code == 200, response.text
+            owners = client.get("/api/v1/crates/fresh/owners").json()["users"]
+            assert [u["login"] for u in owners] == ["alice"]
 
             httpx.delete(
                 f"{svc.url}/api/v1/trusted_publishing/tokens",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -37,12 +38,46 @@ def record() -> TokenRecord:
         expires_at=1_769_943_359,
         provenance=PROVENANCE,
         policies=("octo-lib-release", "octo-derive-release"),
+        new_crate_owners={"octo-derive": ("alice", "bob")},
     )
 
 
 def test_record_round_trips_through_json() -> None:
     original = record()
-    assert TokenRecord.from_json(original.to_json()) == original
+    parsed = TokenRecord.from_json(original.to_json())
+    assert parsed == original
+    assert parsed.new_crate_owners == {"octo-derive": ("alice", "bob")}
+
+
+def test_owners_are_stored_compactly_and_only_when_there_are_any() -> None:
+    data = json.loads(record().to_json())
+    assert data["owners"] == {"octo-derive": ["alice", "bob"]}
+    plain = replace(record(), new_crate_owners={})
+    assert "owners" not in json.loads(plain.to_json())
+    assert TokenRecord.from_json(plain.to_json()) == plain
+    # A crate the token may create, whose policies named nobody, is kept as such.
+    bare = replace(record(), new_crate_owners={"octo-derive": ()})
+    assert TokenRecord.from_json(bare.to_json()).new_crate_owners == {"octo-derive": ()}
+
+
+def test_a_record_stored_before_owners_were_recorded_creates_no_crate() -> None:
+    # The exact bytes an earlier trustpub stored: no `owners` key.
+    old = (
+        b'{"crates":{"octo-derive":["publish-new"]},"exp":1769943359,"iat":1769941559,'
+        b'"policies":["octo-derive-release"],"provenance":{"issuer":'
+        b'"https://token.actions.githubusercontent.com","provider":"github",'
+        b'"repository":"octo-org/octo-lib"},"v":1}'
+    )
+    parsed = TokenRecord.from_json(old)
+    assert parsed.crates == {"octo-derive": frozenset({Operation.PUBLISH_NEW})}
+    assert parsed.new_crate_owners == {}
+    assert parsed.to_json() == old
+
+
+def test_parsed_owners_cannot_be_modified() -> None:
+    parsed = TokenRecord.from_json(record().to_json())
+    with pytest.raises(TypeError):
+        parsed.new_crate_owners["octo-lib"] = ("mallory",)  # type: ignore[index]
 
 
 def test_json_is_compact_and_deterministic() -> None:
@@ -100,6 +135,15 @@ def mutate(**changes: object) -> bytes:
         mutate(provenance={"issuer": 1, "provider": "github", "repository": "a/b"}),
         mutate(policies="p"),
         mutate(policies=[1]),
+        mutate(owners=[]),
+        mutate(owners=None),
+        mutate(owners={"octo-derive": "alice"}),
+        mutate(owners={"octo-derive": [1]}),
+        mutate(owners={"octo-derive": [""]}),
+        mutate(owners={"octo-derive": None}),
+        # Owners for a crate the token may only update, or does not name: corruption.
+        mutate(owners={"octo-lib": ["alice"]}),
+        mutate(owners={"elsewhere": ["alice"]}),
     ],
 )
 def test_malformed_stored_data_is_refused(raw: bytes) -> None:
@@ -121,6 +165,6 @@ def test_arbitrary_bytes_raise_only_malformed_record(raw: bytes) -> None:
     )
 )
 def test_arbitrary_json_in_any_field_raises_only_malformed_record(value: object) -> None:
-    for field in ("crates", "iat", "exp", "provenance", "policies", "v"):
+    for field in ("crates", "iat", "exp", "provenance", "policies", "owners", "v"):
         with contextlib.suppress(MalformedRecord):
             TokenRecord.from_json(mutate(**{field: value}))

@@ -105,6 +105,7 @@ def grant(**overrides: Any) -> Grant:
         "ttl_seconds": 1800,
         "policies": ("octo-release",),
         "provenance": PROVENANCE,
+        "new_crate_owners": {"octo-derive": ("alice", "bob")},
     }
     fields.update(overrides)
     return Grant(**fields)
@@ -167,6 +168,19 @@ async def test_minted_token_introspects_to_what_the_grant_allows(
     assert record.expires_at == int(clock.now) + 1800
     assert record.provenance == PROVENANCE
     assert record.policies == ("octo-release",)
+    assert record.new_crate_owners == {"octo-derive": ("alice", "bob")}
+
+
+async def test_the_minted_record_keeps_its_owners_if_the_grant_mapping_changes(
+    service: TokenService,
+) -> None:
+    owners = {"octo-derive": ("alice",)}
+    issued = await service.mint(grant(new_crate_owners=owners), verified())
+    owners["octo-derive"] = ("mallory",)
+    assert issued.record.new_crate_owners == {"octo-derive": ("alice",)}
+    record = await service.introspect(issued.token)
+    assert record is not None
+    assert record.new_crate_owners == {"octo-derive": ("alice",)}
 
 
 async def test_store_never_receives_the_plain_token(
@@ -263,6 +277,9 @@ async def test_missing_jti_is_refused_before_the_store(
         {"crates": {"octo-lib": frozenset()}},
         {"ttl_seconds": 0},
         {"ttl_seconds": -1},
+        # Owners for a crate the grant may only update, or does not name at all.
+        {"new_crate_owners": {"octo-lib": ("alice",)}},
+        {"new_crate_owners": {"elsewhere": ("alice",)}},
     ],
 )
 async def test_a_grant_that_grants_nothing_or_never_expires_mints_nothing(

@@ -67,7 +67,7 @@ def create_app(
             services = await _build_services(settings, stack, http_client, store)
             if cargo_registry is not None:
                 # In-process: trustpub tokens are checked against our own store.
-                authority = LocalAuthority(services.tokens, services.policies)
+                authority = LocalAuthority(services.tokens)
                 await stack.enter_async_context(cargo_registry.open(authority))
             # Also on app.state, for operators' tooling and tests; handlers use the
             # lifespan state through trustpub.api.state.services().

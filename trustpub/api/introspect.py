@@ -50,6 +50,11 @@ async def introspect(request: Request) -> Response:
             "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},
             "expires_at": rfc3339(record.expires_at),
             "issued_at": rfc3339(record.issued_at),
+            # Always present ({} when the token creates no crate): the owners recorded
+            # when the token was minted, so every registry sees the same answer.
+            "new_crate_owners": {
+                name: list(logins) for name, logins in sorted(record.new_crate_owners.items())
+            },
             "policies": list(record.policies),
             "provenance": record.provenance.to_json(),
         },

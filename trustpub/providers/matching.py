@@ -92,21 +92,37 @@ def evaluate(policies: PolicySet, facts: TokenFacts, issuer: Issuer, pin: str | 
 
 
 def build_grant(matched: tuple[Policy, ...], facts: TokenFacts, *, max_ttl: int) -> Grant:
-    """The union of the matched policies: crates with their operations, shortest TTL."""
+    """The union of the matched policies: crates with their operations, shortest TTL,
+    and the owners of every crate the token may create."""
     if not matched:
         # An empty match must deny, never grant nothing-in-particular.
         raise PolicyMismatch(no_config_message(facts.repository))
     crates: dict[str, set[Operation]] = {}
+    owners: dict[str, list[str]] = {}
     for policy in matched:
         for crate in policy.crates:
             crates.setdefault(crate, set()).update(policy.operations)
+            # Only a policy that itself grants publish-new names owners for the crate: a
+            # policy allowing just updates must not add owners to a crate another creates.
+            if Operation.PUBLISH_NEW in policy.operations:
+                owners.setdefault(crate, []).extend(policy.owners)
     ttl = min(min(p.token_ttl for p in matched), max_ttl)
     return Grant(
         crates={name: frozenset(ops) for name, ops in sorted(crates.items())},
         ttl_seconds=ttl,
         policies=tuple(sorted(p.id for p in matched)),
         provenance=facts.provenance,
+        new_crate_owners={name: unique_logins(logins) for name, logins in sorted(owners.items())},
     )
+
+
+def unique_logins(logins: list[str]) -> tuple[str, ...]:
+    """Sorted logins, each once. Registry logins are case-insensitive, so ``Alice`` and
+    ``alice`` from two policies are one owner (the first spelling in sort order wins)."""
+    seen: dict[str, str] = {}
+    for login in sorted(logins):
+        seen.setdefault(login.lower(), login)
+    return tuple(seen.values())
 
 
 async def match(

@@ -13,10 +13,10 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -24,11 +24,8 @@ from trustpub.errors import StoreUnavailable
 from trustpub.grants import Operation, Provenance
 from trustpub.registry.actors import TrustedToken
 from trustpub.tokens import format as trustpub_format
-from trustpub.tokens.record import TokenRecord
+from trustpub.tokens.record import TokenRecord, parse_new_crate_owners
 from trustpub.tokens.service import TokenService
-
-if TYPE_CHECKING:
-    from trustpub.policies.policyset import PolicySet
 
 log = logging.getLogger("trustpub.registry")
 
@@ -73,48 +70,21 @@ class TokenAuthority(Protocol):
 
 
 class LocalAuthority:
-    """The in-process authority: the service's own ``TokenService`` and policies.
+    """The in-process authority: the service's own ``TokenService`` (or one on a shared
+    store).
 
-    ``policies`` returns the live policy set; it supplies the owners of crates that a
-    token may create (the token record names its policies, not their owners).
+    The owners of crates a token may create come from the token record, fixed when it
+    was minted: never from the live policies, which may have changed since.
     """
 
-    def __init__(
-        self, tokens: TokenService, policies: Callable[[], PolicySet] | None = None
-    ) -> None:
+    def __init__(self, tokens: TokenService) -> None:
         self._tokens = tokens
-        self._policies = policies
 
     async def introspect(self, token: str) -> TrustedToken | None:
         record = await self._tokens.introspect(token)
         if record is None:
             return None
-        return TrustedToken(record, owners_from_policies(record, self._policies))
-
-
-def owners_from_policies(
-    record: TokenRecord, policies: Callable[[], PolicySet] | None
-) -> Mapping[str, tuple[str, ...]]:
-    """For each crate the token may create, the owners named by the token's policies
-    that grant ``publish-new`` on it (policies reloaded away since minting name none)."""
-    if policies is None:
-        return {}
-    current = {p.id: p for p in policies()}
-    owners: dict[str, tuple[str, ...]] = {}
-    for crate, ops in record.crates.items():
-        if Operation.PUBLISH_NEW not in ops:
-            continue
-        logins: list[str] = []
-        for policy_id in record.policies:
-            policy = current.get(policy_id)
-            if (
-                policy is not None
-                and crate in policy.crates
-                and Operation.PUBLISH_NEW in policy.operations
-            ):
-                logins.extend(o for o in policy.owners if o not in logins)
-        owners[crate] = tuple(logins)
-    return owners
+        return TrustedToken(record, record.new_crate_owners)
 
 
 class RemoteAuthority:
@@ -122,8 +92,9 @@ class RemoteAuthority:
     with ``Authorization: Bearer <credential>``.
 
     The response must be well-formed in every detail; anything else is treated as
-    "cannot tell" (503), never as an active token. An optional ``new_crate_owners``
-    object (crate -> logins) supplies the owners of crates the token may create.
+    "cannot tell" (503), never as an active token. ``new_crate_owners`` (crate ->
+    logins) supplies the owners of crates the token may create; an answer without it
+    (a trustpub from before owners were recorded) creates no crate.
     """
 
     def __init__(
@@ -187,22 +158,18 @@ def _parse_introspection(data: Any) -> TrustedToken | None:
     policies = data.get("policies", [])
     if not isinstance(policies, list) or not all(isinstance(p, str) for p in policies):
         raise ValueError("`policies` must be a list of strings")
-    owners_raw = data.get("new_crate_owners", {})
-    if not isinstance(owners_raw, dict):
-        raise ValueError("`new_crate_owners` must be an object")
-    owners: dict[str, tuple[str, ...]] = {}
-    for crate, logins in owners_raw.items():
-        if not isinstance(logins, list) or not all(isinstance(x, str) for x in logins):
-            raise ValueError("`new_crate_owners` values must be lists of logins")
-        owners[crate] = tuple(logins)
+    # The same checks as a stored record (MalformedRecord is a ValueError): owners of a
+    # crate the token may not create mean a broken answer, and a broken answer denies.
+    owners = parse_new_crate_owners(data.get("new_crate_owners", {}), crates)
     record = TokenRecord(
         crates=MappingProxyType(crates),
         issued_at=issued_at,
         expires_at=expires_at,
         provenance=Provenance.from_json(provenance_raw),
         policies=tuple(policies),
+        new_crate_owners=owners,
     )
-    return TrustedToken(record, owners)
+    return TrustedToken(record, record.new_crate_owners)
 
 
 def _timestamp(value: object) -> int:

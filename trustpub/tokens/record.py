@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from trustpub.grants import Operation, Provenance
@@ -21,7 +21,10 @@ class TokenRecord:
     """One issued token: per crate the operations it allows, its lifetime and origin.
 
     ``issued_at`` and ``expires_at`` are unix seconds; ``policies`` names the trust
-    policies that matched, for the audit log.
+    policies that matched, for the audit log. ``new_crate_owners`` maps each crate the
+    token may create to the registry logins that become its owners, as the policies
+    said when the token was minted (records stored before the field existed read as
+    empty: such a token creates no crate).
     """
 
     crates: Mapping[str, frozenset[Operation]]
@@ -29,13 +32,20 @@ class TokenRecord:
     expires_at: int
     provenance: Provenance
     policies: tuple[str, ...]
+    new_crate_owners: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def is_active(self, now: float) -> bool:
         return self.issued_at <= self.expires_at and now < self.expires_at
 
     def to_json(self) -> bytes:
-        """Compact, deterministic JSON (sorted keys and operation lists)."""
-        data = {
+        """Compact, deterministic JSON (sorted keys and operation lists).
+
+        ``owners`` is written only when there are any, so a record that creates no
+        crate is byte-for-byte what it was before the field existed.
+        """
+        data: dict[str, object] = {
             "v": RECORD_VERSION,
             "crates": {name: sorted(ops) for name, ops in sorted(self.crates.items())},
             "iat": self.issued_at,
@@ -43,6 +53,10 @@ class TokenRecord:
             "provenance": self.provenance.to_json(),
             "policies": list(self.policies),
         }
+        if self.new_crate_owners:
+            data["owners"] = {
+                name: list(logins) for name, logins in sorted(self.new_crate_owners.items())
+            }
         return json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -84,13 +98,36 @@ class TokenRecord:
         policies = data.get("policies")
         if not isinstance(policies, list) or not all(isinstance(p, str) for p in policies):
             raise MalformedRecord("token record `policies` must be a list of strings")
+        # Absent: a record stored before owners were recorded; it creates no crate.
+        owners = parse_new_crate_owners(data.get("owners", {}), crates)
         return cls(
             crates=MappingProxyType(crates),
             issued_at=issued_at,
             expires_at=expires_at,
             provenance=provenance,
             policies=tuple(policies),
+            new_crate_owners=owners,
         )
+
+
+def parse_new_crate_owners(
+    raw: object, crates: Mapping[str, frozenset[Operation]]
+) -> Mapping[str, tuple[str, ...]]:
+    """Check a ``{crate: [login, ...]}`` object against the crates of the same grant.
+
+    Raises ``MalformedRecord``. Owners of a crate the token may not create are refused,
+    not ignored: they cannot come from a real grant, so they mean corruption.
+    """
+    if not isinstance(raw, dict):
+        raise MalformedRecord("new-crate owners must be an object")
+    owners: dict[str, tuple[str, ...]] = {}
+    for name, logins in raw.items():
+        if not isinstance(logins, list) or not all(isinstance(x, str) and x for x in logins):
+            raise MalformedRecord("new-crate owners must be lists of logins")
+        if Operation.PUBLISH_NEW not in crates.get(name, frozenset()):
+            raise MalformedRecord("new-crate owners name a crate the token may not create")
+        owners[name] = tuple(logins)
+    return MappingProxyType(owners)
 
 
 def _int(data: Mapping[str, object], key: str) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from trustpub.errors import InvalidJWT, JWTReplayed
-from trustpub.grants import Grant
+from trustpub.grants import Grant, Operation
 from trustpub.oidc.claims import VerifiedClaims
 from trustpub.store.base import Store
 from trustpub.tokens.format import generate_token, is_well_formed, token_hash
@@ -63,6 +63,12 @@ class TokenService:
             raise ValueError("a grant must name at least one crate, each with operations")
         if grant.ttl_seconds <= 0:
             raise ValueError("a grant's ttl_seconds must be positive")
+        if any(
+            Operation.PUBLISH_NEW not in grant.crates.get(name, frozenset())
+            for name in grant.new_crate_owners
+        ):
+            # Such a record would be refused as malformed when read back: fail here.
+            raise ValueError("a grant names owners only for crates it may create")
         if leeway < 0:
             raise ValueError("leeway must not be negative")
         if not claims.jti:
@@ -75,6 +81,11 @@ class TokenService:
             expires_at=now + grant.ttl_seconds,
             provenance=grant.provenance,
             policies=tuple(grant.policies),
+            # Copied now, not looked up at publish time: the token carries exactly what
+            # the policies granted when it was minted, whatever they say later.
+            new_crate_owners=MappingProxyType(
+                {name: tuple(logins) for name, logins in grant.new_crate_owners.items()}
+            ),
         )
         token = generate_token()
         # The jti must stay claimed as long as any of our processes could still accept
