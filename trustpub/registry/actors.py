@@ -48,8 +48,8 @@ class TrustedToken:
     """An active trustpub token, as its authority reported it.
 
     ``new_crate_owners`` maps each crate the token may create (``publish-new``) to the
-    registry logins its policies name as owners: the token record itself does not
-    carry them, so the authority resolves them.
+    registry logins its policies named as owners when the token was minted, as the
+    authority reported them (the record's own field, or the introspection answer).
     """
 
     record: TokenRecord
