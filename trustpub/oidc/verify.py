@@ -6,7 +6,7 @@ The order of the checks matters:
 2. the unverified ``iss`` must be a configured issuer (before any network access, so
    a token cannot make us fetch keys from a host we did not choose);
 3. ``kid`` names the issuer's key (``KeySets`` refreshes on an unknown one, rate-limited);
-4. the signature is checked by pyjwt with that key and RS256 only;
+4. the RS256 signature is checked with that key (``trustpub.oidc.jws``: one parse);
 5. the claims of the verified payload are checked here, types first, with our clock.
 
 Every refusal is an ``InvalidJWT`` or ``UnsupportedIssuer`` whose detail starts with
@@ -20,9 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-import jwt
-
 from trustpub.errors import ConfigurationError, InvalidJWT, UnsupportedIssuer
+from trustpub.oidc import jws
 from trustpub.oidc.claims import VerifiedClaims
 from trustpub.oidc.issuers import Issuer
 from trustpub.oidc.keys import KeySets
@@ -35,11 +34,7 @@ MAX_ECHOED_ISSUER: Final = 200
 ALGORITHM: Final = "RS256"
 REQUIRED_CLAIMS: Final = ("iss", "exp", "iat", "aud", "jti")
 
-DECODE_FAILED: Final = "Failed to decode JWT"
-
-
-def _decode_failed(reason: str | None = None) -> InvalidJWT:
-    return InvalidJWT(DECODE_FAILED if reason is None else f"{DECODE_FAILED}: {reason}")
+_decode_failed = jws.decode_failed
 
 
 class Verifier:
@@ -79,17 +74,16 @@ class Verifier:
         if len(token) > MAX_TOKEN_LENGTH:
             raise _decode_failed("token is too large")
 
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise _decode_failed() from None
+        signed = jws.parse(token)
+        header = signed.header
         # RS256 only, checked before anything else: never "none" (no signature), never
         # HMAC (an attacker could sign with the issuer's public key as the secret).
         if header.get("alg") != ALGORITHM:
             raise _decode_failed("unsupported algorithm (expected RS256)")
 
-        unverified = self._unverified_payload(token)
-        issuer = self._issuer(unverified.get("iss"))
+        # The unverified `iss` only chooses the issuer, and with it the key; the claims
+        # are trusted only once that key has checked the signature.
+        issuer = self._issuer(signed.payload.get("iss"))
 
         kid = header.get("kid")
         if kid is None or kid == "":
@@ -97,68 +91,10 @@ class Verifier:
         if not isinstance(kid, str):
             raise InvalidJWT("Invalid JWT key ID")
         key = await self._keys.get_key(issuer, kid)
-
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=key,
-                # The list pyjwt enforces, in addition to our own header check above.
-                algorithms=[ALGORITHM],
-                options={
-                    # The one check delegated to pyjwt: the RS256 signature.
-                    "verify_signature": True,
-                    # Presence of the claims we need; their types and values are checked
-                    # below, since pyjwt accepts e.g. a float `exp` or a list `aud`.
-                    "require": list(REQUIRED_CLAIMS),
-                    # Time claims are checked below with the injected clock.
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    # `aud` must be exactly one string, ours: checked below.
-                    "verify_aud": False,
-                    "strict_aud": False,
-                    # `iss` selected the issuer and its key; re-checked below, byte for byte.
-                    "verify_iss": False,
-                    # `sub` is not used (its format is customisable); `jti` checked below.
-                    "verify_sub": False,
-                    "verify_jti": False,
-                    # Our key store already refuses keys under 2048 bits; refuse here too.
-                    "enforce_minimum_key_length": True,
-                },
-            )
-        except jwt.InvalidSignatureError:
-            raise _decode_failed("invalid signature") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise _decode_failed(f"missing required claim `{exc.claim}`") from None
-        except jwt.PyJWTError:
-            raise _decode_failed() from None
+        signed.verify_rs256(key)
+        claims = signed.payload
 
         return self._check_claims(issuer, claims)
-
-    def _unverified_payload(self, token: str) -> dict[str, Any]:
-        # Read without verification only to choose the issuer, and with it the key;
-        # nothing from here is trusted or returned.
-        try:
-            payload: dict[str, Any] = jwt.decode(
-                token,
-                algorithms=[ALGORITHM],
-                options={
-                    "verify_signature": False,
-                    "require": [],
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "strict_aud": False,
-                    "verify_iss": False,
-                    "verify_sub": False,
-                    "verify_jti": False,
-                    "enforce_minimum_key_length": True,
-                },
-            )
-        except jwt.PyJWTError:
-            raise _decode_failed() from None
-        return payload
 
     def _issuer(self, iss: object) -> Issuer:
         if iss is None:
@@ -173,7 +109,11 @@ class Verifier:
         return issuer
 
     def _check_claims(self, issuer: Issuer, claims: dict[str, Any]) -> VerifiedClaims:
-        # Types first: pyjwt only checked presence.
+        for name in REQUIRED_CLAIMS:
+            if claims.get(name) is None:
+                raise _decode_failed(f"missing required claim `{name}`")
+        # Types before values: JSON gives floats, booleans and lists where integers and
+        # strings are expected.
         iss = _require_str(claims, "iss")
         aud = claims.get("aud")
         jti = _require_str(claims, "jti")
