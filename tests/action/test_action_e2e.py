@@ -1,14 +1,17 @@
 """The action as the runner runs it: `node main.js`, then `node post.js`, with INPUT_*
 variables, the GITHUB_OUTPUT / GITHUB_STATE / GITHUB_ENV files and workflow commands on
-stdout, against a live `trustpub serve` trusting a live `trustpub dev-issuer`.
-
-(Publishing with the token belongs to the registry's end-to-end tests.)
+stdout, against a live `trustpub serve` trusting a live `trustpub dev-issuer`. The token
+main outputs publishes to the service's companion registry (`PUT /api/v1/crates/new`, the
+body cargo sends); after post, the registry refuses it. (Real cargo against the registry:
+tests/registry/test_cargo_e2e.py.)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 
 from tests.action.conftest import LiveIssuer, dev_issuer
 from tests.live import LiveService, run_service
+from tests.registry.helpers import body_for
 from trustpub.oidc.issuers import Issuer
 
 pytestmark = pytest.mark.slow
@@ -123,6 +127,43 @@ def introspect(service: LiveService, token: str) -> dict[str, object]:
     return body
 
 
+def registry_cli(service: LiveService, *args: str) -> str:
+    """`trustpub registry` on the live service's data, as an operator runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "trustpub", "registry", "--config", str(service.config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def publish(service: LiveService, token: str, version: str) -> httpx.Response:
+    """What `cargo publish` sends for octo-lib VERSION, with TOKEN as cargo sends it."""
+    return httpx.put(
+        f"{service.url}/api/v1/crates/new",
+        content=body_for("octo-lib", version),
+        headers={"Authorization": token},
+    )
+
+
+def indexed_versions(service: LiveService) -> list[str]:
+    response = httpx.get(f"{service.url}/index/oc/to/octo-lib")
+    assert response.status_code == 200, response.text
+    return [json.loads(line)["vers"] for line in response.text.splitlines()]
+
+
+def create_octo_lib(service: LiveService) -> None:
+    """A person publishes the first version: the policy grants only publish-update."""
+    registry_cli(service, "user", "add", "alice")
+    alice = registry_cli(service, "token", "create", "--user", "alice", "--scope", "publish-new")
+    first = publish(service, alice, "0.1.0")
+    assert first.status_code == 200, first.text
+
+
 def runner_for(node: str, tmp_path: Path, stack: Stack, **inputs: str) -> Runner:
     return Runner(
         node,
@@ -135,9 +176,10 @@ def runner_for(node: str, tmp_path: Path, stack: Stack, **inputs: str) -> Runner
     )
 
 
-def test_main_then_post_issues_a_working_token_and_revokes_it(
+def test_main_then_post_issues_a_token_that_publishes_until_post_revokes_it(
     node: str, tmp_path: Path, stack: Stack
 ) -> None:
+    create_octo_lib(stack.service)
     runner = runner_for(node, tmp_path, stack, registry="trustpub-local")
 
     main = runner.main()
@@ -159,10 +201,28 @@ def test_main_then_post_issues_a_working_token_and_revokes_it(
     assert active["active"] is True
     assert active["crates"] == {"octo-lib": ["publish-update"]}
 
+    # The job's next step: publish with the token main output.
+    published = publish(stack.service, token, "0.2.0")
+    assert published.status_code == 200, published.text
+    assert indexed_versions(stack.service) == ["0.1.0", "0.2.0"]
+    version = httpx.get(f"{stack.service.url}/api/v1/crates/octo-lib/0.2.0").json()["version"]
+    assert version["trustpub_data"]["repository"] == "octo-org/octo-lib"
+    assert version["trustpub_data"]["issuer"] == stack.issuer.url
+
     post = runner.post()
     assert post.returncode == 0, post.stdout + post.stderr
     assert post.stdout.splitlines() == [f"::add-mask::{token}", "Revoked the registry token."]
     assert introspect(stack.service, token) == {"active": False}
+
+    # After the job, the same token publishes nothing.
+    refused = publish(stack.service, token, "0.3.0")
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "errors": [
+            {"detail": "The provided Trusted Publishing token is invalid, expired or revoked"}
+        ]
+    }
+    assert indexed_versions(stack.service) == ["0.1.0", "0.2.0"]
 
 
 def test_a_refused_exchange_fails_main_shows_why_and_post_does_nothing(
@@ -192,6 +252,7 @@ def test_a_refused_exchange_fails_main_shows_why_and_post_does_nothing(
 
 
 def test_post_survives_an_unreachable_registry(node: str, tmp_path: Path, stack: Stack) -> None:
+    create_octo_lib(stack.service)
     runner = runner_for(node, tmp_path, stack)
     assert runner.main().returncode == 0
     token = runner.state["token"]
@@ -201,3 +262,4 @@ def test_post_survives_an_unreachable_registry(node: str, tmp_path: Path, stack:
     assert "::warning::Could not revoke the registry token" in post.stdout
     # Still valid: it was not revoked, and expires on its own.
     assert introspect(stack.service, token)["active"] is True
+    assert publish(stack.service, token, "0.2.0").status_code == 200
