@@ -114,7 +114,8 @@ class Registry:
             "trustpub_revocations_total", "Token revocation requests by result.", ("result",)
         )
         self.store_errors = Counter(
-            "trustpub_store_errors_total", "Store operations that failed.", ("operation",)
+            "trustpub_store_errors_total",
+            "Requests answered 503 because the store was unavailable.",
         )
         self.policy_reloads = Counter(
             "trustpub_policy_reloads_total", "Policy reloads by result.", ("result",)

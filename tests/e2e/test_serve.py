@@ -187,6 +187,9 @@ def test_unwritable_sqlite_store_gives_503_and_the_service_recovers(
         moved.rename(store_dir)
         again = httpx.post(f"{svc.url}{TOKENS}", json={"jwt": jwt}, timeout=30)
         assert again.status_code == 200, again.text
+        metrics = httpx.get(f"{svc.url}/metrics").text
+        assert "trustpub_store_errors_total 1" in metrics
+        assert 'trustpub_exchanges_total{outcome="refused",reason="StoreUnavailable"} 1' in metrics
 
 
 def test_serve_refuses_a_bad_configuration_with_one_clear_message(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
-from trustpub.errors import TrustpubError
+from trustpub.errors import StoreUnavailable, TrustpubError
 
 log = logging.getLogger("trustpub.api")
 
@@ -23,6 +23,11 @@ def error_response(status: int, detail: str, headers: dict[str, str] | None = No
 
 async def _trustpub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TrustpubError)
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable", extra={"fields": {"reason": exc.detail}})
+        services = getattr(request.state, "services", None)
+        if services is not None:
+            services.metrics.store_errors.inc()
     return error_response(exc.status_code, exc.detail, NO_STORE)
 
 
