@@ -262,6 +262,8 @@ def test_serve_with_no_configuration_runs_the_embedded_default(tmp_path: Path) -
         assert response.status_code == 400
         assert response.json() == {"errors": [{"detail": "Failed to decode JWT"}]}
         assert (tmp_path / "data" / "trustpub.db").exists()
+        # The banner names the store as configured (relative: three slashes).
+        assert "0 policies from policies, store sqlite:///data/trustpub.db)" in log.read_text()
     finally:
         process.terminate()
         process.wait(10)

@@ -5,19 +5,49 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from trustpub.errors import ConfigurationError, PolicyLoadError
 
+if TYPE_CHECKING:
+    from trustpub.config import Settings
+
 
 def redact_url(url: str) -> str:
-    """A store URL fit to print: no password, no query."""
+    """A store URL fit to print: SQLite as given, anything else without credentials.
+
+    SQLite URLs and plain paths carry no secret, and rebuilding ``sqlite:///data/x.db``
+    from its parts would print ``sqlite:/data/x.db``, which reads as an absolute path
+    when the file is ``./data/x.db``.
+    """
+    if "://" not in url or url.lower().startswith("sqlite://"):
+        return url
+    # Redis (or anything else): host, port and path only. The password, and the query,
+    # whose options may carry credentials too, stay out of terminals and logs.
     parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc += f":{parts.port}"
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:  # not a number: the store refuses the URL later, with its reason
+        port = None
+    if port is not None:
+        netloc += f":{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def plural(count: int, singular: str, plural_form: str) -> str:
+    return f"{count} {singular if count == 1 else plural_form}"
+
+
+def start_banner(settings: Settings, policy_count: int) -> str:
+    """The line ``trustpub serve`` prints at start (to stderr)."""
+    return (
+        f"trustpub: serving {settings.public_url} (audience {settings.audience!r}, "
+        f"{plural(policy_count, 'policy', 'policies')} from {settings.policy_dir}, "
+        f"store {redact_url(settings.store_url)})"
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -67,12 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("trustpub: cannot start: --workers must be at least 1", file=sys.stderr)
         return 2
-    print(
-        f"trustpub: serving {settings.public_url} (audience {settings.audience!r}, "
-        f"{len(policies)} policies from {settings.policy_dir}, "
-        f"store {redact_url(settings.store_url)})",
-        file=sys.stderr,
-    )
+    print(start_banner(settings, len(policies)), file=sys.stderr)
     uvicorn.run(
         "trustpub.api.app:app_from_environment",
         factory=True,
