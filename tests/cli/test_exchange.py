@@ -206,6 +206,37 @@ def test_explain_prints_unverified_claims_but_never_the_jwt(issuer: DevIssuer) -
     assert jwt not in result.err
 
 
+def explained(err: str) -> dict[str, str]:
+    """The claims ``--explain`` printed: name -> value as shown."""
+    rows = [line.split(None, 1) for line in err.splitlines() if line.startswith("  ")]
+    return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
+
+
+def test_explain_shows_the_times_in_utc_beside_the_epoch_seconds(key: rsa.RSAPrivateKey) -> None:
+    issuer = DevIssuer("http://127.0.0.1:8090", key=key, clock=lambda: 1_769_941_559)
+    jwt = issuer.mint(
+        "registry.example", exp=1_769_941_859, nbf=1_769_941_259, run_number=1_769_941_559
+    )
+    shown = explained(run(Registry(issuer), "--jwt", jwt, "--explain").err)
+    assert shown["exp"] == "1769941859 (2026-02-01 10:30:59 UTC)"
+    assert shown["iat"] == "1769941559 (2026-02-01 10:25:59 UTC)"
+    assert shown["nbf"] == "1769941259 (2026-02-01 10:20:59 UTC)"
+    assert shown["run_number"] == "1769941559"  # only the time claims are times
+
+
+def test_explain_shows_odd_time_claims_as_they_are(issuer: DevIssuer) -> None:
+    jwt = issuer.mint("registry.example", exp="soon", nbf=True, iat=10**30)
+    shown = explained(run(Registry(issuer), "--jwt", jwt, "--explain").err)
+    assert (shown["exp"], shown["iat"], shown["nbf"]) == ("soon", str(10**30), "true")
+
+
+def test_the_gitlab_example_installs_trustpub_from_its_repository() -> None:
+    from trustpub.cli.exchange import GITLAB_EXAMPLE
+
+    assert "pip install trustpub\n" not in GITLAB_EXAMPLE
+    assert 'pip install "trustpub @ git+https://<your-trustpub-repository>"' in GITLAB_EXAMPLE
+
+
 def test_explain_notes_a_reusable_workflow(issuer: DevIssuer) -> None:
     jwt = issuer.mint(
         "registry.example",

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 from urllib.parse import quote
@@ -43,7 +44,7 @@ GitLab CI (.gitlab-ci.yml):
       TRUSTPUB_ID_TOKEN:            # read by trustpub exchange by default
         aud: registry.example       # the registry URL without its scheme
     script:
-      - pip install trustpub
+      - pip install "trustpub @ git+https://<your-trustpub-repository>"
       - trustpub exchange --url https://registry.example --cargo-registry my-registry
       - cargo publish --registry my-registry
 
@@ -350,6 +351,21 @@ def unverified_claims(jwt: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
+_TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time"})
+
+
+def _utc_suffix(value: object) -> str:
+    """`` (2026-02-01 10:30:59 UTC)`` for a NumericDate, or nothing for anything else."""
+    # bool is an int to Python, not a time to a reader.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return ""
+    try:
+        when = datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return ""
+    return f" ({when:%Y-%m-%d %H:%M:%S} UTC)"
+
+
 def print_claims(jwt: str, source: str, err: TextIO) -> None:
     claims = unverified_claims(jwt)
     if claims is None:
@@ -364,6 +380,8 @@ def print_claims(jwt: str, source: str, err: TextIO) -> None:
     for name in sorted(claims):
         value = claims[name]
         shown = value if isinstance(value, str) else json.dumps(value)
+        if name in _TIME_CLAIMS:
+            shown += _utc_suffix(value)
         print(f"  {name.ljust(width)}  {shown}", file=err)
     job, caller = claims.get("job_workflow_ref"), claims.get("workflow_ref")
     if isinstance(job, str) and isinstance(caller, str) and job != caller:
