@@ -34,6 +34,7 @@ def test_dev_issuer_signature() -> None:
         "claims_overrides",
         "request_token",
         "lifetime",
+        "audience",
         "clock",
     ]
     assert all(p.kind is p.KEYWORD_ONLY for name, p in params.items() if name != "url")

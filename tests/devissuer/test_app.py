@@ -128,3 +128,66 @@ async def test_mint_requires_the_request_token(client: httpx.AsyncClient) -> Non
 async def test_mint_refuses_huge_bodies(client: httpx.AsyncClient, issuer: DevIssuer) -> None:
     response = await client.post("/mint", headers=auth(issuer), content=b" " * (65 * 1024))
     assert response.status_code == 413
+
+
+@pytest.fixture
+async def client_with_audience(
+    rsa_key: rsa.RSAPrivateKey,
+) -> AsyncIterator[tuple[httpx.AsyncClient, DevIssuer]]:
+    issuer = DevIssuer(ISSUER_URL, key=rsa_key, audience="localhost:9123")
+    transport = httpx.ASGITransport(app=create_app(issuer))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER_URL) as c:
+        yield c, issuer
+
+
+@pytest.mark.anyio
+async def test_the_issuers_audience_is_the_default_of_token_and_mint(
+    client_with_audience: tuple[httpx.AsyncClient, DevIssuer],
+) -> None:
+    client, issuer = client_with_audience
+    token = await client.get("/token?api-version=2.0", headers=auth(issuer))
+    assert unverified(token.json()["value"])["aud"] == "localhost:9123"
+    minted = await client.post("/mint", headers=auth(issuer))
+    assert unverified(minted.json()["value"])["aud"] == "localhost:9123"
+    # A request that names an audience still gets it.
+    named = await client.post("/mint?audience=q.example", headers=auth(issuer))
+    assert unverified(named.json()["value"])["aud"] == "q.example"
+    in_body = await client.post("/mint", headers=auth(issuer), json={"aud": "b.example"})
+    assert unverified(in_body.json()["value"])["aud"] == "b.example"
+    wrong_type = await client.post("/mint", headers=auth(issuer), json={"aud": 5})
+    assert wrong_type.status_code == 400
+
+
+@pytest.mark.anyio
+async def test_mint_without_any_audience_says_where_one_can_come_from(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.post("/mint", headers=auth(issuer))
+    assert response.status_code == 400
+    assert "dev-issuer --audience" in response.json()["message"]
+
+
+@pytest.mark.anyio
+async def test_mint_format_raw_answers_the_jwt_alone_for_a_pipe(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.post(
+        "/mint?audience=q.example&format=raw", headers=auth(issuer), json={"ref": "refs/heads/x"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.text.endswith("\n")
+    assert response.text.count("\n") == 1
+    claims = unverified(response.text.strip())
+    assert (claims["aud"], claims["ref"]) == ("q.example", "refs/heads/x")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("query", ["format=xml", "format=", "format=RAW"])
+async def test_mint_refuses_an_unknown_format(
+    client: httpx.AsyncClient, issuer: DevIssuer, query: str
+) -> None:
+    response = await client.post(f"/mint?audience=a&{query}", headers=auth(issuer))
+    assert response.status_code == 400
+    assert response.json() == {"message": "format must be json or raw"}

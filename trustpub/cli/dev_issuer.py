@@ -8,10 +8,13 @@ import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from trustpub.oidc.issuers import PROVIDER_KINDS, is_loopback_host
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     from trustpub.devissuer import DevIssuer
 
 DEFAULT_LISTEN = "127.0.0.1:8090"
@@ -44,7 +47,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--key",
         metavar="FILE",
-        help="PEM RSA private key; created (mode 0600) if missing. Default: a new key per run",
+        help=(
+            "PEM RSA private key; the server creates it (mode 0600) if missing. Default for "
+            "the server: a new key per run, kept in memory. --print-token needs the FILE of "
+            "the running dev issuer whose key trustpub fetched"
+        ),
     )
     parser.add_argument("--kid", help="key id (default: the key's RFC 7638 thumbprint)")
     parser.add_argument(
@@ -78,9 +85,30 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--print-token",
         action="store_true",
-        help="print one minted token to stdout and exit (needs --audience; no server)",
+        help=(
+            "print one minted token to stdout and exit, without a server. Needs --audience "
+            "and --key FILE, the key file of the running dev issuer (with --url or --listen "
+            "of that issuer): trustpub accepts only tokens signed with a key that issuer "
+            "serves. --throwaway-key signs with a new key instead"
+        ),
     )
-    parser.add_argument("--audience", metavar="AUD", help="audience for --print-token")
+    parser.add_argument(
+        "--throwaway-key",
+        action="store_true",
+        help=(
+            "with --print-token and no --key: sign with a new key that no issuer serves, "
+            "for looking at a token; trustpub refuses it (Invalid JWT key ID)"
+        ),
+    )
+    parser.add_argument(
+        "--audience",
+        metavar="AUD",
+        help=(
+            "trustpub's audience (its public URL without the scheme, e.g. localhost:8080): "
+            "the token's audience with --print-token; for the server, the audience of "
+            "/token and /mint requests that name none, and the one its start banner shows"
+        ),
+    )
     parser.set_defaults(handler=run)
 
 
@@ -128,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    from trustpub.devissuer import DevIssuer, generate_key, load_key, save_key
+    from trustpub.devissuer import DevIssuer
     from trustpub.devissuer.server import bind, serve_forever, url_for
 
     host, port = parse_listen(args.listen)
@@ -143,22 +171,28 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--lifetime must be positive")
     overrides = parse_claims(args.claims, args.claim)
 
-    key_note = "a new key for this run"
-    if args.key is None:
-        key = generate_key()
-    elif Path(args.key).exists():
-        try:
-            key = load_key(args.key)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--key {args.key}: {exc}") from None
-        key_note = f"key from {args.key}"
-    else:
-        key = generate_key()
-        try:
-            save_key(key, args.key)
-        except OSError as exc:
-            raise UsageError(f"--key {args.key}: cannot create: {exc.strerror}") from None
-        key_note = f"new key saved to {args.key}"
+    if args.throwaway_key and not args.print_token:
+        raise UsageError("--throwaway-key applies to --print-token only")
+    if args.throwaway_key and args.key is not None:
+        raise UsageError("--throwaway-key and --key exclude each other")
+    if args.print_token:
+        if not args.audience:
+            raise UsageError("--print-token needs --audience (trustpub's audience)")
+        # A token signed with a key no running issuer serves is refused by trustpub with
+        # a bare "Invalid JWT key ID": say so here, where the fix is known, instead.
+        if args.key is None and not args.throwaway_key:
+            raise UsageError(
+                "--print-token needs --key FILE, the key file of the running dev issuer "
+                "(start it with --key FILE too): a token signed with any other key is "
+                "refused by trustpub (Invalid JWT key ID). Pass --throwaway-key to sign "
+                "with a new key anyway."
+            )
+        if args.key is not None and not Path(args.key).exists():
+            raise UsageError(
+                f"--key {args.key}: no such file. --print-token signs with the key file of "
+                "the running dev issuer: pass the --key FILE it was started with."
+            )
+    key, key_note = resolve_key(args.key)
 
     issuer_args: dict[str, Any] = {
         "key": key,
@@ -167,10 +201,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         "claims_overrides": overrides,
         "request_token": args.request_token,
         "lifetime": args.lifetime,
+        "audience": args.audience,
     }
     if args.print_token:
-        if not args.audience:
-            raise UsageError("--print-token needs --audience")
         issuer = DevIssuer(args.url or url_for(host, port), **issuer_args)
         print(issuer.mint(args.audience), file=out)
         return 0
@@ -180,7 +213,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
     issuer = DevIssuer(args.url or url_for(host, sock.getsockname()[1]), **issuer_args)
-    out.write(banner(issuer, key_note))
+    out.write(banner(issuer, key_note, args.key))
     out.flush()
     try:
         serve_forever(issuer, sock)
@@ -189,10 +222,78 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def banner(issuer: DevIssuer, key_note: str) -> str:
-    """What to do with a running dev issuer, printed at start."""
+def resolve_key(path: str | None) -> tuple[rsa.RSAPrivateKey, str]:
+    """The signing key and how it was obtained: from ``path``, created there, or new."""
+    from trustpub.devissuer import generate_key, load_key, save_key
+
+    if path is None:
+        return generate_key(), "a new key for this run"
+    if Path(path).exists():
+        try:
+            return load_key(path), f"key from {path}"
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--key {path}: {exc}") from None
+    key = generate_key()
+    try:
+        save_key(key, path)
+    except OSError as exc:
+        raise UsageError(f"--key {path}: cannot create: {exc.strerror}") from None
+    return key, f"new key saved to {path}"
+
+
+AUDIENCE_PLACEHOLDER = "<your trustpub audience>"
+URL_PLACEHOLDER = "<your trustpub URL>"
+
+
+def trustpub_url_for(audience: str | None) -> str:
+    """trustpub's URL from its audience (the URL without its scheme), or a placeholder."""
+    if not audience:
+        return URL_PLACEHOLDER
+    host = urlsplit(f"//{audience}").hostname or ""
+    # The audience drops the scheme; a loopback trustpub is plain http, any other https.
+    return f"{'http' if is_loopback_host(host) else 'https'}://{audience}"
+
+
+def banner(issuer: DevIssuer, key_note: str, key_file: str | None = None) -> str:
+    """What to do with a running dev issuer, printed at start.
+
+    ``key_file`` is the ``--key`` the issuer was started with, if any: the banner then
+    shows the ``--print-token`` command that signs with the same key.
+    """
+    from trustpub.devissuer import key_thumbprint
+
     url = issuer.url
     quote = shlex.quote
+    audience = issuer.audience or AUDIENCE_PLACEHOLDER
+    exchange = f"trustpub exchange --url {quote(trustpub_url_for(issuer.audience))} --jwt -"
+    mint_url = f"{url}/mint?audience={audience}&format=raw"
+    # GitHub's ref is a full ref; GitLab's is bare (its ref_type says tag or branch).
+    example_ref = "refs/tags/v1.0.0" if issuer.provider == "github" else "v1.0.0"
+    if key_file is None:
+        offline_mint = """\
+  (trustpub dev-issuer --print-token signs with a key file: restart this issuer with
+  --key FILE to use it; this run's key exists only in memory)"""
+    else:
+        extra = [] if issuer.provider == "github" else ["--provider", issuer.provider]
+        if issuer.kid != key_thumbprint(issuer.key):
+            extra += ["--kid", issuer.kid]
+        key_path = str(Path(key_file).resolve())
+        first = shlex.join(
+            ["trustpub", "dev-issuer", "--print-token", *extra, "--key", key_path, "--url", url]
+        )
+        offline_mint = f"""\
+  {first} \\
+    --audience {quote(audience)} --claim ref={example_ref} \\
+    | {exchange} --explain"""
+    placeholders = (
+        ""
+        if issuer.audience
+        else f"""
+Replace {AUDIENCE_PLACEHOLDER} with trustpub's audience, its public URL without the
+scheme (localhost:8080 for a local trustpub), and {URL_PLACEHOLDER} with that URL; or
+restart this issuer with --audience AUD to have them filled in.
+"""
+    )
     return f"""\
 trustpub dev-issuer: issuer {url} ({issuer.provider}-shaped tokens, kid {issuer.kid}, {key_note})
 DEVELOPMENT ONLY: whoever holds the request token can mint tokens from this issuer.
@@ -209,8 +310,12 @@ Point the action (or anything speaking the Actions token-request protocol) at it
   export ACTIONS_ID_TOKEN_REQUEST_URL={quote(issuer.token_request_url)}
   export ACTIONS_ID_TOKEN_REQUEST_TOKEN={quote(issuer.request_token)}
 
-Mint one token with claim overrides:
+Get one token with claim overrides from this server and exchange it (format=raw answers
+the JWT alone; without it, JSON):
   curl -s -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" \\
-    -d '{{"ref": "refs/tags/v1.0.0"}}' {quote(url + "/mint?audience=localhost:8080")}
-
+    -d '{{"ref": "{example_ref}"}}' {quote(mint_url)} \\
+    | {exchange} --explain
+or without this server, signing with the same key file:
+{offline_mint}
+{placeholders}
 """

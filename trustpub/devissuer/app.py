@@ -5,6 +5,11 @@ GET  /.well-known/jwks
 GET  /token?api-version=2.0&audience=AUD     Authorization: bearer <request token>
      -> {"value": "<JWT>"}   (what $ACTIONS_ID_TOKEN_REQUEST_URL answers)
 POST /mint?audience=AUD  {claim overrides}   same authorization, same answer
+POST /mint?audience=AUD&format=raw           the JWT alone and a newline (text/plain), for
+                                             `| trustpub exchange --jwt -`
+
+Without an audience in the request, both use the issuer's ``audience`` if it has one;
+otherwise /token answers like GitHub (the owner's URL) and /mint refuses.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from trustpub.devissuer.issuer import DevIssuer
@@ -46,6 +51,8 @@ def create_app(issuer: DevIssuer) -> Starlette:
         return JSONResponse(issuer.jwks())
 
     def default_audience() -> str | None:
+        if issuer.audience is not None:
+            return issuer.audience
         if issuer.provider == "github":
             # GitHub's default audience is the URL of the repository owner.
             owner = issuer.claims("-").get("repository_owner", "")
@@ -60,9 +67,12 @@ def create_app(issuer: DevIssuer) -> Starlette:
             return _error(400, "audience is required")
         return JSONResponse({"value": issuer.mint(audience)}, headers=_NO_STORE)
 
-    async def mint(request: Request) -> JSONResponse:
+    async def mint(request: Request) -> Response:
         if not _authorized(issuer, request):
             return _error(401, "missing or wrong request token (Authorization: bearer ...)")
+        answer = request.query_params.get("format", "json")
+        if answer not in ("json", "raw"):
+            return _error(400, "format must be json or raw")
         body = await request.body()
         if len(body) > _MAX_BODY:
             return _error(413, "body too large")
@@ -74,11 +84,18 @@ def create_app(issuer: DevIssuer) -> Starlette:
                 return _error(400, "body must be a JSON object of claim overrides")
         if not isinstance(overrides, dict):
             return _error(400, "body must be a JSON object of claim overrides")
-        audience = request.query_params.get("audience") or overrides.pop("aud", None)
+        in_body = overrides.pop("aud", None)
+        audience = request.query_params.get("audience") or (
+            issuer.audience if in_body is None else in_body
+        )
         if not isinstance(audience, str) or not audience:
-            return _error(400, "audience is required (?audience= or an 'aud' string)")
-        overrides.pop("aud", None)
-        return JSONResponse({"value": issuer.mint(audience, **overrides)}, headers=_NO_STORE)
+            return _error(
+                400, "audience is required (?audience=, an 'aud' string, or dev-issuer --audience)"
+            )
+        jwt = issuer.mint(audience, **overrides)
+        if answer == "raw":
+            return PlainTextResponse(jwt + "\n", headers=_NO_STORE)
+        return JSONResponse({"value": jwt}, headers=_NO_STORE)
 
     return Starlette(
         routes=[

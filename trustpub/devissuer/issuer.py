@@ -80,6 +80,8 @@ class DevIssuer:
     ``claims_overrides`` apply to every token, ``mint(**overrides)`` to one; an
     override of ``None`` removes a claim. ``request_token`` guards ``/token`` and
     ``/mint`` the way ``ACTIONS_ID_TOKEN_REQUEST_TOKEN`` guards the Actions endpoint.
+    ``audience``, if given, is what ``/token`` and ``/mint`` sign for when a request
+    names no audience (a running trustpub's audience, say).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class DevIssuer:
         claims_overrides: Mapping[str, Any] | None = None,
         request_token: str | None = None,
         lifetime: int = DEFAULT_LIFETIME,
+        audience: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if provider not in PROVIDER_KINDS:
@@ -106,6 +109,7 @@ class DevIssuer:
         # A fresh random secret unless the caller fixes one (e.g. for a script).
         self.request_token = request_token or secrets.token_urlsafe(32)
         self.lifetime = lifetime
+        self.audience = audience or None
         self._clock = clock
 
     # -- what the issuer publishes ------------------------------------------------------

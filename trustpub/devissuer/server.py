@@ -62,7 +62,8 @@ def serve_in_thread(
 
     Yields the issuer, whose ``url`` is the address it serves; keyword arguments go to
     ``DevIssuer`` (``key``, ``kid``, ``provider``, ``claims_overrides``,
-    ``request_token``, ``lifetime``, ``clock``). The server stops when the block exits.
+    ``request_token``, ``lifetime``, ``audience``, ``clock``). The server stops when the
+    block exits.
     """
     # Tests must never expose a signing endpoint beyond the machine.
     if not is_loopback_host(host):
