@@ -19,7 +19,7 @@ accident. A marker's URL may use ``${NAME:-default}``, expanded like the shell w
 Every terminal starts where the README says to start, the clone's root: here a
 directory holding only ``.venv``, a link to the virtual environment running this test.
 HOME and CARGO_HOME are private to the test (so ``~/trustpub-quickstart`` is under its
-temporary directory), and TRUSTPUB_PORT / DEV_ISSUER_PORT, which the README reads with
+temporary directory), and QS_PORT / QS_ISSUER_PORT, which the README reads with
 defaults, are free ports. Nothing reaches the network: no proxy variables, crates.io is
 replaced by a source that does not exist, and the crate has no dependencies.
 """
@@ -107,6 +107,16 @@ def test_the_marker_convention_covers_every_block() -> None:
     assert "fails" in kinds
     assert all(b.argument.startswith("http://") for b in blocks if b.kind == "background")
     assert expand("a${X:-1}b${Y:-2}c${Z}", {"X": "9", "Z": "z"}) == "a9b2cz"
+
+
+def test_the_quick_starts_own_variables_cannot_pass_for_trustpub_configuration() -> None:
+    """Its port variables are QS_*: a TRUSTPUB_* name would look like a setting that
+    trustpub reads, and a newcomer would expect exporting it to move the service."""
+    start = README.read_text().index(f"\n{SECTION}\n")
+    section = README.read_text()[start:]
+    section = section[: section.find("\n## ", 1)]
+    names = set(re.findall(r"\$\{(\w+)", section)) | set(re.findall(r"`(\w+_PORT)`", section))
+    assert names == {"QS_PORT", "QS_ISSUER_PORT"}
 
 
 def test_a_block_without_a_marker_is_an_error() -> None:
@@ -276,8 +286,8 @@ def terminal_environment(tmp_path: Path) -> dict[str, str]:
             "CARGO_TERM_COLOR": "never",
             "CARGO_HTTP_TIMEOUT": "20",
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-            "TRUSTPUB_PORT": str(free_port()),
-            "DEV_ISSUER_PORT": str(free_port()),
+            "QS_PORT": str(free_port()),
+            "QS_ISSUER_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -297,7 +307,7 @@ def test_the_quick_start_publishes_with_a_trusted_publishing_token(tmp_path: Pat
     (clone / ".venv").symlink_to(venv)
     logs = tmp_path / "logs"
     logs.mkdir()
-    base = f"http://127.0.0.1:{env['TRUSTPUB_PORT']}"
+    base = f"http://127.0.0.1:{env['QS_PORT']}"
 
     shell = Shell(clone, env, logs)
     failures: list[str] = []
@@ -336,7 +346,7 @@ def test_the_quick_start_publishes_with_a_trusted_publishing_token(tmp_path: Pat
             assert versions["0.1.0"]["version"]["trustpub_data"] is None
             provenance = versions["0.2.0"]["version"]["trustpub_data"]
             assert provenance["repository"] == "octo-org/octo-lib"
-            assert provenance["issuer"] == f"http://127.0.0.1:{env['DEV_ISSUER_PORT']}"
+            assert provenance["issuer"] == f"http://127.0.0.1:{env['QS_ISSUER_PORT']}"
             assert provenance["policies"] == ["hello.toml#release"]
     finally:
         shell.close()
