@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 
@@ -44,14 +44,22 @@ class Provenance:
     event: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # Field by field rather than dataclasses.asdict, which deep-copies every value:
+        # this runs on every exchange and introspection (bench/RESULTS.md).
+        return {
+            name: value for name in _PROVENANCE_FIELDS if (value := getattr(self, name)) is not None
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Provenance:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if not all(isinstance(v, str) for v in fields.values()):
+        known = {k: v for k, v in data.items() if k in _PROVENANCE_FIELD_SET}
+        if not all(isinstance(v, str) for v in known.values()):
             raise ValueError("provenance fields must be strings")
-        return cls(**fields)  # type: ignore[arg-type]
+        return cls(**known)  # type: ignore[arg-type]
+
+
+_PROVENANCE_FIELDS = tuple(f.name for f in fields(Provenance))
+_PROVENANCE_FIELD_SET = frozenset(_PROVENANCE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,12 @@ from trustpub.grants import Operation, Provenance
 
 RECORD_VERSION = 1
 
+# The settings json.dumps(separators=..., sort_keys=True) would use, built once: passing
+# any option to json.dumps constructs a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+# Exact lookups of stored operation names (cheaper than calling the enum).
+_OPERATIONS: Mapping[str, Operation] = MappingProxyType({op.value: op for op in Operation})
+
 
 class MalformedRecord(ValueError):
     """Stored record data that cannot be trusted; the token is treated as inactive."""
@@ -57,7 +63,7 @@ class TokenRecord:
             data["owners"] = {
                 name: list(logins) for name, logins in sorted(self.new_crate_owners.items())
             }
-        return json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        return _ENCODER.encode(data).encode("utf-8")
 
     @classmethod
     def from_json(cls, raw: bytes) -> TokenRecord:
@@ -85,8 +91,8 @@ class TokenRecord:
             if not isinstance(ops, list) or not ops or not all(isinstance(o, str) for o in ops):
                 raise MalformedRecord("token record operations must be non-empty string lists")
             try:
-                crates[name] = frozenset(Operation(o) for o in ops)
-            except ValueError as exc:
+                crates[name] = frozenset([_OPERATIONS[o] for o in ops])
+            except KeyError as exc:
                 raise MalformedRecord("token record names an unknown operation") from exc
         provenance_raw = data.get("provenance")
         if not isinstance(provenance_raw, dict):
