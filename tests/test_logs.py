@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from trustpub.logs import JSONFormatter, configure
+from trustpub.logs import JSONFormatter, configure, log_fields
 
 
 def test_json_formatter_writes_one_object_with_the_fields() -> None:
@@ -46,3 +46,33 @@ def test_configure_sends_trustpub_logs_to_stderr_as_json(
         assert entry["n"] == 1
     finally:
         root.handlers[:], root.level, root.propagate = saved
+
+
+def _record_at(created: float) -> logging.LogRecord:
+    record = logging.LogRecord("trustpub.audit", logging.INFO, __file__, 1, "x", (), None)
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000)
+    return record
+
+
+def test_json_formatter_timestamps_follow_each_records_second() -> None:
+    # The formatted second is cached; a record of another second must not reuse it.
+    formatter = JSONFormatter()
+    first = json.loads(formatter.format(_record_at(1_769_941_559.25)))["ts"]
+    same = json.loads(formatter.format(_record_at(1_769_941_559.5)))["ts"]
+    later = json.loads(formatter.format(_record_at(1_769_941_560.125)))["ts"]
+    earlier = json.loads(formatter.format(_record_at(1_769_941_500.0)))["ts"]
+    assert first == "2026-02-01T10:25:59.250Z"
+    assert same == "2026-02-01T10:25:59.500Z"
+    assert later == "2026-02-01T10:26:00.125Z"
+    assert earlier == "2026-02-01T10:25:00.000Z"
+
+
+def test_log_fields_makes_a_record_with_the_fields(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("trustpub.test.fields")
+    with caplog.at_level(logging.INFO, logger="trustpub.test.fields"):
+        log_fields(logger, logging.INFO, "request", {"status": 200})
+        log_fields(logger, logging.DEBUG, "hidden", {"status": 500})
+    assert [(r.getMessage(), r.fields) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("request", {"status": 200})
+    ]

@@ -2,7 +2,8 @@
 
 Loggers: ``trustpub.access`` (one line per request), ``trustpub.audit`` (exchanges and
 revocations), and module loggers under ``trustpub``. Callers pass fields through
-``extra={"fields": {...}}``; nothing here ever receives a token or a JWT.
+``extra={"fields": {...}}`` (or ``log_fields``); nothing here ever receives a token or
+a JWT.
 """
 
 from __future__ import annotations
@@ -16,12 +17,28 @@ from typing import Any
 audit_log = logging.getLogger("trustpub.audit")
 access_log = logging.getLogger("trustpub.access")
 
+# Built once: json.dumps with any option constructs a new encoder on every call.
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
 
 class JSONFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        # (unix second, "YYYY-MM-DDTHH:MM:SS"): strftime once a second, not once a line.
+        # Replaced as a whole tuple, so a formatter shared by threads stays consistent.
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = cached
+        return f"{cached[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -31,7 +48,7 @@ class JSONFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return _ENCODER.encode(entry)
 
 
 def configure(level: str = "info") -> None:
@@ -44,5 +61,19 @@ def configure(level: str = "info") -> None:
     root.propagate = False
 
 
+def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, Any]) -> None:
+    """``logger.log(level, msg, extra={"fields": fields})``, for lines on every request.
+
+    The record is made directly: ``Logger.log`` would first walk the stack for the
+    caller's file and line, which a JSON line never shows.
+    """
+    if logger.isEnabledFor(level):
+        logger.handle(
+            logger.makeRecord(
+                logger.name, level, "(unknown file)", 0, msg, (), None, None, {"fields": fields}
+            )
+        )
+
+
 def audit(event: str, **fields: Any) -> None:
-    audit_log.info(event, extra={"fields": {"event": event, **fields}})
+    log_fields(audit_log, logging.INFO, event, {"event": event, **fields})

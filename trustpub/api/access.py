@@ -5,11 +5,12 @@ Headers and bodies, where tokens travel, are never logged.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trustpub.logs import access_log
+from trustpub.logs import access_log, log_fields
 
 
 class AccessLog:
@@ -17,7 +18,7 @@ class AccessLog:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(20):
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -33,15 +34,15 @@ class AccessLog:
             await self.app(scope, receive, send_wrapper)
         finally:
             client = scope.get("client")
-            access_log.info(
+            log_fields(
+                access_log,
+                logging.INFO,
                 "request",
-                extra={
-                    "fields": {
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "ms": round((time.perf_counter() - started) * 1000, 2),
-                        "client": client[0] if client else None,
-                    }
+                {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": client[0] if client else None,
                 },
             )
