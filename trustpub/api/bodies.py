@@ -23,6 +23,13 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise HTTPException(400, "Invalid Content-Length header")
         if int(declared) > limit:
             raise HTTPException(413, f"Request body too large (limit {limit} bytes)")
+        # The server frames the body by Content-Length, so it is at most `limit` bytes:
+        # read it whole. The length is checked again all the same.
+        whole = await request.body()
+        if len(whole) > limit:
+            raise HTTPException(413, f"Request body too large (limit {limit} bytes)")
+        return whole
+    # No length given (chunked): refuse as soon as the chunks pass the limit.
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

@@ -7,9 +7,10 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
+from trustpub.api.responses import CompactJSONResponse
 from trustpub.errors import StoreUnavailable, TrustpubError
 
 log = logging.getLogger("trustpub.api")
@@ -18,7 +19,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"errors": [{"detail": detail}]}, status_code=status, headers=headers)
+    return CompactJSONResponse(
+        {"errors": [{"detail": detail}]}, status_code=status, headers=headers
+    )
 
 
 async def _trustpub_error(request: Request, exc: Exception) -> Response:

@@ -6,10 +6,11 @@ import hmac
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from trustpub.api.bodies import read_json_object, string_field
 from trustpub.api.errors import NO_STORE
+from trustpub.api.responses import CompactJSONResponse
 from trustpub.api.state import services
 from trustpub.api.tokens import rfc3339
 
@@ -42,9 +43,9 @@ async def introspect(request: Request) -> Response:
     record = await svc.tokens.introspect(token)
     if record is None:
         svc.metrics.introspections.inc("inactive")
-        return JSONResponse({"active": False}, headers=NO_STORE)
+        return CompactJSONResponse({"active": False}, headers=NO_STORE)
     svc.metrics.introspections.inc("active")
-    return JSONResponse(
+    return CompactJSONResponse(
         {
             "active": True,
             "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from trustpub.api.bodies import read_json_object, string_field
 from trustpub.api.errors import NO_STORE
+from trustpub.api.responses import CompactJSONResponse
 from trustpub.api.state import services
 from trustpub.logs import audit
 from trustpub.tokens import format as token_format
 
 
 def rfc3339(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 async def exchange(request: Request) -> Response:
@@ -25,7 +26,7 @@ async def exchange(request: Request) -> Response:
     jwt = string_field(body, "jwt")
     issued = await services(request).exchanger.exchange(jwt)
     record = issued.record
-    return JSONResponse(
+    return CompactJSONResponse(
         {
             "token": issued.token,
             "expires_at": rfc3339(record.expires_at),
