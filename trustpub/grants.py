@@ -52,10 +52,13 @@ class Provenance:
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Provenance:
-        known = {k: v for k, v in data.items() if k in _PROVENANCE_FIELD_SET}
-        if not all(isinstance(v, str) for v in known.values()):
-            raise ValueError("provenance fields must be strings")
-        return cls(**known)  # type: ignore[arg-type]
+        known: dict[str, str] = {}
+        for name, value in data.items():
+            if name in _PROVENANCE_FIELD_SET:
+                if not isinstance(value, str):
+                    raise ValueError("provenance fields must be strings")
+                known[name] = value
+        return cls(**known)
 
 
 _PROVENANCE_FIELDS = tuple(f.name for f in fields(Provenance))

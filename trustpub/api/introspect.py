@@ -15,8 +15,7 @@ from trustpub.api.state import services
 from trustpub.api.tokens import rfc3339
 
 
-def _authenticate(request: Request) -> None:
-    credentials = services(request).settings.introspection_credentials
+def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
     if not credentials:
         raise HTTPException(
             403, "Introspection is disabled: no registry credentials are configured"
@@ -37,9 +36,9 @@ def _authenticate(request: Request) -> None:
 
 async def introspect(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/introspect`` ``{"token": "..."}``."""
-    _authenticate(request)
-    token = string_field(await read_json_object(request), "token")
     svc = services(request)
+    _authenticate(request, svc.settings.introspection_credentials)
+    token = string_field(await read_json_object(request), "token")
     record = await svc.tokens.introspect(token)
     if record is None:
         svc.metrics.introspections.inc("inactive")

@@ -28,5 +28,9 @@ class Services:
 
 
 def services(request: Request) -> Services:
-    """The typed way to reach the services from a request (``request.state`` is untyped)."""
-    return cast(Services, request.state.services)
+    """The typed way to reach the services from a request (``request.state`` is untyped).
+
+    Read from the request's copy of the lifespan state, ``scope["state"]``, which is
+    what ``request.state`` wraps, without building that wrapper on every request.
+    """
+    return cast(Services, request.scope["state"]["services"])
