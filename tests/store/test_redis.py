@@ -199,3 +199,17 @@ async def test_read_only_server_is_unavailable_then_recovers(
     finally:
         await admin.aclose()
         await store.aclose()
+
+
+async def test_a_burst_beyond_the_pool_size_queues_instead_of_failing(redis_prefix: str) -> None:
+    store = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, max_connections=4)
+    try:
+        results = await asyncio.gather(
+            *(
+                store.issue(h(f"jti-{i}"), later(), h(f"token-{i}"), b"record", later())
+                for i in range(60)
+            )
+        )
+        assert results == [True] * 60
+    finally:
+        await store.aclose()

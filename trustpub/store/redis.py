@@ -25,6 +25,7 @@ from trustpub.store.base import check_expiry
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_PREFIX = "trustpub:"
 DEFAULT_TIMEOUT = 2.0
 
@@ -77,16 +78,22 @@ class RedisStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> RedisStore:
         """A store for ``redis://`` or ``rediss://`` ``url`` (without a ``prefix`` query).
 
         Short socket timeouts and no automatic retries: a dead server must turn into a
         quick 503, not a request hanging through redis-py's default retry loop. A retry
         of the issue script after a lost reply would also report a false replay.
+
+        The pool blocks (up to ``timeout``) when all ``max_connections`` are busy, so a
+        burst of requests queues for a connection instead of failing at once.
         """
         try:
-            client = aioredis.Redis.from_url(
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                timeout=timeout,
                 socket_connect_timeout=timeout,
                 socket_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),
@@ -94,6 +101,7 @@ class RedisStore:
             )
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"invalid redis store URL: {exc}") from exc
+        client = aioredis.Redis.from_pool(pool)
         kwargs = client.connection_pool.connection_kwargs
         location = (
             f"redis {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
