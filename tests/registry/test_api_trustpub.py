@@ -181,12 +181,20 @@ def test_only_owners_with_the_trusted_publishing_scope_change_trustpub_only(
 
 
 @pytest.mark.parametrize(
-    "body",
-    [{"crate": {"trustpub_only": "yes"}}, {"crate": {}}, {"trustpub_only": True}, [1]],
+    ("body", "expected"),
+    [
+        ({"crate": {"trustpub_only": "yes"}}, 400),
+        ({"crate": {}}, 400),
+        ({"trustpub_only": True}, 400),
+        # Not an object at all: the service-wide answer for a JSON body of the wrong shape.
+        ([1], 422),
+    ],
 )
-def test_malformed_patch_bodies_are_refused(env: RegistryEnv, alice: str, body: object) -> None:
+def test_malformed_patch_bodies_are_refused(
+    env: RegistryEnv, alice: str, body: object, expected: int
+) -> None:
     status, text = patch(env, alice, body)
-    assert status == 400
+    assert status == expected
     assert "errors" in text
 
 

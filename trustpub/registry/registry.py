@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 import httpx
@@ -26,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from trustpub.api.bodies import read_body, read_json_object
+from trustpub.api.errors import NO_STORE, error_response
 from trustpub.errors import TrustpubError
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import (
@@ -46,16 +48,10 @@ log = logging.getLogger("trustpub.registry")
 
 T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
-NO_STORE = {"Cache-Control": "no-store"}
-JSON_LIMIT = 64 * 1024
 MAX_PER_PAGE = 100
 PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
     "warnings": {"invalid_categories": [], "invalid_badges": [], "other": []}
 }
-
-
-def error_response(status: int, detail: str) -> Response:
-    return JSONResponse({"errors": [{"detail": detail}]}, status_code=status, headers=NO_STORE)
 
 
 def _handled(endpoint: Endpoint) -> Endpoint:
@@ -66,9 +62,9 @@ def _handled(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except TrustpubError as exc:
-            return error_response(exc.status_code, exc.detail)
+            return error_response(exc.status_code, exc.detail, NO_STORE)
         except HTTPException as exc:
-            return error_response(exc.status_code, exc.detail)
+            return error_response(exc.status_code, exc.detail, NO_STORE)
 
     return wrapper
 
@@ -365,33 +361,6 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise bad_request(f"`{name}` must be an integer from {low} to {high}")
     return int(raw)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise bad_request("Invalid Content-Length header")
-        if int(declared) > limit:
-            raise RegistryRefused(f"The request body is too large (max {limit} bytes)", 413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RegistryRefused(f"The request body is too large (max {limit} bytes)", 413)
-    return bytes(body)
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
-    body = await read_body(request, JSON_LIMIT)
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("Failed to parse the request body as JSON") from None
-    if not isinstance(data, dict):
-        raise bad_request("Expected a JSON object")
-    return data
 
 
 def create_registry_app(
