@@ -92,6 +92,7 @@ def run_service(
     name: str = "service",
     port: int | None = None,
     env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[LiveService]:
     """Start ``trustpub serve`` with a config under ``workdir/name``; stop it on exit."""
     home = workdir / name
@@ -116,7 +117,7 @@ def run_service(
     environment.update(env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "trustpub", "serve", "--config", str(config)],
+            [sys.executable, "-m", "trustpub", "serve", "--config", str(config), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=environment,

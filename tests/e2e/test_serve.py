@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -267,3 +268,46 @@ def test_serve_with_no_configuration_runs_the_embedded_default(tmp_path: Path) -
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_sighup_reloads_policies(tmp_path: Path, issuer: DevIssuer) -> None:
+    with run_service(
+        tmp_path,
+        issuers=[issuer.trustpub_issuer()],
+        policies=policy_for(issuer),
+        # No polling: only the signal may reload.
+        extra_config=f'audience = "{AUDIENCE}"\npolicy_reload_interval = 0',
+    ) as svc:
+        jwt = issuer.mint(AUDIENCE, repository="octo-org/second")
+        refused = httpx.post(f"{svc.url}{TOKENS}", json={"jwt": jwt})
+        assert refused.status_code == 400
+        policy_dir = svc.config.parent / "policies"
+        (policy_dir / "second.toml").write_text(
+            policy_for(issuer).replace("octo-org/octo-lib", "octo-org/second")
+        )
+        svc.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            metrics = httpx.get(f"{svc.url}/metrics").text
+            if 'trustpub_policy_reloads_total{result="ok"} 1' in metrics:
+                break
+            assert time.monotonic() < deadline, "SIGHUP did not reload the policies"
+            time.sleep(0.05)
+        assert "trustpub_policies 2" in metrics
+        assert httpx.post(f"{svc.url}{TOKENS}", json={"jwt": jwt}).status_code == 200
+
+
+def test_several_workers_on_the_embedded_store_issue_one_token_per_jwt(
+    tmp_path: Path, issuer: DevIssuer
+) -> None:
+    with run_service(
+        tmp_path,
+        issuers=[issuer.trustpub_issuer()],
+        policies=policy_for(issuer),
+        extra_config=f'audience = "{AUDIENCE}"',
+        args=["--workers", "2"],
+    ) as svc:
+        for _ in range(3):
+            jwt = issuer.mint(AUDIENCE)
+            responses = asyncio.run(fire([svc.url], jwt, 30))
+            assert sorted(r.status_code for r in responses) == [200] + [400] * 29
