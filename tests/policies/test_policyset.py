@@ -1,5 +1,3 @@
-import time
-
 from tests.policies.factories import GHES, GITHUB, github_policy
 from trustpub.policies import PolicySet
 
@@ -36,12 +34,8 @@ def test_lookup_with_many_policies_finds_exactly_the_right_ones() -> None:
     found = policies.candidates(GITHUB.url, "ORG123/REPO99123")
     assert [p.name for p in found] == ["p99123"]
     assert policies.candidates(GITHUB.url, "org123/repo-missing") == ()
-    # One dictionary access per lookup: 10,000 lookups take well under a second even
-    # on a slow CI machine, where scanning 100,000 policies each time would not.
-    start = time.perf_counter()
-    for i in range(10_000):
-        policies.candidates(GITHUB.url, f"org{i % 1000}/repo{i}")
-    assert time.perf_counter() - start < 1.0
+    # That a lookup costs the same with 10 or 100,000 policies is measured, not asserted
+    # on a clock: bench/policy_lookup.py.
 
 
 def test_empty_set_has_no_candidates() -> None:
