@@ -108,6 +108,7 @@ provider = "gitlab"
         ("jwt_leeway = 1000\n", "jwt_leeway: expected 0..300"),
         ('log_level = "loud"\n', "log_level: expected one of"),
         ('introspection_credentials = ["short"]\n', "16 characters or more"),
+        ('introspection_credentials = ["sha256:abc"]\n', "sha256:<64 hex digits>"),
         ("issuers = []\n", "issuers: expected a non-empty list"),
         ('[[issuers]]\nurl = "https://x.example"\nprovider = "jenkins"\n', "provider: expected"),
         ('[[issuers]]\nurl = "http://x.example"\nprovider = "github"\n', "must use https"),
@@ -156,3 +157,9 @@ def test_durations(value: object, seconds: int) -> None:
 
 def test_max_token_ttl_from_the_environment_in_plain_seconds() -> None:
     assert load_settings(environ={"TRUSTPUB_MAX_TOKEN_TTL": "5400"}).max_token_ttl == 5400
+
+
+def test_hashed_introspection_credentials_are_accepted(tmp_path: Path) -> None:
+    digest = "0" * 64
+    path = write(tmp_path, f'introspection_credentials = ["sha256:{digest}"]\n')
+    assert load_settings(path, environ={}).introspection_credentials == (f"sha256:{digest}",)

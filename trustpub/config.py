@@ -234,9 +234,10 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["log_level"] = level
     if "introspection_credentials" in raw:
         creds = _expect(raw, "introspection_credentials", list, source)
-        if not all(isinstance(c, str) and len(c) >= 16 for c in creds):
+        if not all(isinstance(c, str) and _credential_ok(c) for c in creds):
             raise ConfigurationError(
-                f"{source}: introspection_credentials: expected strings of 16 characters or more"
+                f"{source}: introspection_credentials: expected strings of 16 characters "
+                "or more, or sha256:<64 hex digits> (the SHA-256 of the credential)"
             )
         changes["introspection_credentials"] = tuple(creds)
     if "key_sets" in raw:
@@ -251,6 +252,15 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
                 raise ConfigurationError(f"{source}: registry.enabled: expected true or false")
             changes["registry_enabled"] = registry["enabled"]
     return replace(s, **changes)
+
+
+_HASHED_CREDENTIAL = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _credential_ok(value: str) -> bool:
+    if value.startswith("sha256:"):
+        return _HASHED_CREDENTIAL.fullmatch(value) is not None
+    return len(value) >= 16
 
 
 def _parse_issuers(value: object, source: str) -> tuple[Issuer, ...]:

@@ -147,3 +147,18 @@ class TestIntrospection:
         response = service.client.post(INTROSPECT, json={}, headers={"Authorization": CREDENTIAL})
         assert response.status_code == 422
         assert detail(response) == "Missing field `token`"
+
+
+def test_a_credential_configured_as_its_sha256_is_accepted(
+    service_factory: ServiceFactory,
+) -> None:
+    import hashlib
+
+    digest = hashlib.sha256(CREDENTIAL.encode()).hexdigest()
+    service = service_factory(introspection_credentials=(f"sha256:{digest}",))
+    token = service.token()
+    assert service.introspect(token).json()["active"] is True
+    wrong = service.client.post(
+        INTROSPECT, json={"token": token}, headers={"Authorization": f"sha256:{digest}"}
+    )
+    assert wrong.status_code == 401

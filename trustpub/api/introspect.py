@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 
 from starlette.exceptions import HTTPException
@@ -14,6 +16,20 @@ from trustpub.api.responses import CompactJSONResponse
 from trustpub.api.state import services
 from trustpub.api.tokens import rfc3339
 
+HASHED_PREFIX = "sha256:"
+
+
+@functools.cache
+def credential_digests(credentials: tuple[str, ...]) -> tuple[bytes, ...]:
+    """SHA-256 digests of the configured credentials. A credential may be configured as
+    ``sha256:<hex>`` so that the configuration file never holds the secret itself."""
+    return tuple(
+        bytes.fromhex(c.removeprefix(HASHED_PREFIX))
+        if c.startswith(HASHED_PREFIX)
+        else hashlib.sha256(c.encode()).digest()
+        for c in credentials
+    )
+
 
 def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
     if not credentials:
@@ -25,11 +41,12 @@ def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
         raise HTTPException(401, "Missing `Authorization` header")
     scheme, _, rest = header.strip().partition(" ")
     presented = (rest if scheme.lower() == "bearer" else header).strip().encode()
-    # Compare against every credential in constant time, without stopping early, so
-    # timing reveals neither a credential nor which one matched.
+    digest = hashlib.sha256(presented).digest()
+    # Compare digests against every credential in constant time, without stopping
+    # early, so timing reveals neither a credential nor which one matched.
     matched = False
-    for credential in credentials:
-        matched |= hmac.compare_digest(presented, credential.encode())
+    for expected in credential_digests(credentials):
+        matched |= hmac.compare_digest(digest, expected)
     if not matched:
         raise HTTPException(401, "Invalid registry credential")
 
