@@ -95,7 +95,10 @@ def test_audit_log_records_exchanges_without_the_token(
     assert issued["repository"] == "octo-org/octo-lib"
     assert issued["policies"] == ["policies.toml#release"]
     assert "expires_at" in issued
-    assert any(f.get("event") == "revocation" for f in fields)
+    revocation = next(f for f in fields if f.get("event") == "revocation")
+    assert revocation["outcome"] == "revoked"
+    assert revocation["repository"] == "octo-org/octo-lib"
+    assert revocation["policies"] == ["policies.toml#release"]
     everything = repr(fields) + caplog.text
     assert token not in everything
     assert jwt not in everything

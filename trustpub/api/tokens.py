@@ -52,7 +52,21 @@ async def revoke(request: Request) -> Response:
     """``DELETE /api/v1/trusted_publishing/tokens``: 204 also for an unknown token."""
     token = bearer_token(request)
     svc = services(request)
+    # Read first, so the audit line says whose token was revoked (never the token).
+    record = await svc.tokens.introspect(token)
     revoked = await svc.tokens.revoke(token)
-    svc.metrics.revocations.inc("revoked" if revoked else "unknown")
-    audit("revocation", outcome="revoked" if revoked else "unknown")
+    outcome = "revoked" if revoked else "unknown"
+    svc.metrics.revocations.inc(outcome)
+    if record is None:
+        audit("revocation", outcome=outcome)
+    else:
+        audit(
+            "revocation",
+            outcome=outcome,
+            issuer=record.provenance.issuer,
+            repository=record.provenance.repository,
+            run_id=record.provenance.run_id,
+            policies=list(record.policies),
+            expires_at=record.expires_at,
+        )
     return Response(status_code=204, headers=NO_STORE)
