@@ -31,7 +31,9 @@ def dev_issuer(*args: str) -> Iterator[LiveIssuer]:
     request_token = secrets.token_urlsafe(16)
     command = [sys.executable, "-m", "trustpub", "dev-issuer", "--listen", "127.0.0.1:0"]
     with subprocess.Popen(
-        [*command, "--request-token", request_token, *args],
+        # `--opt=value`: a random token may start with "-", which argparse would read
+        # as an option.
+        [*command, f"--request-token={request_token}", *args],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

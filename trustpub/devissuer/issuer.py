@@ -107,7 +107,8 @@ class DevIssuer:
         self.provider: ProviderKind = provider
         self.claims_overrides: dict[str, Any] = dict(claims_overrides or {})
         # A fresh random secret unless the caller fixes one (e.g. for a script).
-        self.request_token = request_token or secrets.token_urlsafe(32)
+        # Hex, so the token never starts with "-" when pasted into a command line.
+        self.request_token = request_token or secrets.token_hex(32)
         self.lifetime = lifetime
         self.audience = audience or None
         self._clock = clock
