@@ -11,10 +11,15 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import settings
 
 from trustpub.oidc.issuers import GITHUB_ISSUER, GITLAB_ISSUER
 
 AUDIENCE = "registry.example"
+
+# No per-example deadline: on a loaded two-core CI machine a slow example is not a bug.
+settings.register_profile("trustpub", deadline=None, print_blob=True)
+settings.load_profile("trustpub")
 
 
 @pytest.fixture
