@@ -48,7 +48,8 @@ class Counter:
 
 
 class Gauge:
-    """A value read when metrics are rendered."""
+    """A value read when metrics are rendered. ``kind="counter"`` exposes a count kept
+    elsewhere (such as the key sets' fetch outcomes) with the counter type."""
 
     def __init__(
         self,
@@ -56,12 +57,14 @@ class Gauge:
         help: str,
         read: Callable[[], Iterable[tuple[LabelValues, float]]],
         labels: tuple[str, ...] = (),
+        kind: str = "gauge",
     ) -> None:
         self.name, self.help, self.label_names, self._read = name, help, labels, read
+        self.kind = kind
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} gauge"
+        yield f"# TYPE {self.name} {self.kind}"
         for labels, value in self._read():
             yield f"{self.name}{_labels(self.label_names, labels)} {value:g}"
 

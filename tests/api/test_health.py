@@ -78,7 +78,9 @@ def test_metrics_count_exchanges_by_outcome_and_reason(service: Service) -> None
     assert 'trustpub_exchanges_total{outcome="refused",reason="PolicyMismatch"} 1' in text
     assert "trustpub_exchange_duration_seconds_count 3" in text
     assert "trustpub_policies 1" in text
-    assert 'result="ok"' in text  # a key fetch
+    assert "# TYPE trustpub_key_fetches_total counter" in text
+    github = "https://token.actions.githubusercontent.com"
+    assert f'trustpub_key_fetches_total{{issuer="{github}",result="ok"}} 1' in text
 
 
 def test_audit_log_records_exchanges_without_the_token(

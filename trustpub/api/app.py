@@ -139,10 +139,11 @@ async def _build_services(
     )
     metrics.add_gauge(
         Gauge(
-            "trustpub_key_fetches",
-            "Key set fetches by issuer and result, since start.",
+            "trustpub_key_fetches_total",
+            "Key set fetches by issuer and result.",
             lambda: [((i, r), float(n)) for (i, r), n in sorted(keys.fetch_outcomes.items())],
             labels=("issuer", "result"),
+            kind="counter",
         )
     )
     return Services(settings, store, keys, policies, token_service, exchanger, metrics)
