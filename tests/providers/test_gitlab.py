@@ -1,19 +1,27 @@
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import gitlab_claims
 from tests.policies.factories import GITLAB, gitlab_policy, verified
+from trustpub.cli import main
 from trustpub.errors import InvalidJWT, PolicyMismatch
 from trustpub.grants import Grant
 from trustpub.oidc.issuers import Issuer
 from trustpub.policies import Policy, PolicySet
 from trustpub.providers import (
+    PROVIDERS,
     InMemoryNamespacePins,
+    UnverifiedClaims,
+    evaluate,
     match,
     namespace_pin_key,
     parse_ci_config_path,
 )
+from trustpub.providers.base import CiConfigRef
+from trustpub.providers.gitlab import parse_ci_config_ref
 
 PREFIX = "The Trusted Publishing config for repository `octo-group/sub/octo-lib`"
 KEY = namespace_pin_key(GITLAB.url, "octo-group/sub/octo-lib")
@@ -161,7 +169,10 @@ async def test_pin_is_per_issuer() -> None:
     other = Issuer("https://gitlab.example.org", "gitlab")
     pins = InMemoryNamespacePins({KEY: "1"})
     policy = gitlab_policy(issuer=other.url)
-    claims = gitlab_claims(iss=other.url)
+    claims = gitlab_claims(
+        iss=other.url,
+        ci_config_ref_uri="gitlab.example.org/octo-group/sub/octo-lib//.gitlab-ci.yml@refs/tags/v1",
+    )
     grant = await match(PolicySet([policy]), verified(other, claims), pins, max_ttl=60)
     assert grant.crates
     assert pins.pins[namespace_pin_key(other.url, "octo-group/sub/octo-lib")] == "4242"
@@ -209,6 +220,24 @@ async def test_losing_a_pin_race_keeps_policies_with_a_written_namespace() -> No
             "gitlab.com/a/b/.gitlab-ci.yml",
             "Unexpected `ci_config_ref_uri` value",
         ),
+        # No project part, a one-segment project, no host, a non-ASCII project.
+        ("ci_config_ref_uri", "gitlab.com//.gitlab-ci.yml@main", "Unexpected `ci_config_ref_uri`"),
+        (
+            "ci_config_ref_uri",
+            "gitlab.com/p//.gitlab-ci.yml@main",
+            "Unexpected `ci_config_ref_uri`",
+        ),
+        ("ci_config_ref_uri", "/g/p//.gitlab-ci.yml@main", "Unexpected `ci_config_ref_uri`"),
+        (
+            "ci_config_ref_uri",
+            "gitlab.com/octo-group/sub/octo-li\u212a//.gitlab-ci.yml@main",
+            "Unexpected `ci_config_ref_uri`",
+        ),
+        (
+            "ci_config_ref_uri",
+            "gitlab.c\u00f6m/g/p//.gitlab-ci.yml@main",
+            "Unexpected `ci_config_ref_uri`",
+        ),
     ],
 )
 async def test_claims_of_the_wrong_type_or_shape_are_invalid(
@@ -216,3 +245,149 @@ async def test_claims_of_the_wrong_type_or_shape_are_invalid(
 ) -> None:
     with pytest.raises(InvalidJWT, match=message):
         await run([gitlab_policy()], None, **{claim: value})
+
+
+# -- the CI configuration must come from the project itself --------------------------------
+
+CONFIG_PREFIX = f"{PREFIX} requires the CI configuration to come from"
+
+
+def test_config_ref_splits_host_project_path_and_ref() -> None:
+    assert parse_ci_config_ref("gitlab.com/g/sub/p//ci/a@b.yml@refs/heads/x") == CiConfigRef(
+        host="gitlab.com", project="g/sub/p", path="ci/a@b.yml", ref="refs/heads/x"
+    )
+    assert parse_ci_config_ref("127.0.0.1:8443/g/p//.gitlab-ci.yml@refs/heads/main") == (
+        CiConfigRef("127.0.0.1:8443", "g/p", ".gitlab-ci.yml", "refs/heads/main")
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "gitlab.com/octo-group/sub/octo-lib//.gitlab-ci.yml@refs/tags/v1.2.3",
+        # GitLab paths and host names are case-insensitive.
+        "GitLab.com/Octo-Group/SUB/Octo-Lib//.gitlab-ci.yml@refs/tags/v1.2.3",
+    ],
+)
+async def test_config_from_the_project_itself_matches(uri: str) -> None:
+    assert (await run([gitlab_policy()], ci_config_ref_uri=uri)).crates == {
+        "octo-lib": frozenset({"publish-update"})
+    }
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("uri", "named"),
+    [
+        ("gitlab.com/other/proj//.gitlab-ci.yml@refs/heads/main", "other/proj"),
+        # The parent group, and a sibling subgroup's project of the same name.
+        ("gitlab.com/octo-group/sub//.gitlab-ci.yml@refs/heads/main", "octo-group/sub"),
+        ("gitlab.com/octo-group/evil/octo-lib//.gitlab-ci.yml@main", "octo-group/evil/octo-lib"),
+        # A prefix of the project path is another project.
+        ("gitlab.com/octo-group/sub/octo-lib2//.gitlab-ci.yml@main", "octo-group/sub/octo-lib2"),
+    ],
+)
+async def test_config_included_from_another_project_is_refused(uri: str, named: str) -> None:
+    # The path still reads `.gitlab-ci.yml`, exactly what the policy expects: only the
+    # project part says that someone else wrote the pipeline.
+    detail = await refusal([gitlab_policy()], ci_config_ref_uri=uri)
+    assert detail == (
+        f"{CONFIG_PREFIX} the project itself, but the JWT's `ci_config_ref_uri` names `{named}`"
+    )
+
+
+@pytest.mark.anyio
+async def test_config_on_another_host_is_refused() -> None:
+    uri = "gitlab.example.org/octo-group/sub/octo-lib//.gitlab-ci.yml@refs/tags/v1.2.3"
+    detail = await refusal([gitlab_policy()], ci_config_ref_uri=uri)
+    assert detail == (
+        f"{CONFIG_PREFIX} the issuer's instance `gitlab.com`, but the JWT's "
+        "`ci_config_ref_uri` names the host `gitlab.example.org`"
+    )
+
+
+@pytest.mark.anyio
+async def test_config_host_includes_the_issuer_port() -> None:
+    issuer = Issuer("https://gitlab.example.org:8443", "gitlab")
+    policy = gitlab_policy(issuer=issuer.url)
+    good = "gitlab.example.org:8443/octo-group/sub/octo-lib//.gitlab-ci.yml@main"
+    grant = await match(
+        PolicySet([policy]),
+        verified(issuer, gitlab_claims(iss=issuer.url, ci_config_ref_uri=good)),
+        InMemoryNamespacePins(),
+        max_ttl=60,
+    )
+    assert grant.crates
+    with pytest.raises(PolicyMismatch, match=r"names the host `gitlab\.example\.org`$"):
+        await match(
+            PolicySet([policy]),
+            verified(
+                issuer, gitlab_claims(iss=issuer.url, ci_config_ref_uri=good.replace(":8443", ""))
+            ),
+            InMemoryNamespacePins(),
+            max_ttl=60,
+        )
+
+
+@pytest.mark.anyio
+async def test_foreign_config_refusal_pins_nothing() -> None:
+    pins = InMemoryNamespacePins()
+    await refusal(
+        [gitlab_policy()], pins, ci_config_ref_uri="gitlab.com/other/proj//.gitlab-ci.yml@main"
+    )
+    assert pins.pins == {}
+
+
+def test_evaluation_reports_the_config_source_for_each_policy() -> None:
+    claims = gitlab_claims(ci_config_ref_uri="gitlab.com/other/proj//.gitlab-ci.yml@main")
+    facts = PROVIDERS["gitlab"].read_facts(UnverifiedClaims(claims), GITLAB)
+    result = evaluate(PolicySet([gitlab_policy()]), facts, GITLAB, None)
+    (report,) = result.reports
+    check = next(c for c in report.checks if c.field == "ci_config_ref_uri")
+    assert (check.expected, check.got, check.ok) == (
+        "gitlab.com/octo-group/sub/octo-lib",
+        "gitlab.com/other/proj",
+        False,
+    )
+    assert result.refusal is not None
+    assert result.refusal.endswith("names `other/proj`")
+
+
+POLICY_TOML = """
+[[policy]]
+name = "gitlab"
+provider = "gitlab"
+crates = ["octo-lib"]
+project_path = "octo-group/sub/octo-lib"
+workflow = ".gitlab-ci.yml"
+"""
+
+
+def test_policy_explain_shows_the_config_source_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "gitlab.toml").write_text(POLICY_TOML)
+    claims_file = tmp_path / "claims.json"
+    uri = "gitlab.com/other/proj//.gitlab-ci.yml@refs/heads/main"
+    claims_file.write_text(json.dumps(gitlab_claims(ci_config_ref_uri=uri)))
+    argv = ["policy", "explain", "--claims", str(claims_file), str(tmp_path / "policies")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.strip().startswith("ci_config_ref_uri"))
+    assert row.split() == [
+        "ci_config_ref_uri",
+        "gitlab.com/octo-group/sub/octo-lib",
+        "gitlab.com/other/proj",
+        "MISMATCH",
+    ]
+    assert "verdict: REFUSED: " + CONFIG_PREFIX + " the project itself" in out
+
+    claims_file.write_text(json.dumps(gitlab_claims()))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert any(
+        line.split()[:1] == ["ci_config_ref_uri"] and line.split()[-1] == "ok"
+        for line in out.splitlines()
+    )

@@ -57,12 +57,24 @@ class WorkflowRef:
 
 
 @dataclass(frozen=True, slots=True)
+class CiConfigRef:
+    """A parsed GitLab ``HOST/GROUP/PROJECT//PATH@REF`` (the ``ci_config_ref_uri`` claim):
+    the instance and project the pipeline configuration comes from, its path and ref."""
+
+    host: str
+    project: str
+    path: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class TokenFacts:
     """What matching needs from a token, read and type-checked once per provider.
 
     ``repository`` is GitHub's ``repository`` or GitLab's ``project_path``; ``owner_id``
     is ``repository_owner_id`` or ``namespace_id``; ``workflow`` is the workflow file
     name (GitHub) or CI config path (GitLab); ``ref`` is ``ref`` or ``ref_path``.
+    ``ci_config`` is GitLab's parsed ``ci_config_ref_uri`` (None for GitHub).
     """
 
     provider: ProviderKind
@@ -75,6 +87,7 @@ class TokenFacts:
     job_workflow: WorkflowRef | None
     job_workflow_ref: str | None
     provenance: Provenance
+    ci_config: CiConfigRef | None = None
 
 
 @dataclass(frozen=True, slots=True)

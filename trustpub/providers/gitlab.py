@@ -1,15 +1,20 @@
 """GitLab CI: reading its claims, its field rules, and namespace id pinning.
 
-Stages, in order: namespace id, workflow (CI config path), environment, refs. The
-namespace id is GitLab's defence against resurrection: a policy may write it
-(``namespace_id``); otherwise the id seen on the first successful match is pinned for
-(issuer, project path) and every later token must carry the same one.
+Stages, in order: namespace id, CI config source, workflow (CI config path),
+environment, refs. The namespace id is GitLab's defence against resurrection: a policy
+may write it (``namespace_id``); otherwise the id seen on the first successful match is
+pinned for (issuer, project path) and every later token must carry the same one.
+
+The CI config source binds the pipeline definition to the project itself: GitLab lets a
+project take its ``.gitlab-ci.yml`` from another project, and then whoever controls that
+other project decides what the job runs, whatever its own repository holds.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from trustpub.errors import InvalidJWT
 from trustpub.grants import Provenance
@@ -17,7 +22,9 @@ from trustpub.oidc.issuers import Issuer
 from trustpub.policies.model import Policy
 from trustpub.providers.base import (
     ENVIRONMENT_STAGE,
+    NONE_SHOWN,
     REFS_STAGE,
+    CiConfigRef,
     ClaimSource,
     FieldCheck,
     ProviderRules,
@@ -32,6 +39,8 @@ from trustpub.providers.base import (
 _DIGITS = re.compile(r"[0-9]+")
 # ASCII only (GitLab paths are): see the note on lower-casing in github.py.
 _PROJECT_PATH = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+", re.ASCII)
+# host or host:port (an IPv6 literal in brackets), ASCII for the same reason.
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?", re.ASCII)
 
 UNPINNED_SHOWN = "(any; pinned on first use)"
 
@@ -58,14 +67,38 @@ class InMemoryNamespacePins:
         return self.pins.setdefault(key, namespace_id)
 
 
+def parse_ci_config_ref(value: str) -> CiConfigRef | None:
+    """Split ``HOST/GROUP/PROJECT//PATH@REF``: the host is everything before the first
+    ``/``, the project what follows it up to the first ``//``, the path what follows
+    that up to the last ``@``. None when the value has another shape, or a host or
+    project that is not plain ASCII (lower-casing anything else could fold it onto
+    another name, as the Kelvin sign folds onto ``k``)."""
+    slash = value.find("/")
+    start = value.find("//")
+    end = value.rfind("@")
+    if slash <= 0 or start <= slash or end <= start + 2:
+        return None
+    host, project = value[:slash], value[slash + 1 : start]
+    if not _HOST.fullmatch(host) or not _PROJECT_PATH.fullmatch(project):
+        return None
+    return CiConfigRef(
+        host=host, project=project, path=value[start + 2 : end], ref=value[end + 1 :]
+    )
+
+
 def parse_ci_config_path(value: str) -> str | None:
     """The config file path in ``host/group/project//PATH@REF``: after the first ``//``,
     up to the last ``@``. None when the value has another shape."""
-    start = value.find("//")
-    end = value.rfind("@")
-    if start < 0 or end <= start + 2:
-        return None
-    return value[start + 2 : end]
+    parsed = parse_ci_config_ref(value)
+    return parsed.path if parsed is not None else None
+
+
+def issuer_host(issuer_url: str) -> str:
+    """The issuer URL's host[:port], as GitLab writes its instance in ``ci_config_ref_uri``.
+
+    ``Issuer`` refuses credentials in the URL, so the netloc is exactly host[:port].
+    """
+    return urlsplit(issuer_url).netloc
 
 
 def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
@@ -77,8 +110,8 @@ def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
     if not _DIGITS.fullmatch(namespace_id):
         raise InvalidJWT("Unexpected `namespace_id` value")
     config_uri = source.required_str("ci_config_ref_uri")
-    path = parse_ci_config_path(config_uri)
-    if path is None:
+    ci_config = parse_ci_config_ref(config_uri)
+    if ci_config is None:
         raise InvalidJWT("Unexpected `ci_config_ref_uri` value")
     environment = optional_nonempty(source, "environment")
     ref_path = optional_nonempty(source, "ref_path")
@@ -101,13 +134,14 @@ def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
         provider="gitlab",
         repository=project_path,
         owner_id=namespace_id,
-        workflow=path,
+        workflow=ci_config.path,
         environment=environment,
         ref=ref_path,
         event=event,
         job_workflow=None,
         job_workflow_ref=None,
         provenance=provenance,
+        ci_config=ci_config,
     )
 
 
@@ -137,6 +171,43 @@ def namespace_refusal(facts: TokenFacts, policies: Sequence[Policy], pin: str | 
     )
 
 
+def _config_source(facts: TokenFacts) -> tuple[str, str]:
+    """(expected, got) as ``host/project``: the token's issuer and project, and where the
+    token says the CI configuration comes from."""
+    expected = f"{issuer_host(facts.provenance.issuer)}/{facts.repository}"
+    config = facts.ci_config
+    # read_facts always sets it for GitLab; were it missing, "(none)" never matches.
+    got = f"{config.host}/{config.project}" if config is not None else NONE_SHOWN
+    return expected, got
+
+
+def check_ci_config_source(policy: Policy, facts: TokenFacts, pin: str | None) -> FieldCheck:
+    # The config must come from the project itself, on the issuer's own instance. GitLab
+    # lets a project run a configuration kept in ANOTHER project (`ci_config_path` =
+    # `file.yml@other/project`); the job then runs whatever that project's maintainers
+    # write, yet its token carries this project's identity. Matching the path alone
+    # would let them publish under a policy written for this project's own file.
+    # Case-insensitive: GitLab paths and host names are.
+    expected, got = _config_source(facts)
+    return FieldCheck("ci_config_ref_uri", expected, got, got.lower() == expected.lower())
+
+
+def ci_config_source_refusal(facts: TokenFacts, policies: Sequence[Policy], pin: str | None) -> str:
+    config = facts.ci_config
+    host = issuer_host(facts.provenance.issuer)
+    if config is not None and config.host.lower() != host.lower():
+        return (
+            f"{config_prefix(facts)} requires the CI configuration to come from the "
+            f"issuer's instance `{host}`, but the JWT's `ci_config_ref_uri` names the host "
+            f"`{config.host}`"
+        )
+    named = config.project if config is not None else NONE_SHOWN
+    return (
+        f"{config_prefix(facts)} requires the CI configuration to come from the project "
+        f"itself, but the JWT's `ci_config_ref_uri` names `{named}`"
+    )
+
+
 def check_workflow(policy: Policy, facts: TokenFacts, pin: str | None) -> FieldCheck:
     return FieldCheck(
         "workflow", policy.workflow, facts.workflow, policy.workflow == facts.workflow
@@ -156,6 +227,7 @@ RULES = ProviderRules(
     refused_event=refused_event,
     stages=(
         Stage("namespace_id", check_namespace_id, namespace_refusal),
+        Stage("ci_config_ref_uri", check_ci_config_source, ci_config_source_refusal),
         Stage("workflow", check_workflow, workflow_refusal),
         ENVIRONMENT_STAGE,
         REFS_STAGE,
