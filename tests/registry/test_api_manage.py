@@ -116,3 +116,44 @@ def test_search_finds_crates_by_name_and_description(env: RegistryEnv, alice: st
 def test_api_lookups_treat_dash_and_underscore_alike(env: RegistryEnv, alice: str) -> None:
     env.publish(alice, "my_crate", "1.0.0")
     assert env.client.get("/api/v1/crates/my-crate").json()["crate"]["name"] == "my_crate"
+
+
+def test_versions_endpoint_lists_every_version_newest_first(env: RegistryEnv, alice: str) -> None:
+    env.client.delete("/api/v1/crates/demo/1.0.0/yank", headers={"Authorization": alice})
+    response = env.client.get("/api/v1/crates/demo/versions")
+    assert response.status_code == 200
+    body = response.json()
+    assert [v["num"] for v in body["versions"]] == ["1.1.0-rc.1", "1.0.0"]
+    # The same version objects as the crate endpoint, yanked ones included.
+    assert body["versions"] == env.client.get("/api/v1/crates/demo").json()["versions"]
+    assert body["versions"][1]["yanked"] is True
+    assert body["meta"] == {"total": 2, "next_page": None}
+
+
+def test_versions_endpoint_finds_the_crate_by_its_canonical_name(
+    env: RegistryEnv, alice: str
+) -> None:
+    env.publish(alice, "my_crate", "0.1.0")
+    body = env.client.get("/api/v1/crates/My-Crate/versions").json()
+    assert [(v["crate"], v["num"]) for v in body["versions"]] == [("my_crate", "0.1.0")]
+
+
+def test_versions_of_an_unknown_crate_is_404(env: RegistryEnv) -> None:
+    response = env.client.get("/api/v1/crates/nope/versions")
+    assert response.status_code == 404
+    assert detail(response) == "crate `nope` does not exist"
+
+
+def test_every_link_in_the_crate_and_version_json_is_served(env: RegistryEnv, alice: str) -> None:
+    assert env.publish(alice, "demo", "2.0.0+build.7").status_code == 200
+    crate = env.client.get("/api/v1/crates/demo").json()
+    links = list(crate["crate"]["links"].values())
+    assert sorted(links) == ["/api/v1/crates/demo/owners", "/api/v1/crates/demo/versions"]
+    versions = env.client.get(crate["crate"]["links"]["versions"]).json()["versions"]
+    links += [v["dl_path"] for v in versions]
+    assert "/api/v1/crates/demo/2.0.0%2Bbuild.7/download" in links
+    searched = env.client.get("/api/v1/crates", params={"q": "demo"}).json()["crates"][0]
+    assert searched["links"] == crate["crate"]["links"]
+    for link in links:
+        response = env.client.get(link)
+        assert response.status_code == 200, link

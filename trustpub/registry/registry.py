@@ -103,6 +103,8 @@ class Registry:
                 self._h(self.owners),
                 methods=["GET", "PUT", "DELETE"],
             ),
+            # Before `{name}/{version}`, which would otherwise take `versions` for a version.
+            Route("/api/v1/crates/{name}/versions", self._h(self.versions), methods=["GET"]),
             Route("/api/v1/crates/{name}/{version}", self._h(self.version_info), methods=["GET"]),
             Route(
                 "/api/v1/crates/{name}/{version}/download",
@@ -258,6 +260,21 @@ class Registry:
             {
                 "crate": crate_summary(crate, versions),
                 "versions": [version_detail(v) for v in reversed(versions)],
+            }
+        )
+
+    async def versions(self, request: Request) -> Response:
+        """Every version of a crate, newest first, as the crate endpoint lists them (the
+        ``versions`` link of the crate JSON points here)."""
+        name = request.path_params["name"]
+        found = await self._db(lambda: self.db.crate_with_versions(name))
+        if found is None:
+            raise not_found(f"crate `{name}` does not exist")
+        _, versions = found
+        return JSONResponse(
+            {
+                "versions": [version_detail(v) for v in reversed(versions)],
+                "meta": {"total": len(versions), "next_page": None},
             }
         )
 
