@@ -3,10 +3,17 @@ provenance on published versions."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from tests.registry.conftest import PROVENANCE, RegistryEnv, detail
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from tests.registry.conftest import PROVENANCE, PUBLIC_URL, RegistryEnv, detail
+from tests.registry.helpers import body_for
 from trustpub.grants import Operation
+from trustpub.registry import Registry, create_registry_app
+from trustpub.tokens.format import generate_token
 
 NEW = Operation.PUBLISH_NEW
 UPDATE = Operation.PUBLISH_UPDATE
@@ -121,6 +128,16 @@ def test_a_new_crate_through_publish_new_is_owned_by_the_policy_owners(
     assert env.publish(token, "fresh", "0.2.0").status_code == 200
 
 
+def test_new_crate_owners_differing_only_in_case_are_one_owner(env: RegistryEnv) -> None:
+    env.user("alice")
+    env.user("bob")
+    owners = ("Alice", "alice", "bob", "ALICE", "Bob")
+    token = env.authority.grant({"fresh": {NEW, UPDATE}}, owners={"fresh": owners})
+    assert env.publish(token, "fresh", "0.1.0").status_code == 200
+    users = env.client.get("/api/v1/crates/fresh/owners").json()["users"]
+    assert [u["login"] for u in users] == ["alice", "bob"]
+
+
 def test_a_new_crate_with_unknown_or_no_owners_is_refused(env: RegistryEnv) -> None:
     token = env.authority.grant({"fresh": {NEW}}, owners={"fresh": ("ghost",)})
     response = env.publish(token, "fresh", "0.1.0")
@@ -200,3 +217,37 @@ def test_malformed_patch_bodies_are_refused(
 
 def test_patch_on_an_unknown_crate_is_404(env: RegistryEnv, alice: str) -> None:
     assert patch(env, alice, {"crate": {"trustpub_only": True}}, name="nope")[0] == 404
+
+
+def test_owners_from_an_introspection_answer_are_deduplicated(tmp_path: Path) -> None:
+    # A remote trustpub answers for the token: its owner list is not ours to trust to be
+    # tidy, and `Alice`/`alice` must become one owner, not a refused or doubled one.
+    answer = {
+        "active": True,
+        "crates": {"fresh": ["publish-new", "publish-update"]},
+        "expires_at": "2099-01-01T00:00:00Z",
+        "issued_at": "2020-01-01T00:00:00Z",
+        "provenance": PROVENANCE.to_json(),
+        "policies": ["ci.toml#fresh"],
+        "new_crate_owners": {"fresh": ["Alice", "alice", "ALICE"]},
+    }
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    )
+    app = create_registry_app(
+        tmp_path,
+        PUBLIC_URL,
+        trustpub_url="https://trustpub.example",
+        credential="registry-secret-123456",
+        http_client=client,
+    )
+    with TestClient(app) as test_client:
+        registry: Registry = app.state.registry
+        registry.db.add_user("alice")
+        headers = {"Authorization": generate_token()}
+        response = test_client.put(
+            "/api/v1/crates/new", content=body_for("fresh", "0.1.0"), headers=headers
+        )
+        assert response.status_code == 200, response.text
+        users = test_client.get("/api/v1/crates/fresh/owners").json()["users"]
+        assert [u["login"] for u in users] == ["alice"]
