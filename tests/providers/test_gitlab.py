@@ -21,7 +21,7 @@ from trustpub.providers import (
     parse_ci_config_path,
 )
 from trustpub.providers.base import CiConfigRef
-from trustpub.providers.gitlab import parse_ci_config_ref
+from trustpub.providers.gitlab import issuer_host, parse_ci_config_ref
 
 PREFIX = "The Trusted Publishing config for repository `octo-group/sub/octo-lib`"
 KEY = namespace_pin_key(GITLAB.url, "octo-group/sub/octo-lib")
@@ -391,3 +391,17 @@ def test_policy_explain_shows_the_config_source_check(
         line.split()[:1] == ["ci_config_ref_uri"] and line.split()[-1] == "ok"
         for line in out.splitlines()
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://gitlab.example.org", "gitlab.example.org"),
+        ("https://gitlab.example.org:443", "gitlab.example.org"),
+        ("https://gitlab.example.org:8443", "gitlab.example.org:8443"),
+        ("http://127.0.0.1:80", "127.0.0.1"),
+        ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+    ],
+)
+def test_issuer_host_drops_only_a_default_port(url: str, host: str) -> None:
+    assert issuer_host(url) == host

@@ -96,9 +96,15 @@ def parse_ci_config_path(value: str) -> str | None:
 def issuer_host(issuer_url: str) -> str:
     """The issuer URL's host[:port], as GitLab writes its instance in ``ci_config_ref_uri``.
 
-    ``Issuer`` refuses credentials in the URL, so the netloc is exactly host[:port].
+    ``Issuer`` refuses credentials in the URL, so the netloc is exactly host[:port]. A
+    default port written out (``https://host:443``) is dropped: GitLab writes the host
+    alone then.
     """
-    return urlsplit(issuer_url).netloc
+    parts = urlsplit(issuer_url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    if parts.port is not None and parts.port == default:
+        return parts.hostname or ""
+    return parts.netloc
 
 
 def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
