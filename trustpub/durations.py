@@ -1,5 +1,5 @@
 """Durations as registry owners write them: ``1800`` (an integer), ``"90s"``, ``"45m"``,
-``"2h"``, ``"1h30m"``. One parser for policies, configuration and the CLI."""
+``"2h"``, ``"1h30m"``, ``"90d"``. One parser for policies, configuration and the CLI."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 # A string always names its units, so "45" cannot be read as minutes by one reader and
 # seconds by another.
-_DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
-_UNITS = (3600, 60, 1)
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+_UNITS = (86400, 3600, 60, 1)
 
 
 def parse_duration(value: object) -> int:
@@ -24,7 +24,7 @@ def parse_duration(value: object) -> int:
         match = _DURATION.fullmatch(value)
         if not value or match is None:
             raise ValueError(
-                f'expected a duration like "90s", "45m", "2h" or "1h30m", got "{value[:40]}"'
+                f'expected a duration like "90s", "45m", "2h", "1h30m" or "90d", got "{value[:40]}"'
             )
         seconds = sum(int(g) * unit for g, unit in zip(match.groups(), _UNITS, strict=True) if g)
     if seconds <= 0:

@@ -113,13 +113,23 @@ def test_policy_for_a_custom_issuer() -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(60, 60), ("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400), ("1h1m1s", 3661)],
+    [
+        (60, 60),
+        ("90s", 90),
+        ("45m", 2700),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1h1m1s", 3661),
+        ("90d", 90 * 86400),
+    ],
 )
 def test_ttl_forms(value: object, seconds: int) -> None:
     assert parse_ttl(value) == seconds
 
 
-@pytest.mark.parametrize("value", [0, -5, "0m", "", "45", "m", "1d", "45 m", True, 1.5, [1]])
+@pytest.mark.parametrize(
+    "value", [0, -5, "0m", "", "45", "m", "1w", "45 m", "1h1d", True, 1.5, [1]]
+)
 def test_bad_ttls_are_refused(value: object) -> None:
     with pytest.raises(ValueError, match=r"expected|longer than zero"):
         parse_ttl(value)

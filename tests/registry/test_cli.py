@@ -110,3 +110,16 @@ def test_expiring_tokens_are_listed_with_their_expiry(
     capsys.readouterr()
     run(tmp_path, "token", "list", "--user", "alice")
     assert "active until 20" in capsys.readouterr().out
+
+
+def test_token_expiry_in_days_as_the_readme_shows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(tmp_path, "user", "add", "alice")
+    code = run(
+        tmp_path, "token", "create", "--user", "alice", "--scope", "yank", "--expires-in", "90d"
+    )
+    assert code == 0
+    capsys.readouterr()
+    run(tmp_path, "token", "list", "--user", "alice")
+    assert "active until 20" in capsys.readouterr().out
