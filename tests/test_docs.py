@@ -1,0 +1,478 @@
+"""The documentation, checked against the program.
+
+README.md, policies/README.md and action/README.md name commands, flags, configuration
+keys, variables, endpoints and examples; a newcomer copies them. Each test here fails
+when one of them stops being true. Offline and fast: no server is started. The Quick
+start's shell blocks are run by tests/test_quickstart.py and are not parsed here; the
+policy examples of policies/README.md are loaded by tests/policies/test_examples.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import inspect
+import re
+import shlex
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from trustpub.cli import build_parser
+from trustpub.config import ENV_VARS, Settings, audience_for, load_settings
+from trustpub.durations import parse_duration
+from trustpub.errors import ConfigurationError
+from trustpub.oidc.issuers import DEFAULT_ISSUERS
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "policies/README.md", "action/README.md")
+QUICK_START = "## Quick start"  # its blocks are run by tests/test_quickstart.py
+
+
+# -- reading Markdown ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Section:
+    """The text between two headings of one document."""
+
+    doc: str
+    heading: str
+    code: tuple[tuple[int, str], ...]  # (line, text): fenced and indented code lines
+    spans: tuple[tuple[int, str], ...]  # (line, text): inline `code` in the prose
+    fences: tuple[tuple[int, str, str], ...]  # (line, language, body) of fenced blocks
+    indented: tuple[tuple[int, str], ...]  # (line, body) of indented code blocks
+
+
+def sections(doc: str) -> list[Section]:
+    lines = (ROOT / doc).read_text().split("\n")
+    result: list[Section] = []
+    heading = ""
+    code: list[tuple[int, str]] = []
+    spans: list[tuple[int, str]] = []
+    fences: list[tuple[int, str, str]] = []
+    indented: list[tuple[int, str]] = []
+    fence: tuple[int, str, list[str]] | None = None
+    block: tuple[int, list[str]] | None = None
+
+    def close() -> None:
+        result.append(
+            Section(doc, heading, tuple(code), tuple(spans), tuple(fences), tuple(indented))
+        )
+        for collected in (code, spans, fences, indented):
+            collected.clear()
+
+    for number, line in enumerate(lines, start=1):
+        if fence is not None:
+            if line.startswith("```"):
+                fences.append((fence[0], fence[1], "\n".join(fence[2]) + "\n"))
+                fence = None
+            else:
+                fence[2].append(line)
+                code.append((number, line))
+            continue
+        if block is not None and not line.startswith("    ") and line.strip():
+            indented.append((block[0], "\n".join(block[1]) + "\n"))
+            block = None
+        if line.startswith("```"):
+            fence = (number, line[3:].strip(), [])
+        elif line.startswith("#"):
+            close()
+            heading = line
+        elif line.startswith("    "):
+            code.append((number, line))
+            if block is None:
+                block = (number, [])
+            block[1].append(line[4:])
+        else:
+            spans.extend((number, s) for s in re.findall(r"`([^`]+)`", line))
+    if block is not None:
+        indented.append((block[0], "\n".join(block[1]) + "\n"))
+    close()
+    return result
+
+
+def joined(code: tuple[tuple[int, str], ...]) -> Iterator[tuple[int, str]]:
+    """Code lines with their ``\\`` continuations joined, as the shell reads them."""
+    pending: tuple[int, str] | None = None
+    for number, line in code:
+        if pending is not None:
+            number, line = pending[0], pending[1] + " " + line.strip()
+        if line.rstrip().endswith("\\"):
+            pending = (number, line.rstrip()[:-1])
+            continue
+        pending = None
+        yield number, line
+
+
+# -- trustpub command lines ------------------------------------------------------------
+
+ROOT_PARSER = build_parser()
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    # argparse has no public accessor for its subparsers; this one has been stable for
+    # a decade.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def parser_at(path: tuple[str, ...]) -> argparse.ArgumentParser:
+    parser = ROOT_PARSER
+    for name in path:
+        parser = subcommands(parser)[name]
+    return parser
+
+
+def option_names(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for action in parser._actions for o in action.option_strings}
+
+
+def subtree_options(path: tuple[str, ...]) -> set[str]:
+    """Options of the parser at ``path``, of its ancestors and of every descendant."""
+    names: set[str] = set()
+    for depth in range(len(path) + 1):
+        names |= option_names(parser_at(path[:depth]))
+    todo = [parser_at(path)]
+    while todo:
+        parser = todo.pop()
+        names |= option_names(parser)
+        todo.extend(subcommands(parser).values())
+    return names
+
+
+COMMAND_NAMES = "|".join(subcommands(ROOT_PARSER))
+TRUSTPUB_COMMAND = re.compile(rf"(?:^|(?<=[\s`(]))trustpub\s+(?=(?:{COMMAND_NAMES})(?:\s|$))")
+
+
+def argvs(text: str) -> list[list[str]]:
+    """Every ``trustpub COMMAND ...`` in a shell line, up to a pipe, redirection,
+    ``)``, ``;``, ``&&`` or comment."""
+    found = []
+    for match in TRUSTPUB_COMMAND.finditer(text):
+        lexer = shlex.shlex(text[match.end() :], posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        argv = []
+        for token in lexer:
+            if set(token) <= set("();<>|&"):
+                break
+            argv.append(token)
+        found.append(argv)
+    return found
+
+
+@dataclass(frozen=True)
+class Walked:
+    path: tuple[str, ...]  # the subcommands, e.g. ("registry", "token", "create")
+    flags: tuple[tuple[str, tuple[str, ...]], ...]  # each --flag with the path it is under
+
+
+def walk(argv: list[str], start: tuple[str, ...] = ()) -> Walked:
+    path = list(start)
+    parser = parser_at(start)
+    flags = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("--"):
+            name = token.split("=", 1)[0]
+            flags.append((name, tuple(path)))
+            action = parser._option_string_actions.get(name)
+            if action is not None and action.nargs != 0 and "=" not in token:
+                i += 1  # its value
+        elif token in subcommands(parser):
+            parser = subcommands(parser)[token]
+            path.append(token)
+        i += 1
+    return Walked(tuple(path), tuple(flags))
+
+
+@dataclass(frozen=True)
+class DocCommand:
+    where: str
+    argv: list[str]
+    section: Section
+
+
+def doc_commands(*, quick_start_code: bool) -> list[DocCommand]:
+    """Every trustpub command line in the docs: in code, and in inline `code`."""
+    commands = []
+    for doc in DOCS:
+        for section in sections(doc):
+            skip_code = section.heading == QUICK_START and not quick_start_code
+            lines = [] if skip_code else list(joined(section.code))
+            for number, text in [*lines, *section.spans]:
+                for argv in argvs(text):
+                    commands.append(DocCommand(f"{doc}:{number}", argv, section))
+    return commands
+
+
+COMMANDS = doc_commands(quick_start_code=False)
+
+
+def test_the_docs_name_trustpub_commands_of_every_kind() -> None:
+    """The parser above finds what it is meant to find (a vacuous pass would hide rot)."""
+    paths = {walk(c.argv).path for c in COMMANDS}
+    assert {("serve",), ("dev-issuer",), ("exchange",), ("policy", "check")} <= paths
+    assert {("policy", "explain"), ("registry", "token", "create"), ("registry", "serve")} <= paths
+    assert len(COMMANDS) >= 12
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: f"{c.where} {' '.join(c.argv)}")
+def test_every_documented_flag_is_in_its_commands_help(command: DocCommand) -> None:
+    walked = walk(command.argv)
+    for flag, path in walked.flags:
+        text = parser_at(path).format_help()
+        assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), (
+            f"{command.where}: `trustpub {' '.join(path)} --help` does not list {flag}"
+        )
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: f"{c.where} {' '.join(c.argv)}")
+def test_every_documented_command_line_parses(
+    command: DocCommand, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code: str | int | None = 0
+    try:
+        ROOT_PARSER.parse_args(command.argv)
+    except SystemExit as exc:  # --help exits 0; anything else is a usage error
+        code = exc.code
+    assert code == 0, f"{command.where}: {capsys.readouterr().err}"
+
+
+def loose_flags() -> list[object]:
+    """Flags written in the prose on their own (`--expires-in 90d`)."""
+    return [
+        pytest.param(f"{s.doc}:{number}", span.split()[0], s, id=f"{s.doc}:{number} {span}")
+        for doc in DOCS
+        for s in sections(doc)
+        for number, span in s.spans
+        if span.startswith("--")
+    ]
+
+
+@pytest.mark.parametrize(("where", "flag", "section"), loose_flags())
+def test_every_flag_in_the_prose_belongs_to_a_command_of_its_section(
+    where: str, flag: str, section: Section
+) -> None:
+    mentioned = {
+        walk(c.argv).path for c in doc_commands(quick_start_code=True) if c.section == section
+    }
+    assert mentioned, f"{where}: {flag} in a section that names no trustpub command"
+    allowed = set().union(*(subtree_options(path) for path in mentioned))
+    assert flag in allowed, f"{where}: {flag} is not an option of " + ", ".join(
+        f"`trustpub {' '.join(p)}`" for p in sorted(mentioned)
+    )
+
+
+# -- the configuration table -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    line: int
+    keys: tuple[str, ...]  # dotted: listen, issuers.url, key_sets.max_age
+    variables: tuple[str, ...]
+    defaults: tuple[str, ...]  # the default column's `code` values
+    default_text: str
+
+
+def config_section() -> Section:
+    return next(s for s in sections("README.md") if s.heading == "## Configuration")
+
+
+def config_rows() -> list[ConfigRow]:
+    rows = []
+    lines = (ROOT / "README.md").read_text().split("\n")
+    start = lines.index("## Configuration")
+    for number, line in enumerate(lines[start:], start=start + 1):
+        if line.startswith("## ") and number > start + 1:
+            break
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        names = re.findall(r"`([^`]+)`", cells[0])
+        if names[0].startswith("["):
+            table = names[0].strip("[]")
+            keys = tuple(f"{table}.{name}" for name in names[1:])
+        else:
+            keys = (names[0],)
+        variables = tuple(re.findall(r"\bTRUSTPUB_[A-Z_]+\b", cells[1]))
+        defaults = tuple(re.findall(r"`([^`]+)`", cells[2]))
+        rows.append(ConfigRow(number, keys, variables, defaults, cells[2]))
+    return rows
+
+
+def toml_for(key: str) -> str:
+    """The key with a value of some kind: enough to tell a known key from an unknown one."""
+    table, _, name = key.rpartition(".")
+    if table == "issuers":
+        return f'[[issuers]]\n{name} = "x"\n'
+    if table:
+        return f'[{table}]\n{name} = "x"\n'
+    return f'{name} = "x"\n'
+
+
+def test_the_configuration_table_is_found() -> None:
+    keys = {k for row in config_rows() for k in row.keys}
+    assert {"listen", "store", "issuers.url", "key_sets.max_age", "registry.enabled"} <= keys
+
+
+@pytest.mark.parametrize("key", [k for row in config_rows() for k in row.keys])
+def test_every_documented_configuration_key_is_accepted(key: str, tmp_path: Path) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text(toml_for(key))
+    problem = ""
+    try:
+        load_settings(config, environ={})
+    except ConfigurationError as exc:  # a bad value is fine here; an unknown key is not
+        problem = exc.detail
+    assert "unknown key" not in problem, f"README.md documents `{key}`: {problem}"
+
+
+def test_every_top_level_configuration_key_is_documented(tmp_path: Path) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text("not_a_key = 1\n")
+    with pytest.raises(ConfigurationError) as exc:
+        load_settings(config, environ={})
+    known = re.search(r"\(known: (.*)\)", exc.value.detail)
+    assert known is not None
+    documented = {k.split(".")[0] for row in config_rows() for k in row.keys}
+    assert set(known.group(1).split(", ")) == documented
+
+
+@pytest.mark.parametrize("row", config_rows(), ids=lambda r: r.keys[0])
+def test_every_documented_variable_is_read_for_its_key(row: ConfigRow) -> None:
+    for variable in row.variables:
+        assert variable in ENV_VARS, f"README.md:{row.line}: {variable} is not read"
+        assert ENV_VARS[variable] == row.keys[0].split(".")[0]
+
+
+def test_every_variable_read_is_documented() -> None:
+    documented = {v for row in config_rows() for v in row.variables}
+    assert set(ENV_VARS) == documented
+    # The file itself: named in the section's prose, and read.
+    assert any("$TRUSTPUB_CONFIG" in span for _, span in config_section().spans)
+
+
+def test_trustpub_config_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text('listen = "127.0.0.1:9999"\n')
+    assert load_settings(environ={"TRUSTPUB_CONFIG": str(config)}).port == 9999
+
+
+def _actual_defaults(s: Settings) -> dict[str, object]:
+    return {
+        "listen": f"{s.host}:{s.port}",
+        "public_url": s.public_url,
+        "audience": s.audience,
+        "policy_dir": str(s.policy_dir),
+        "store": s.store_url,
+        "data_dir": str(s.data_dir),
+        "max_token_ttl": s.max_token_ttl,
+        "jwt_leeway": s.jwt_leeway,
+        "introspection_credentials": s.introspection_credentials,
+        "log_level": s.log_level,
+        "policy_reload_interval": s.policy_reload_interval,
+        "issuers.url": tuple(i.url for i in s.issuers),
+        "issuers.provider": tuple(i.provider for i in s.issuers),
+        "issuers.development": tuple(i.development for i in s.issuers),
+        "key_sets.max_age": s.key_sets.max_age,
+        "key_sets.refresh_cooldown": s.key_sets.refresh_cooldown,
+        "key_sets.max_stale": s.key_sets.max_stale,
+        "registry.enabled": s.registry_enabled,
+    }
+
+
+@pytest.mark.parametrize("row", config_rows(), ids=lambda r: r.keys[0])
+def test_every_documented_default_is_the_default(row: ConfigRow) -> None:
+    settings = load_settings(environ={})
+    actual = _actual_defaults(settings)
+    if len(row.defaults) != len(row.keys):  # written in words: each case on its own
+        if row.keys[0] == "audience":
+            assert row.default_text == "public URL without scheme"
+            assert actual["audience"] == audience_for(settings.public_url)
+        elif row.keys[0] == "issuers.url":
+            assert row.default_text == "GitHub and gitlab.com"
+            assert actual["issuers.provider"] == ("github", "gitlab")
+            assert actual["issuers.url"][1] == "https://gitlab.com"  # type: ignore[index]
+            assert actual["issuers.development"] == (False, False)
+        else:
+            assert row.default_text == "none"
+            assert actual[row.keys[0]] == ()
+        return
+    for key, written in zip(row.keys, row.defaults, strict=True):
+        value = actual[key]
+        if isinstance(value, bool):
+            assert written == str(value).lower(), f"README.md:{row.line}: {key}"
+        elif isinstance(value, int):
+            seconds = int(written) if written.isdigit() else parse_duration(written)
+            assert seconds == value, f"README.md:{row.line}: {key}"
+        elif isinstance(value, float):
+            assert float(written) == value, f"README.md:{row.line}: {key}"
+        else:
+            assert written.replace("PORT", str(settings.port)) == value, f"README.md:{row.line}"
+
+
+# -- examples --------------------------------------------------------------------------
+
+
+def test_the_configuration_example_loads_and_keeps_the_default_issuers(tmp_path: Path) -> None:
+    """It says "beside the defaults": an [[issuers]] list replaces them, so the example
+    must name them again, or copying it would silently drop gitlab.com."""
+    examples = [body for _, lang, body in config_section().fences if lang == "toml"]
+    assert len(examples) == 1
+    config = tmp_path / "trustpub.toml"
+    config.write_text(examples[0])
+    settings = load_settings(config, environ={})
+    assert set(DEFAULT_ISSUERS) < set(settings.issuers)
+    assert settings.introspection_credentials[0].startswith("sha256:")
+
+
+def readme_toml() -> list[tuple[str, str]]:
+    """Every TOML example of README.md: fenced ``toml`` blocks and the indented snippets
+    of cargo configuration."""
+    found = []
+    for section in sections("README.md"):
+        for line, lang, body in section.fences:
+            if lang == "toml":
+                found.append((f"README.md:{line}", body))
+        for line, body in section.indented:
+            if body.startswith("["):
+                found.append((f"README.md:{line}", body))
+    return found
+
+
+@pytest.mark.parametrize(("where", "body"), readme_toml(), ids=lambda v: v[:24])
+def test_every_toml_example_in_the_readme_parses(where: str, body: str) -> None:
+    tomllib.loads(body)
+
+
+def test_the_readme_has_toml_examples_of_each_kind() -> None:
+    bodies = [body for _, body in readme_toml()]
+    assert any("[[issuers]]" in b for b in bodies)
+    assert any("[registries.trustpub]" in b for b in bodies)
+    assert any("[dependencies]" in b for b in bodies)
+
+
+def test_the_python_example_imports_what_exists() -> None:
+    blocks = [body for s in sections("README.md") for _, lang, body in s.fences if lang == "python"]
+    assert blocks
+    for block in blocks:
+        tree = compile(
+            block, "README.md", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        )
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
+    from trustpub.tokens.service import TokenService
+
+    assert inspect.iscoroutinefunction(TokenService.introspect)
