@@ -13,6 +13,8 @@ import argparse
 import ast
 import importlib
 import inspect
+import io
+import json
 import re
 import shlex
 import tomllib
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from trustpub.cli import build_parser
+from tests.conftest import SigningKey, github_claims
+from trustpub.cli import build_parser, main
 from trustpub.config import ENV_VARS, Settings, audience_for, load_settings
 from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError
@@ -476,3 +479,102 @@ def test_the_python_example_imports_what_exists() -> None:
     from trustpub.tokens.service import TokenService
 
     assert inspect.iscoroutinefunction(TokenService.introspect)
+
+
+# -- documented commands, run ----------------------------------------------------------
+
+
+@pytest.fixture
+def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory of its own, and no TRUSTPUB_* variable from the caller."""
+    monkeypatch.chdir(tmp_path)
+    for variable in [*ENV_VARS, "TRUSTPUB_CONFIG"]:
+        monkeypatch.delenv(variable, raising=False)
+    return tmp_path
+
+
+def test_the_registry_commands_of_the_readme_run(
+    clean_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    section = next(s for s in sections("README.md") if s.heading == "### Users and API tokens")
+    # `--config trustpub.toml`, as the README writes it.
+    (clean_environment / "trustpub.toml").write_text('data_dir = "data"\n')
+    commands = [argv for _, line in joined(section.code) for argv in argvs(line)]
+    assert [walk(argv).path for argv in commands] == [
+        ("registry", "user", "add"),
+        ("registry", "token", "create"),
+    ]
+    for argv in commands:
+        assert main(argv) == 0, capsys.readouterr().err
+
+    # The prose's options of `token create` (`--crate 'mylib*'`, `--expires-in 90d`) ...
+    create_options = option_names(parser_at(("registry", "token", "create")))
+    extra = [
+        word
+        for _, span in section.spans
+        if span.split()[0] in create_options
+        for word in shlex.split(span)
+    ]
+    assert "--crate" in extra
+    assert "--expires-in" in extra
+    assert main([*commands[1], *extra]) == 0, capsys.readouterr().err
+    # ... and its commands (`user list`, `token list --user alice`, `token revoke ID`,
+    # `--data-dir DIR`), run on the registry the commands above created.
+    registry_commands = subcommands(parser_at(("registry",)))
+    fragments = [shlex.split(s) for _, s in section.spans if s.split()[0] in registry_commands]
+    assert len(fragments) == 3
+    capsys.readouterr()
+    for fragment in fragments:
+        argv = ["registry", "--config", "trustpub.toml", *fragment[:-1]]
+        argv.append("1" if fragment[-1] == "ID" else fragment[-1])  # the first token's id
+        assert main(argv) == 0, f"{fragment}: {capsys.readouterr().err}"
+    out = capsys.readouterr().out
+    assert "alice\n" in out
+    assert "crates=mylib*\tactive until " in out
+    data_dir = [s.split() for _, s in section.spans if s.startswith("--data-dir ")]
+    assert data_dir == [["--data-dir", "DIR"]]
+    assert main(["registry", "--data-dir", "data", "user", "list"]) == 0
+    assert capsys.readouterr().out == "alice\n"
+
+
+POLICY_FOR_THE_CLAIMS = """\
+[[policy]]
+name = "octo-lib"
+provider = "github"
+crates = ["octo-lib"]
+repository = "octo-org/octo-lib"
+repository_owner_id = "131804563"
+workflow = "release.yml"
+"""
+
+
+def test_the_policy_commands_of_the_docs_run(
+    clean_environment: Path,
+    signing_key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`trustpub policy check|explain` as README.md and policies/README.md write them, in
+    a directory with the files they name: policies/, trustpub.toml, claims.json and
+    token.txt (the claims of a release job the policy trusts)."""
+    (clean_environment / "policies").mkdir()
+    (clean_environment / "policies" / "octo.toml").write_text(POLICY_FOR_THE_CLAIMS)
+    (clean_environment / "trustpub.toml").write_text('policy_dir = "policies"\n')
+    claims = github_claims()
+    (clean_environment / "claims.json").write_text(json.dumps(claims))
+    (clean_environment / "token.txt").write_text(signing_key.sign(claims) + "\n")
+    commands = [c for c in COMMANDS if walk(c.argv).path[:1] == ("policy",) and len(c.argv) > 1]
+    assert len(commands) >= 6
+    for command in commands:
+        line = dict(joined(command.section.code)).get(int(command.where.split(":")[1]), "")
+        stdin = re.search(r"<\s*(\S+)", line)
+        if stdin:
+            monkeypatch.setattr("sys.stdin", io.StringIO(Path(stdin.group(1)).read_text()))
+        # --issuer names GitHub Enterprise Server only: the policy for the public GitHub
+        # issuer is then refused (1), as it should be; everything else succeeds.
+        expected = 1 if "--issuer" in command.argv else 0
+        code = main(command.argv)
+        output = capsys.readouterr()
+        assert code == expected, f"{command.where}: {output.out}{output.err}"
+        if "explain" in command.argv:
+            assert "verdict: GRANTED" in output.out
