@@ -30,6 +30,7 @@ from trustpub.config import ENV_VARS, Settings, audience_for, load_settings
 from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS
+from trustpub.policies import parse_policy_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "policies/README.md", "action/README.md")
@@ -578,3 +579,79 @@ def test_the_policy_commands_of_the_docs_run(
         assert code == expected, f"{command.where}: {output.out}{output.err}"
         if "explain" in command.argv:
             assert "verdict: GRANTED" in output.out
+
+
+# -- action/README.md ------------------------------------------------------------------
+
+
+def action_settings() -> dict[str, dict[str, int]]:
+    """DEFAULT_SETTINGS of action/lib/auth.js: attempts and timeouts of each request."""
+    source = (ROOT / "action" / "lib" / "auth.js").read_text()
+    found = re.findall(r"(\w+): \{ attempts: (\d+), timeoutMs: (\d+) \}", source)
+    return {name: {"attempts": int(a), "seconds": int(ms) // 1000} for name, a, ms in found}
+
+
+def test_the_actions_retries_and_timeouts_are_documented_as_coded() -> None:
+    settings = action_settings()
+    assert set(settings) == {"oidc", "exchange", "revoke"}
+    text = " ".join((ROOT / "action" / "README.md").read_text().split())
+    oidc, exchange, revoke = settings["oidc"], settings["exchange"], settings["revoke"]
+    assert (
+        f"Requests the token for the audience ({oidc['seconds']} s timeout, up to "
+        f"{oidc['attempts']} attempts" in text
+    )
+    assert (
+        f"Posts it to `{{url}}/api/v1/trusted_publishing/tokens` ({exchange['seconds']} s "
+        f"timeout, up to {exchange['attempts']} attempts" in text
+    )
+    assert (
+        f"`DELETE {{url}}/api/v1/trusted_publishing/tokens` with the token "
+        f"({revoke['seconds']} s timeout, up to {revoke['attempts']} attempts)" in text
+    )
+
+
+def action_yml_names(block: str) -> dict[str, bool]:
+    """The inputs or outputs of action.yml, each with whether it is required."""
+    text = (ROOT / "action" / "action.yml").read_text()
+    body = re.search(rf"^{block}:\n((?:  .*\n)+)", text, flags=re.MULTILINE)
+    assert body is not None
+    names: dict[str, bool] = {}
+    for line in body.group(1).split("\n"):
+        if re.fullmatch(r"  [\w-]+:", line):
+            current = line.strip(" :")
+            names[current] = False
+        elif line.strip() == "required: true":
+            names[current] = True
+    return names
+
+
+def action_readme_table(first_column: str) -> dict[str, str]:
+    rows: dict[str, str] = {}
+    in_table = False
+    for line in (ROOT / "action" / "README.md").read_text().split("\n"):
+        if line.startswith(f"| {first_column} |"):
+            in_table = True
+        elif in_table and line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1]
+        elif in_table and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_actions_inputs_and_outputs_are_documented_as_declared() -> None:
+    inputs = action_readme_table("input")
+    assert {name: cell.startswith("yes") for name, cell in inputs.items()} == action_yml_names(
+        "inputs"
+    )
+    assert set(action_readme_table("output")) == set(action_yml_names("outputs"))
+
+
+def test_the_actions_policy_example_loads() -> None:
+    blocks = [
+        body for s in sections("action/README.md") for _, lang, body in s.fences if lang == "toml"
+    ]
+    assert len(blocks) == 1
+    policies, problems = parse_policy_file("README.md", blocks[0], DEFAULT_ISSUERS)
+    assert problems == []
+    assert len(policies) == 1
