@@ -23,14 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from starlette.routing import Match, Route
 
 from tests.conftest import SigningKey, github_claims
+from trustpub.api.app import ROUTES
 from trustpub.cli import build_parser, main
 from trustpub.config import ENV_VARS, Settings, audience_for, load_settings
 from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS
 from trustpub.policies import parse_policy_file
+from trustpub.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "policies/README.md", "action/README.md")
@@ -655,3 +658,50 @@ def test_the_actions_policy_example_loads() -> None:
     policies, problems = parse_policy_file("README.md", blocks[0], DEFAULT_ISSUERS)
     assert problems == []
     assert len(policies) == 1
+
+
+# -- HTTP endpoints --------------------------------------------------------------------
+
+ENDPOINT = re.compile(r"(GET|POST|PUT|PATCH|DELETE) (?:\{url\})?(/\S*)")
+CURL = re.compile(r"curl .*?-X (GET|POST|PUT|PATCH|DELETE) .*?https?://[^/\s]+(/[^\s'\"]*)")
+
+
+def documented_endpoints() -> list[tuple[str, str, str]]:
+    """(where, method, path) of every endpoint the docs name, in prose or in a curl -X."""
+    found = []
+    for doc in DOCS:
+        for section in sections(doc):
+            for number, span in section.spans:
+                if match := ENDPOINT.match(span):
+                    found.append((f"{doc}:{number}", match.group(1), match.group(2)))
+            for number, line in joined(section.code):
+                if match := CURL.search(line):
+                    found.append((f"{doc}:{number}", match.group(1), match.group(2)))
+    return found
+
+
+def test_every_documented_endpoint_is_served(tmp_path: Path) -> None:
+    registry = Registry(tmp_path, "http://localhost:8080")
+    routes = [*ROUTES, *registry.routes]
+    endpoints = documented_endpoints()
+    assert ("README.md", "PATCH", "/api/v1/crates/mylib") in {
+        (where.split(":")[0], method, path) for where, method, path in endpoints
+    }
+    for where, method, path in endpoints:
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        assert any(route.matches(scope)[0] is Match.FULL for route in routes), (
+            f"{where}: {method} {path} is not served"
+        )
+
+
+def test_the_http_api_table_lists_every_service_endpoint() -> None:
+    section = next(s for s in sections("README.md") if s.heading == "## HTTP API")
+    table = {match.groups() for _, span in section.spans if (match := ENDPOINT.fullmatch(span))}
+    served = {
+        (method, route.path)
+        for route in ROUTES
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert table == served
