@@ -99,6 +99,17 @@ def test_check_warns_about_ttl_above_the_server_maximum(
     assert out.endswith("4 policies in 2 files OK\n")
 
 
+def test_max_ttl_takes_a_duration_as_the_configurations_max_token_ttl_does(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "check", str(policy_dir), "--max-ttl", "1h"]) == 0
+    assert "exceeds the server maximum 3600 s" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["policy", "check", str(policy_dir), "--max-ttl", "1 hour"])
+    assert exc.value.code == 2
+    assert 'argument --max-ttl: expected a duration like "90s"' in capsys.readouterr().err
+
+
 def test_check_with_configured_issuers_refuses_policies_of_unconfigured_ones(
     policy_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,6 +1,6 @@
 """``trustpub policy``: check a policy directory, explain how claims would be judged.
 
-    trustpub policy check [DIR] [--issuer KIND=URL ...] [--max-ttl SECONDS]
+    trustpub policy check [DIR] [--issuer KIND=URL ...] [--max-ttl TTL]
     trustpub policy explain (--claims FILE | --jwt JWT) [DIR] [--issuer KIND=URL ...]
 
 ``explain`` decodes claims WITHOUT verifying a signature: it is a debugging aid that
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import jwt
 
 from trustpub.config import Settings, load_settings
+from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError, InvalidJWT, PolicyLoadError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.policies import (
@@ -61,9 +62,12 @@ def register(subparsers: Any) -> None:
     _common_arguments(check)
     check.add_argument(
         "--max-ttl",
-        type=int,
-        metavar="SECONDS",
-        help="the server's maximum token lifetime: warn about policies asking for more",
+        type=duration,
+        metavar="TTL",
+        help=(
+            "the server's maximum token lifetime, in seconds or as a duration (6h), like "
+            "max_token_ttl: warn about policies asking for more"
+        ),
     )
     check.set_defaults(handler=run_check)
 
@@ -90,11 +94,21 @@ def register(subparsers: Any) -> None:
     )
     explain.add_argument(
         "--max-ttl",
-        type=int,
-        metavar="SECONDS",
-        help="the server's maximum token lifetime (default: the configuration's)",
+        type=duration,
+        metavar="TTL",
+        help="the server's maximum token lifetime, like --max-ttl of check (default: the "
+        "configuration's)",
     )
     explain.set_defaults(handler=run_explain)
+
+
+def duration(value: str) -> int:
+    """``--max-ttl``: seconds (``3600``) or a duration (``"6h"``), as ``max_token_ttl``
+    takes them in the configuration."""
+    try:
+        return parse_duration(int(value) if value.isdigit() else value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
