@@ -31,8 +31,9 @@ from trustpub.cli import build_parser, main
 from trustpub.config import ENV_VARS, Settings, audience_for, load_settings
 from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError
+from trustpub.grants import Operation
 from trustpub.oidc.issuers import DEFAULT_ISSUERS
-from trustpub.policies import parse_policy_file
+from trustpub.policies import PatternError, RefPattern, parse_policy_file
 from trustpub.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -705,3 +706,135 @@ def test_the_http_api_table_lists_every_service_endpoint() -> None:
         if method != "HEAD"
     }
     assert table == served
+
+
+# -- policies/README.md: the fields table and the ref patterns -------------------------
+
+MINIMAL_POLICIES = {
+    "github": {
+        "name": '"p"',
+        "provider": '"github"',
+        "crates": '["octo-lib"]',
+        "repository": '"octo-org/octo-lib"',
+        "repository_owner_id": '"131804563"',
+        "workflow": '"release.yml"',
+    },
+    "gitlab": {
+        "name": '"p"',
+        "provider": '"gitlab"',
+        "crates": '["octo-lib"]',
+        "project_path": '"octo-group/octo-lib"',
+        "workflow": '".gitlab-ci.yml"',
+    },
+}
+
+
+@dataclass(frozen=True)
+class FieldRow:
+    field: str  # job_workflow for [policy.job_workflow]
+    providers: tuple[str, ...]
+    required: bool
+    meaning: str
+
+
+def field_rows() -> list[FieldRow]:
+    text = (ROOT / "policies" / "README.md").read_text()
+    rows = []
+    for line in text[text.index("## Fields") : text.index("### Ref patterns")].split("\n"):
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if line.startswith("| `") and cells[1] in ("both", "github", "gitlab"):
+            name = cells[0].strip("`").removeprefix("[policy.").removesuffix("]")
+            providers = ("github", "gitlab") if cells[1] == "both" else (cells[1],)
+            rows.append(FieldRow(name, providers, cells[2] == "yes", cells[3]))
+    return rows
+
+
+def policy_toml(fields: dict[str, str]) -> str:
+    lines = ["[[policy]]"] + [f"{k} = {v}" for k, v in fields.items() if k != "job_workflow"]
+    if "job_workflow" in fields:
+        lines += ["[policy.job_workflow]", fields["job_workflow"]]
+    return "\n".join(lines) + "\n"
+
+
+def policy_problems(fields: dict[str, str]) -> dict[str, str]:
+    issuers = (*DEFAULT_ISSUERS,)
+    _, problems = parse_policy_file("p.toml", policy_toml(fields), issuers)
+    return {p.field or "": p.message for p in problems}
+
+
+def test_the_fields_table_is_found() -> None:
+    names = {row.field for row in field_rows()}
+    assert {"name", "crates", "namespace_id", "job_workflow", "token_ttl"} <= names
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_the_required_fields_are_exactly_those_documented(provider: str) -> None:
+    minimal = MINIMAL_POLICIES[provider]
+    documented = {r.field for r in field_rows() if r.required and provider in r.providers}
+    assert documented == set(minimal)
+    assert policy_problems(minimal) == {}
+    for field in documented:
+        fields = {k: v for k, v in minimal.items() if k != field}
+        if field == "provider":
+            continue  # without it the policy cannot be read at all; covered by the loader
+        assert field in policy_problems(fields), f"{provider}: {field} is documented required"
+
+
+@pytest.mark.parametrize("row", field_rows(), ids=lambda r: r.field)
+def test_every_documented_field_is_known_to_its_providers_only(row: FieldRow) -> None:
+    value = 'repository = "octo-org/shared"\nworkflow = "publish.yml"'
+    for provider, minimal in MINIMAL_POLICIES.items():
+        fields = {**minimal}
+        fields.setdefault(row.field, value if row.field == "job_workflow" else '"x"')
+        problem = policy_problems(fields).get(row.field, "")
+        if provider in row.providers:
+            assert not problem.startswith("unknown key"), f"{provider}: {row.field}: {problem}"
+        else:
+            assert problem.startswith("unknown key"), f"{provider}: {row.field}: {problem}"
+
+
+def test_the_documented_token_ttls_operations_and_defaults_hold() -> None:
+    rows = {row.field: row for row in field_rows()}
+    minimal = MINIMAL_POLICIES["github"]
+    (policy,), _ = parse_policy_file("p.toml", policy_toml(minimal), DEFAULT_ISSUERS)
+    assert "default 30 minutes" in rows["token_ttl"].meaning
+    assert policy.token_ttl == 30 * 60
+    ttls = re.findall(r"`([^`]+)`", rows["token_ttl"].meaning)
+    assert len(ttls) >= 4
+    for ttl in ttls:  # written as TOML values: 900, "90s", ...
+        assert policy_problems({**minimal, "token_ttl": ttl}) == {}, ttl
+    operations = re.findall(r"`([^`]+)`", rows["operations"].meaning)
+    assert set(operations) == {op.value for op in Operation}
+    assert "`publish-update` (the default)" in rows["operations"].meaning
+    assert policy.operations == {Operation.PUBLISH_UPDATE}
+
+
+def ref_pattern_rows() -> list[tuple[str, list[str], list[str]]]:
+    text = (ROOT / "policies" / "README.md").read_text()
+    section = text[text.index("### Ref patterns") : text.index("### Several policies")]
+    rows = []
+    for line in section.split("\n"):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            pattern, matches, misses = (re.findall(r"`([^`]+)`", c) for c in cells)
+            rows.append((pattern[0], matches, misses))
+    return rows
+
+
+@pytest.mark.parametrize(("pattern", "matches", "misses"), ref_pattern_rows())
+def test_every_ref_pattern_example_matches_as_documented(
+    pattern: str, matches: list[str], misses: list[str]
+) -> None:
+    compiled = RefPattern.compile(pattern)
+    assert all(compiled.matches(ref) for ref in matches)
+    assert not any(compiled.matches(ref) for ref in misses)
+
+
+def test_the_characters_documented_as_refused_are_refused() -> None:
+    text = (ROOT / "policies" / "README.md").read_text()
+    assert "(`?` and `[` are refused)" in text
+    assert "start with `refs/`" in text
+    assert len(ref_pattern_rows()) >= 3
+    for pattern in ("refs/tags/v?", "refs/tags/v[0-9]*", "tags/v*"):
+        with pytest.raises(PatternError):
+            RefPattern.compile(pattern)
