@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import textwrap
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -235,6 +236,28 @@ def test_the_gitlab_example_installs_trustpub_from_its_repository() -> None:
 
     assert "pip install trustpub\n" not in GITLAB_EXAMPLE
     assert 'pip install "trustpub @ git+https://<your-trustpub-repository>"' in GITLAB_EXAMPLE
+
+
+def test_the_gitlab_examples_command_parses_and_its_policy_loads() -> None:
+    import shlex
+
+    from trustpub.cli import build_parser
+    from trustpub.cli.exchange import GITLAB_EXAMPLE
+    from trustpub.oidc.issuers import DEFAULT_ISSUERS
+    from trustpub.policies import parse_policy_file
+
+    command = next(
+        line.strip().removeprefix("- ")
+        for line in GITLAB_EXAMPLE.split("\n")
+        if line.strip().startswith("- trustpub exchange")
+    )
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.url, args.cargo_registry) == ("https://registry.example", "my-registry")
+    policy = GITLAB_EXAMPLE[GITLAB_EXAMPLE.index("[[policy]]") :]
+    policies, problems = parse_policy_file("example.toml", textwrap.dedent(policy), DEFAULT_ISSUERS)
+    assert problems == []
+    assert policies[0].provider == "gitlab"
+    assert "aud: registry.example" in GITLAB_EXAMPLE  # the URL above without its scheme
 
 
 def test_explain_notes_a_reusable_workflow(issuer: DevIssuer) -> None:
