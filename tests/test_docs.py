@@ -838,3 +838,38 @@ def test_the_characters_documented_as_refused_are_refused() -> None:
     for pattern in ("refs/tags/v?", "refs/tags/v[0-9]*", "tags/v*"):
         with pytest.raises(PatternError):
             RefPattern.compile(pattern)
+
+
+# -- files and modules the docs name ---------------------------------------------------
+
+PATH_SPAN = re.compile(r"(?:scripts/|\.ci/|tests/)[\w./-]*|[\w/.-]+\.md|[a-z]+/|[a-z]+\.py")
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    named = []
+    for doc in DOCS:
+        base = (ROOT / doc).parent
+        for section in sections(doc):
+            for number, span in section.spans:
+                if PATH_SPAN.fullmatch(span) and span != "refs/":  # refs/: a ref prefix
+                    named.append((f"{doc}:{number}", base, span))
+            for number, line in joined(section.code):
+                named += [
+                    (f"{doc}:{number}", ROOT, m) for m in re.findall(r"(?:scripts|\.ci)/\w+", line)
+                ]
+    assert len(named) >= 20
+    for where, base, path in named:
+        # A folder or module of the package (`oidc/`, `grants.py`), else a path in the
+        # repository, relative to the document or to the root.
+        candidates = [ROOT / "trustpub" / path, base / path, ROOT / path]
+        assert any(c.exists() for c in candidates), f"{where}: {path} does not exist"
+        if path.startswith(("scripts/", ".ci/")):
+            assert (ROOT / path).stat().st_mode & 0o111, f"{where}: {path} is not executable"
+
+
+def test_every_module_in_how_it_works_exists() -> None:
+    section = next(s for s in sections("README.md") if s.heading == "## How it works")
+    modules = {m for _, line in section.code for m in re.findall(r"\btrustpub\.\w+", line)}
+    assert len(modules) >= 5
+    for module in modules:
+        importlib.import_module(module)
