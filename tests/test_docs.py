@@ -33,8 +33,11 @@ from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError
 from trustpub.grants import Operation
 from trustpub.oidc.issuers import DEFAULT_ISSUERS
+from trustpub.oidc.keys import KeySets
 from trustpub.policies import PatternError, RefPattern, parse_policy_file
 from trustpub.registry import Registry
+from trustpub.registry.auth import USER_TOKEN_PREFIX
+from trustpub.tokens import format as token_format
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "policies/README.md", "action/README.md")
@@ -873,3 +876,15 @@ def test_every_module_in_how_it_works_exists() -> None:
     assert len(modules) >= 5
     for module in modules:
         importlib.import_module(module)
+
+
+def test_the_token_formats_and_limits_are_documented_as_coded() -> None:
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        f"Tokens look like `{token_format.PREFIX}` + {token_format.BODY_LENGTH} base62 "
+        f"characters + a {token_format.CHECKSUM_LENGTH}-character checksum" in text
+    )
+    assert f"API tokens of registry users (`{USER_TOKEN_PREFIX}…`)" in text
+    timeout = inspect.signature(KeySets).parameters["timeout"].default
+    assert f"with a {timeout:g} s timeout" in text
+    assert f"{Settings().jwt_leeway} s leeway" in text
