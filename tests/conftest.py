@@ -22,6 +22,16 @@ settings.register_profile("trustpub", deadline=None, print_blob=True)
 settings.load_profile("trustpub")
 
 
+@pytest.fixture(autouse=True)
+def _no_trustpub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see no TRUSTPUB_* variables from the shell that runs them."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TRUSTPUB_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

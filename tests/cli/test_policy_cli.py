@@ -364,3 +364,11 @@ def test_check_reports_a_bad_configuration_file(
     config.write_text("listen = 5\n")
     assert main(["policy", "check", "--config", str(config)]) == 2
     assert "listen: expected str" in capsys.readouterr().err
+
+
+def test_check_reads_the_policy_directory_from_the_environment_as_serve_does(
+    policy_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TRUSTPUB_POLICY_DIR", str(policy_dir))
+    assert main(["policy", "check"]) == 0
+    assert "OK" in capsys.readouterr().out

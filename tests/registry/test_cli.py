@@ -123,3 +123,21 @@ def test_token_expiry_in_days_as_the_readme_shows(
     capsys.readouterr()
     run(tmp_path, "token", "list", "--user", "alice")
     assert "active until 20" in capsys.readouterr().out
+
+
+def test_the_command_line_credential_wins_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from trustpub.cli.registry import CREDENTIAL_ENV, registry_credential
+
+    monkeypatch.setenv(CREDENTIAL_ENV, "from-environment")
+    args = argparse.Namespace(credential=None, credential_file=None)
+    assert registry_credential(args) == "from-environment"
+    args.credential = "from-flag"
+    assert registry_credential(args) == "from-flag"
+    secret = tmp_path / "credential"
+    secret.write_text("from-file\n")
+    args.credential_file = str(secret)
+    assert registry_credential(args) == "from-file"

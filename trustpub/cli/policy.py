@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from trustpub.config import Settings, load_settings
+from trustpub.config import load_settings
 from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError, InvalidJWT, PolicyLoadError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
@@ -147,8 +147,9 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def resolve(args: argparse.Namespace) -> tuple[tuple[Issuer, ...], str, int]:
     """Issuers, policy directory and maximum token lifetime: from the command line,
-    else from ``--config``, else the service's defaults."""
-    settings = load_settings(args.config, environ={}) if args.config else Settings()
+    else from the service's configuration (``--config`` or ``$TRUSTPUB_CONFIG``, and
+    ``TRUSTPUB_*`` variables, exactly as ``trustpub serve`` reads them)."""
+    settings = load_settings(args.config)
     issuers = parse_issuers(args.issuer) if args.issuer else settings.issuers
     directory = args.directory if args.directory is not None else str(settings.policy_dir)
     max_ttl = args.max_ttl if args.max_ttl is not None else settings.max_token_ttl

@@ -211,17 +211,23 @@ def token_revoke(args: argparse.Namespace) -> int:
     return _with_db(args, action)
 
 
+def registry_credential(args: argparse.Namespace) -> str | None:
+    """The introspection credential: the command line (``--credential-file``, then
+    ``--credential``) wins over the environment, as everywhere else."""
+    if args.credential_file:
+        return Path(args.credential_file).read_text().strip()
+    return args.credential or os.environ.get(CREDENTIAL_ENV) or None
+
+
 def serve_registry(args: argparse.Namespace) -> int:
     import uvicorn
 
     from trustpub.registry import create_registry_app
 
-    credential = os.environ.get(CREDENTIAL_ENV) or args.credential
-    if args.credential_file:
-        try:
-            credential = Path(args.credential_file).read_text().strip()
-        except OSError as exc:
-            return _fail(f"cannot read the credential file: {exc.strerror}")
+    try:
+        credential = registry_credential(args)
+    except OSError as exc:
+        return _fail(f"cannot read the credential file: {exc.strerror}")
     if args.trustpub_url and not credential:
         return _fail(f"--trustpub-url needs a credential (--credential-file or ${CREDENTIAL_ENV})")
     try:
