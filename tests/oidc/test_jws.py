@@ -83,9 +83,27 @@ def test_any_single_character_change_is_refused_by_both_or_accepted_by_both(
     index = position % len(token)
     tampered = token[:index] + replacement + token[index + 1 :]
     ours, reference = ours_accepts(tampered, KEY), pyjwt_accepts(tampered, KEY)
-    # base64url has spare bits in a segment's last character, so a change there can
-    # decode to the same bytes: then both accept, with the same payload.
     assert ours == reference
+    if tampered != token:
+        assert ours is None
+
+
+def test_a_non_canonical_last_character_is_refused_by_both() -> None:
+    # A 256-byte signature is 342 base64url characters: the last one carries 2 bits and
+    # 4 unused ones. Setting an unused bit decodes to the same bytes; both refuse it.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    token = KEY.sign({"iss": "https://issuer.example", "jti": "1"})
+    last = alphabet.index(token[-1])
+    assert last & 0b1111 == 0
+    tampered = token[:-1] + alphabet[last | 0b0001]
+    assert base64.urlsafe_b64decode(token.split(".")[2] + "==") == base64.urlsafe_b64decode(
+        tampered.split(".")[2] + "=="
+    )
+    assert pyjwt_accepts(tampered, KEY) is None
+    assert ours_accepts(tampered, KEY) is None
+    with pytest.raises(InvalidJWT) as exc:
+        jws.parse(tampered)
+    assert exc.value.detail == "Failed to decode JWT"
 
 
 @pytest.mark.parametrize(
@@ -165,5 +183,26 @@ class TestCryptographyBackstop:
     def test_a_truncated_signature_is_refused(self) -> None:
         token = KEY.sign({"iss": "x"})
         head, body, signature = token.split(".")
+        raw = base64.urlsafe_b64decode(signature + "==")
         with pytest.raises(InvalidJWT, match="invalid signature"):
-            jws.parse(f"{head}.{body}.{signature[:-4]}").verify_rs256(KEY.private.public_key())
+            jws.parse(f"{head}.{body}.{b64(raw[:-3])}").verify_rs256(KEY.private.public_key())
+
+
+def test_every_character_at_the_end_of_every_segment_is_judged_like_pyjwt() -> None:
+    # Segment ends are where base64url's unused bits live: try every alphabet character
+    # in the last two places of each segment.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
+    token = KEY.sign({"iss": "https://issuer.example", "jti": "1", "n": 1})
+    ends: list[int] = []
+    start = 0
+    for part in token.split("."):
+        end = start + len(part)
+        ends += [end - 2, end - 1]
+        start = end + 1
+    for index in ends:
+        for replacement in alphabet:
+            tampered = token[:index] + replacement + token[index + 1 :]
+            ours, reference = ours_accepts(tampered, KEY), pyjwt_accepts(tampered, KEY)
+            assert ours == reference, (index, replacement)
+            if tampered != token:
+                assert ours is None, (index, replacement)

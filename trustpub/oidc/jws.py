@@ -78,9 +78,14 @@ def parse(token: str) -> SignedToken:
 
 def _b64decode(segment: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
         raise decode_failed() from None
+    # Canonical encodings only: a last character whose unused low bits are set decodes
+    # to the same bytes, which would make one signed token spellable several ways.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
+        raise decode_failed()
+    return raw
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
