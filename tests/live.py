@@ -139,3 +139,17 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def registry_cli(service: LiveService, *args: str) -> str:
+    """`trustpub registry` on the live service's data, as an operator runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "trustpub", "registry", "--config", str(service.config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

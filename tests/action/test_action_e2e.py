@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.action.conftest import LiveIssuer, dev_issuer
-from tests.live import LiveService, run_service
+from tests.live import LiveService, registry_cli, run_service
 from tests.registry.helpers import body_for
 from trustpub.oidc.issuers import Issuer
 
@@ -125,20 +124,6 @@ def introspect(service: LiveService, token: str) -> dict[str, object]:
     assert response.status_code == 200, response.text
     body: dict[str, object] = response.json()
     return body
-
-
-def registry_cli(service: LiveService, *args: str) -> str:
-    """`trustpub registry` on the live service's data, as an operator runs it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "trustpub", "registry", "--config", str(service.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")},
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def publish(service: LiveService, token: str, version: str) -> httpx.Response:

@@ -17,14 +17,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live import LiveService, run_service
+from tests.live import LiveService, registry_cli, run_service
 from trustpub.devissuer import DevIssuer, serve_in_thread
 
 pytestmark = [
@@ -122,19 +121,6 @@ def make_package(root: Path, name: str, version: str, deps: str = "", code: str 
     )
     (package / "src" / "lib.rs").write_text(code or "pub fn answer() -> u32 { 42 }\n")
     return package
-
-
-def registry_cli(svc: LiveService, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "trustpub", "registry", "--config", str(svc.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")},
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def owners(svc: LiveService, crate: str) -> list[str]:
