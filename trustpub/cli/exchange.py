@@ -44,6 +44,9 @@ GitLab CI (.gitlab-ci.yml):
       TRUSTPUB_ID_TOKEN:            # read by trustpub exchange by default
         aud: registry.example       # the registry URL without its scheme
     script:
+      # The Rust image has no pip: install trustpub into a virtual environment.
+      - apt-get update && apt-get install -y --no-install-recommends python3-venv
+      - python3 -m venv /opt/trustpub && export PATH="/opt/trustpub/bin:$PATH"
       - pip install "trustpub @ git+https://<your-trustpub-repository>"
       - trustpub exchange --url https://registry.example --cargo-registry my-registry
       - cargo publish --registry my-registry
