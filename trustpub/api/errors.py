@@ -27,7 +27,7 @@ def error_response(status: int, detail: str, headers: dict[str, str] | None = No
 async def _trustpub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TrustpubError)
     if isinstance(exc, StoreUnavailable):
-        log.warning("store unavailable", extra={"fields": {"reason": exc.detail}})
+        # The store logged the failure where it happened; here it is only counted.
         services = getattr(request.state, "services", None)
         if services is not None:
             services.metrics.store_errors.inc()
