@@ -76,3 +76,34 @@ def test_log_fields_makes_a_record_with_the_fields(caplog: pytest.LogCaptureFixt
     assert [(r.getMessage(), r.fields) for r in caplog.records] == [  # type: ignore[attr-defined]
         ("request", {"status": 200})
     ]
+
+
+def _line(msg: str, args: tuple[object, ...] = (), fields: object = None) -> str:
+    record = logging.LogRecord("trustpub.test", logging.INFO, __file__, 1, msg, args, None)
+    if fields is not None:
+        record.fields = fields
+    return JSONFormatter().format(record)
+
+
+def test_a_lone_surrogate_in_a_message_or_field_still_gives_an_ascii_line() -> None:
+    line = _line("crate `\ud800` refused", fields={"crate": "\udfff", "n\ud800": 1})
+    assert line.isascii()
+    entry = json.loads(line)
+    assert entry["msg"] == "crate `\ud800` refused"
+    assert entry["crate"] == "\udfff"
+    line.encode("utf-8")  # writable to any stream
+
+
+def test_a_message_whose_arguments_do_not_fit_still_gives_a_line() -> None:
+    entry = json.loads(_line("%d crates", ("many",)))
+    assert entry["msg"].startswith("%d crates (unformattable arguments")
+
+
+def test_fields_json_cannot_hold_are_written_as_text() -> None:
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    for fields in ({(1, 2): "tuple key"}, {"loop": loop}):
+        entry = json.loads(_line("event", fields=fields))
+        assert entry["msg"] == "event"
+        assert entry["log_error"].startswith("fields not JSON")
+        assert isinstance(entry["fields"], str)

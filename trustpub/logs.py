@@ -18,6 +18,8 @@ audit_log = logging.getLogger("trustpub.audit")
 access_log = logging.getLogger("trustpub.access")
 
 # Built once: json.dumps with any option constructs a new encoder on every call.
+# ensure_ascii (the default) writes every character, a lone surrogate included, as
+# ASCII: a line can always be written to a stream of any encoding.
 _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
@@ -37,18 +39,33 @@ class JSONFormatter(logging.Formatter):
         return f"{cached[1]}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON line, whatever the record carries: a message whose arguments do not
+        fit it, or fields JSON cannot hold, still give a line (saying so), never an
+        error in the logging machinery."""
+        try:
+            msg = record.getMessage()
+        except (TypeError, ValueError):
+            msg = f"{record.msg!s} (unformattable arguments: {record.args!r})"
         entry: dict[str, Any] = {
             "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": msg,
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(entry)
+        try:
+            return _ENCODER.encode(entry)
+        except Exception as exc:
+            # Keys that are not strings, a structure that contains itself, ...: the
+            # fields are written as text instead.
+            entry = {k: entry[k] for k in ("ts", "level", "logger", "msg", "exc") if k in entry}
+            entry["fields"] = repr(fields)
+            entry["log_error"] = f"fields not JSON: {type(exc).__name__}"
+            return _ENCODER.encode(entry)
 
 
 def configure(level: str = "info") -> None:
