@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from trustpub.errors import TrustpubError
 from trustpub.logs import audit
-from trustpub.metrics import Registry
+from trustpub.metrics import MetricsRegistry
 from trustpub.oidc.claims import VerifiedClaims
 from trustpub.oidc.verify import Verifier
 from trustpub.policies import PolicySet
@@ -26,7 +26,7 @@ class Exchanger:
         policies: Callable[[], PolicySet],
         pins: NamespacePins,
         tokens: TokenService,
-        metrics: Registry,
+        metrics: MetricsRegistry,
         *,
         max_ttl: int,
         leeway: int,

@@ -98,7 +98,7 @@ class Histogram:
         yield f"{self.name}_count {cumulative}"
 
 
-class Registry:
+class MetricsRegistry:
     """The service's metrics. One instance per application."""
 
     def __init__(self) -> None:
@@ -123,6 +123,10 @@ class Registry:
         self.policy_reloads = Counter(
             "trustpub_policy_reloads_total", "Policy reloads by result.", ("result",)
         )
+        self.unexpected_errors = Counter(
+            "trustpub_unexpected_errors_total",
+            "Requests answered 500 because of an unexpected error (a bug).",
+        )
         self._gauges: list[Gauge] = []
 
     def add_gauge(self, gauge: Gauge) -> None:
@@ -136,6 +140,7 @@ class Registry:
             self.revocations,
             self.store_errors,
             self.policy_reloads,
+            self.unexpected_errors,
             *self._gauges,
         ]
         lines: list[str] = []

@@ -17,15 +17,9 @@ from trustpub.errors import StoreUnavailable
 from trustpub.grants import Operation
 from trustpub.policies import PolicySet
 from trustpub.providers import InMemoryNamespacePins, match
-from trustpub.registry.auth import (
-    LocalAuthority,
-    RemoteAuthority,
-    generate_user_token,
-    is_trustpub_token,
-    is_user_token,
-)
+from trustpub.registry.auth import LocalAuthority, RemoteAuthority
 from trustpub.store.sqlite import SQLiteStore
-from trustpub.tokens.format import generate_token, token_hash
+from trustpub.tokens import REGISTRY_TOKENS, TRUSTPUB_TOKENS, generate_token, token_hash
 from trustpub.tokens.record import TokenRecord
 from trustpub.tokens.service import TokenService
 
@@ -33,14 +27,14 @@ NOW = 1_800_000_000
 
 
 def test_user_and_trustpub_tokens_are_told_apart() -> None:
-    user, trusted = generate_user_token(), generate_token()
-    assert is_user_token(user)
-    assert not is_trustpub_token(user)
-    assert is_trustpub_token(trusted)
-    assert not is_user_token(trusted)
-    assert not is_user_token(user[:-1])
-    assert not is_user_token(user[:-1] + "!")
-    assert generate_user_token() != user
+    user, trusted = REGISTRY_TOKENS.generate(), generate_token()
+    assert REGISTRY_TOKENS.is_well_formed(user)
+    assert not TRUSTPUB_TOKENS.is_well_formed(user)
+    assert TRUSTPUB_TOKENS.is_well_formed(trusted)
+    assert not REGISTRY_TOKENS.is_well_formed(trusted)
+    assert not REGISTRY_TOKENS.is_well_formed(user[:-1])
+    assert not REGISTRY_TOKENS.is_well_formed(user[:-1] + "!")
+    assert REGISTRY_TOKENS.generate() != user
 
 
 def record(

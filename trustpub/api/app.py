@@ -12,35 +12,35 @@ import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from trustpub.api import health, introspect, tokens
 from trustpub.api.access import AccessLog
-from trustpub.api.errors import EXCEPTION_HANDLERS
-from trustpub.api.state import Services
+from trustpub.api.state import Services, services
 from trustpub.config import Settings
 from trustpub.errors import StoreUnavailable
 from trustpub.exchange import Exchanger
-from trustpub.metrics import Gauge, Registry
+from trustpub.metrics import Gauge, MetricsRegistry
 from trustpub.oidc.keys import KeySets
 from trustpub.oidc.verify import Verifier
 from trustpub.policies import load_policies
 from trustpub.policies.live import LivePolicies
 from trustpub.registry import LocalAuthority
 from trustpub.registry import Registry as CargoRegistry
-from trustpub.store import open_store
-from trustpub.store.base import Store
-from trustpub.tokens.service import TokenService
+from trustpub.store import Store, open_store
+from trustpub.tokens import TokenService
+from trustpub.web import ErrorBoundary, exception_handlers, paths
 
 log = logging.getLogger("trustpub.api")
 
 ROUTES: list[BaseRoute] = [
-    Route("/api/v1/trusted_publishing/tokens", tokens.exchange, methods=["POST"]),
-    Route("/api/v1/trusted_publishing/tokens", tokens.revoke, methods=["DELETE"]),
-    Route("/api/v1/trusted_publishing/introspect", introspect.introspect, methods=["POST"]),
-    Route("/healthz", health.healthz, methods=["GET"]),
-    Route("/readyz", health.readyz, methods=["GET"]),
-    Route("/metrics", health.metrics, methods=["GET"]),
+    Route(paths.TOKENS, tokens.exchange_jwt, methods=["POST"]),
+    Route(paths.TOKENS, tokens.revoke_token, methods=["DELETE"]),
+    Route(paths.INTROSPECT, introspect.introspect, methods=["POST"]),
+    Route(paths.HEALTHZ, health.healthz, methods=["GET"]),
+    Route(paths.READYZ, health.readyz, methods=["GET"]),
+    Route(paths.METRICS, health.metrics, methods=["GET"]),
 ]
 
 
@@ -60,11 +60,13 @@ def create_app(
     if settings.registry_enabled:
         cargo_registry = CargoRegistry(settings.data_dir / "registry", settings.public_url)
         routes += cargo_registry.routes
+    # Built here, not in the lifespan: the error boundary counts into it.
+    metrics = MetricsRegistry()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         async with contextlib.AsyncExitStack() as stack:
-            services = await _build_services(settings, stack, http_client, store)
+            services = await _build_services(settings, stack, http_client, store, metrics)
             if cargo_registry is not None:
                 # In-process: trustpub tokens are checked against our own store.
                 authority = LocalAuthority(services.tokens)
@@ -81,8 +83,12 @@ def create_app(
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AccessLog)],
-        exception_handlers=EXCEPTION_HANDLERS,
+        # The access log sees the answer the error boundary gives.
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(ErrorBoundary, on_unexpected=metrics.unexpected_errors.inc),
+        ],
+        exception_handlers=exception_handlers({StoreUnavailable: _count_store_outage}),
         lifespan=lifespan,
     )
 
@@ -92,8 +98,8 @@ async def _build_services(
     stack: contextlib.AsyncExitStack,
     http_client: httpx.AsyncClient | None,
     store: Store | None,
+    metrics: MetricsRegistry,
 ) -> Services:
-    metrics = Registry()
     if http_client is None:
         # Redirects are not followed: a key set must come from the issuer's own host.
         http_client = await stack.enter_async_context(
@@ -147,6 +153,11 @@ async def _build_services(
         )
     )
     return Services(settings, store, keys, policies, token_service, exchanger, metrics)
+
+
+def _count_store_outage(request: Request) -> None:
+    # The store logged the failure where it happened; here it is only counted.
+    services(request).metrics.store_errors.inc()
 
 
 def _on_sighup(reload: object) -> None:

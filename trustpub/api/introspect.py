@@ -10,11 +10,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trustpub.api.bodies import read_json_object, string_field
-from trustpub.api.errors import NO_STORE
-from trustpub.api.responses import CompactJSONResponse
 from trustpub.api.state import services
-from trustpub.api.tokens import rfc3339
+from trustpub.web import (
+    NO_STORE,
+    JSONResponse,
+    bearer_credential,
+    read_json_object,
+    rfc3339,
+    string_field,
+)
 
 HASHED_PREFIX = "sha256:"
 
@@ -36,12 +40,10 @@ def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
         raise HTTPException(
             403, "Introspection is disabled: no registry credentials are configured"
         )
-    header = request.headers.get("authorization")
-    if header is None:
+    presented = bearer_credential(request)
+    if presented is None:
         raise HTTPException(401, "Missing `Authorization` header")
-    scheme, _, rest = header.strip().partition(" ")
-    presented = (rest if scheme.lower() == "bearer" else header).strip().encode()
-    digest = hashlib.sha256(presented).digest()
+    digest = hashlib.sha256(presented.encode()).digest()
     # Compare digests against every credential in constant time, without stopping
     # early, so timing reveals neither a credential nor which one matched.
     matched = False
@@ -59,9 +61,9 @@ async def introspect(request: Request) -> Response:
     record = await svc.tokens.introspect(token)
     if record is None:
         svc.metrics.introspections.inc("inactive")
-        return CompactJSONResponse({"active": False}, headers=NO_STORE)
+        return JSONResponse({"active": False}, headers=NO_STORE)
     svc.metrics.introspections.inc("active")
-    return CompactJSONResponse(
+    return JSONResponse(
         {
             "active": True,
             "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},

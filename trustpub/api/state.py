@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from trustpub.config import Settings
 from trustpub.exchange import Exchanger
-from trustpub.metrics import Registry
+from trustpub.metrics import MetricsRegistry
 from trustpub.oidc.keys import KeySets
 from trustpub.policies.live import LivePolicies
 from trustpub.store.base import Store
@@ -24,7 +24,7 @@ class Services:
     policies: LivePolicies
     tokens: TokenService
     exchanger: Exchanger
-    metrics: Registry
+    metrics: MetricsRegistry
 
 
 def services(request: Request) -> Services:

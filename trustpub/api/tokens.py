@@ -1,32 +1,32 @@
-"""The exchange endpoints, wire-compatible with crates.io's Trusted Publishing API."""
+"""The exchange endpoints, wire-compatible with crates.io's Trusted Publishing API:
+``POST`` exchanges a CI's OIDC JWT for a trustpub token, ``DELETE`` revokes one."""
 
 from __future__ import annotations
-
-import time
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trustpub.api.bodies import read_json_object, string_field
-from trustpub.api.errors import NO_STORE
-from trustpub.api.responses import CompactJSONResponse
 from trustpub.api.state import services
 from trustpub.logs import audit
-from trustpub.tokens import format as token_format
+from trustpub.tokens import TRUSTPUB_TOKENS
+from trustpub.web import (
+    NO_STORE,
+    JSONResponse,
+    bearer_credential,
+    read_json_object,
+    rfc3339,
+    string_field,
+)
 
 
-def rfc3339(timestamp: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
-
-
-async def exchange(request: Request) -> Response:
+async def exchange_jwt(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/tokens`` ``{"jwt": "..."}``."""
     body = await read_json_object(request)
     jwt = string_field(body, "jwt")
     issued = await services(request).exchanger.exchange(jwt)
     record = issued.record
-    return CompactJSONResponse(
+    return JSONResponse(
         {
             "token": issued.token,
             "expires_at": rfc3339(record.expires_at),
@@ -36,21 +36,19 @@ async def exchange(request: Request) -> Response:
     )
 
 
-def bearer_token(request: Request) -> str:
-    """The token from ``Authorization``: ``Bearer <t>`` (any casing) or the bare token."""
-    header = request.headers.get("authorization")
-    if header is None:
+def _presented_token(request: Request) -> str:
+    """The token in ``Authorization`` (``Bearer <t>`` or bare), with crates.io's texts."""
+    token = bearer_credential(request)
+    if token is None:
         raise HTTPException(401, "Missing `Authorization` header")
-    scheme, _, rest = header.strip().partition(" ")
-    token = rest.strip() if scheme.lower() == "bearer" else header.strip()
-    if not token_format.is_well_formed(token):
+    if not TRUSTPUB_TOKENS.is_well_formed(token):
         raise HTTPException(401, "Invalid `Authorization` header: Failed to parse token")
     return token
 
 
-async def revoke(request: Request) -> Response:
+async def revoke_token(request: Request) -> Response:
     """``DELETE /api/v1/trusted_publishing/tokens``: 204 also for an unknown token."""
-    token = bearer_token(request)
+    token = _presented_token(request)
     svc = services(request)
     # Read first, so the audit line says whose token was revoked (never the token).
     record = await svc.tokens.introspect(token)

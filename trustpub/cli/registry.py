@@ -185,7 +185,7 @@ def token_create(args: argparse.Namespace) -> int:
 
 
 def token_list(args: argparse.Namespace) -> int:
-    from trustpub.registry.views import rfc3339
+    from trustpub.web import rfc3339
 
     def action(db: Any) -> int:
         for t in db.tokens(args.user):

@@ -10,35 +10,42 @@ POST /mint?audience=AUD&format=raw           the JWT alone and a newline (text/p
 
 Without an audience in the request, both use the issuer's ``audience`` if it has one;
 otherwise /token answers like GitHub (the owner's URL) and /mint refuses.
+
+Its own refusals are ``{"message": ...}``, as GitHub's token service answers; errors of
+the shared HTTP layer (a malformed body) have trustpub's shape.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from trustpub.devissuer.issuer import DevIssuer
-
-# Minted tokens are credentials (if only for a development issuer): never cacheable.
-_NO_STORE = {"Cache-Control": "no-store"}
-_MAX_BODY = 64 * 1024
+from trustpub.web import (
+    JSON_LIMIT,
+    NO_STORE,
+    ErrorBoundary,
+    JSONResponse,
+    bearer_credential,
+    parse_json,
+    read_body,
+)
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status, headers=_NO_STORE)
+    return JSONResponse({"message": message}, status_code=status, headers=NO_STORE)
 
 
 def _authorized(issuer: DevIssuer, request: Request) -> bool:
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    # The runner sends "bearer"; accept any case of the scheme, as HTTP says.
-    if scheme.lower() != "bearer" or not credential:
+    # The runner sends "bearer"; any case of the scheme is accepted, as HTTP says.
+    credential = bearer_credential(request, bare=False)
+    if not credential:
         return False
-    return issuer.check_request_token(credential.strip())
+    return issuer.check_request_token(credential)
 
 
 def create_app(issuer: DevIssuer) -> Starlette:
@@ -65,7 +72,7 @@ def create_app(issuer: DevIssuer) -> Starlette:
         audience = request.query_params.get("audience") or default_audience()
         if audience is None:
             return _error(400, "audience is required")
-        return JSONResponse({"value": issuer.mint(audience)}, headers=_NO_STORE)
+        return JSONResponse({"value": issuer.mint(audience)}, headers=NO_STORE)
 
     async def mint(request: Request) -> Response:
         if not _authorized(issuer, request):
@@ -73,15 +80,13 @@ def create_app(issuer: DevIssuer) -> Starlette:
         answer = request.query_params.get("format", "json")
         if answer not in ("json", "raw"):
             return _error(400, "format must be json or raw")
-        body = await request.body()
-        if len(body) > _MAX_BODY:
-            return _error(413, "body too large")
-        overrides: Any = {}
-        if body.strip():
-            try:
-                overrides = json.loads(body)
-            except ValueError:
-                return _error(400, "body must be a JSON object of claim overrides")
+        try:
+            body = await read_body(request, JSON_LIMIT)
+            overrides = parse_json(body) if body.strip() else {}
+        except HTTPException as exc:
+            return _error(
+                exc.status_code, f"body must be a JSON object of claim overrides: {exc.detail}"
+            )
         if not isinstance(overrides, dict):
             return _error(400, "body must be a JSON object of claim overrides")
         in_body = overrides.pop("aud", None)
@@ -92,16 +97,18 @@ def create_app(issuer: DevIssuer) -> Starlette:
             return _error(
                 400, "audience is required (?audience=, an 'aud' string, or dev-issuer --audience)"
             )
+        # Minted tokens are credentials (if only for a development issuer): never cacheable.
         jwt = issuer.mint(audience, **overrides)
         if answer == "raw":
-            return PlainTextResponse(jwt + "\n", headers=_NO_STORE)
-        return JSONResponse({"value": jwt}, headers=_NO_STORE)
+            return PlainTextResponse(jwt + "\n", headers=NO_STORE)
+        return JSONResponse({"value": jwt}, headers=NO_STORE)
 
     return Starlette(
+        middleware=[Middleware(ErrorBoundary)],
         routes=[
             Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
             Route("/.well-known/jwks", jwks, methods=["GET"]),
             Route("/token", token, methods=["GET"]),
             Route("/mint", mint, methods=["POST"]),
-        ]
+        ],
     )

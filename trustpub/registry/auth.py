@@ -1,17 +1,14 @@
 """Telling the registry's own API tokens from trustpub tokens, and asking an authority
 what a trustpub token allows.
 
-Registry API tokens look like ``tpreg_`` + 40 base62 characters; trustpub tokens start
-with ``trustpub_``. The prefixes keep the two apart (and visible to secret scanners);
-both are stored as SHA-256 hashes only.
+Registry API tokens (``tpreg_``) and trustpub tokens (``trustpub_``) are two formats of
+one token type (``trustpub.tokens.TokenFormat``): the prefixes keep them apart (and
+visible to secret scanners); both are stored as SHA-256 hashes only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
-import string
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -23,40 +20,22 @@ import httpx
 from trustpub.errors import StoreUnavailable
 from trustpub.grants import Operation, Provenance
 from trustpub.registry.actors import TrustedToken
-from trustpub.tokens import format as trustpub_format
-from trustpub.tokens.record import TokenRecord, parse_new_crate_owners
-from trustpub.tokens.service import TokenService
+from trustpub.tokens import (
+    REGISTRY_TOKENS,
+    TRUSTPUB_TOKENS,
+    TokenRecord,
+    TokenService,
+    parse_new_crate_owners,
+)
+from trustpub.web import paths
 
 log = logging.getLogger("trustpub.registry")
 
-USER_TOKEN_PREFIX = "tpreg_"  # noqa: S105 - a prefix, not a secret
-_ALPHABET = string.ascii_letters + string.digits
-_BODY_LENGTH = 40
-USER_TOKEN_LENGTH = len(USER_TOKEN_PREFIX) + _BODY_LENGTH
-_ALPHABET_SET = frozenset(_ALPHABET)
-
-
-def generate_user_token() -> str:
-    """A fresh registry API token (~238 bits from the OS CSPRNG)."""
-    return USER_TOKEN_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_BODY_LENGTH))
-
-
-def is_user_token(token: str) -> bool:
-    return (
-        len(token) == USER_TOKEN_LENGTH
-        and token.startswith(USER_TOKEN_PREFIX)
-        and _ALPHABET_SET.issuperset(token[len(USER_TOKEN_PREFIX) :])
-    )
-
-
-def is_trustpub_token(token: str) -> bool:
-    return trustpub_format.is_well_formed(token)
-
-
-def user_token_hash(token: str) -> bytes:
-    # A plain SHA-256 suffices: the token is long and random, so its hash cannot be
-    # reversed by guessing, and a lookup by hash stays a single index probe.
-    return hashlib.sha256(token.encode("utf-8")).digest()
+USER_TOKEN_PREFIX = REGISTRY_TOKENS.prefix
+# The registry API token's functions by the names the CLI knows them by.
+generate_user_token = REGISTRY_TOKENS.generate
+is_user_token = REGISTRY_TOKENS.is_well_formed
+user_token_hash = REGISTRY_TOKENS.hash
 
 
 class TokenAuthority(Protocol):
@@ -106,12 +85,12 @@ class RemoteAuthority:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._url = trustpub_url.rstrip("/") + "/api/v1/trusted_publishing/introspect"
+        self._url = trustpub_url.rstrip("/") + paths.INTROSPECT
         self._credential = credential
         self._clock = clock
 
     async def introspect(self, token: str) -> TrustedToken | None:
-        if not is_trustpub_token(token):
+        if not TRUSTPUB_TOKENS.is_well_formed(token):
             return None
         try:
             response = await self._client.post(

@@ -3,7 +3,8 @@
 ``Registry`` holds the metadata database and the file store and exposes ``routes``
 for a host application (Starlette does not run the lifespans of mounted sub-apps, so
 the host opens the registry in its own lifespan with ``registry.open(authority)``).
-``create_registry_app`` runs it on its own.
+``create_registry_app`` runs it on its own. Its endpoints raise; the host maps errors
+to responses with ``trustpub.web.exception_handlers`` (both hosts do).
 """
 
 from __future__ import annotations
@@ -21,28 +22,30 @@ from typing import TypeVar
 import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trustpub.api.bodies import read_body, read_json_object
-from trustpub.api.errors import NO_STORE, error_response
-from trustpub.errors import TrustpubError
 from trustpub.registry.actors import Actor, TrustpubActor
-from trustpub.registry.auth import (
-    RemoteAuthority,
-    TokenAuthority,
-    is_trustpub_token,
-    is_user_token,
-    user_token_hash,
-)
+from trustpub.registry.auth import RemoteAuthority, TokenAuthority
 from trustpub.registry.db import RegistryDB
 from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
 from trustpub.registry.files import CrateFiles
 from trustpub.registry.names import index_path
 from trustpub.registry.publish import Limits, parse_publish
 from trustpub.registry.views import crate_summary, user_json, version_detail
+from trustpub.tokens import REGISTRY_TOKENS, TRUSTPUB_TOKENS
+from trustpub.web import (
+    ErrorBoundary,
+    JSONResponse,
+    bearer_credential,
+    exception_handlers,
+    paths,
+    query_int,
+    read_body,
+    read_json_object,
+)
 
 log = logging.getLogger("trustpub.registry")
 
@@ -52,21 +55,6 @@ MAX_PER_PAGE = 100
 PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
     "warnings": {"invalid_categories": [], "invalid_badges": [], "other": []}
 }
-
-
-def _handled(endpoint: Endpoint) -> Endpoint:
-    """Map refusals to the errors shape here, so the routes behave the same whichever
-    application hosts them (with or without trustpub's exception handlers)."""
-
-    async def wrapper(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except TrustpubError as exc:
-            return error_response(exc.status_code, exc.detail, NO_STORE)
-        except HTTPException as exc:
-            return error_response(exc.status_code, exc.detail, NO_STORE)
-
-    return wrapper
 
 
 class Registry:
@@ -91,28 +79,25 @@ class Registry:
         self.files = CrateFiles(self.directory)
         self._authority: TokenAuthority | None = None
         self._open = False
+        crates = paths.CRATES
         self.routes: list[BaseRoute] = [
-            Route("/index/config.json", self._h(self.config_json), methods=["GET"]),
-            Route("/index/{path:path}", self._h(self.index_file), methods=["GET"]),
-            Route("/api/v1/crates/new", self._h(self.publish), methods=["PUT"]),
-            Route("/api/v1/crates", self._h(self.search), methods=["GET"]),
-            Route("/api/v1/crates/{name}", self._h(self.crate_info), methods=["GET"]),
-            Route("/api/v1/crates/{name}", self._h(self.patch_crate), methods=["PATCH"]),
+            Route(f"{paths.INDEX}/config.json", self._h(self.config_json), methods=["GET"]),
+            Route(f"{paths.INDEX}/{{path:path}}", self._h(self.index_file), methods=["GET"]),
+            Route(f"{crates}/new", self._h(self.publish), methods=["PUT"]),
+            Route(crates, self._h(self.search), methods=["GET"]),
+            Route(f"{crates}/{{name}}", self._h(self.crate_info), methods=["GET"]),
+            Route(f"{crates}/{{name}}", self._h(self.patch_crate), methods=["PATCH"]),
             Route(
-                "/api/v1/crates/{name}/owners",
-                self._h(self.owners),
-                methods=["GET", "PUT", "DELETE"],
+                f"{crates}/{{name}}/owners", self._h(self.owners), methods=["GET", "PUT", "DELETE"]
             ),
             # Before `{name}/{version}`, which would otherwise take `versions` for a version.
-            Route("/api/v1/crates/{name}/versions", self._h(self.versions), methods=["GET"]),
-            Route("/api/v1/crates/{name}/{version}", self._h(self.version_info), methods=["GET"]),
+            Route(f"{crates}/{{name}}/versions", self._h(self.versions), methods=["GET"]),
+            Route(f"{crates}/{{name}}/{{version}}", self._h(self.version_info), methods=["GET"]),
             Route(
-                "/api/v1/crates/{name}/{version}/download",
-                self._h(self.download),
-                methods=["GET"],
+                f"{crates}/{{name}}/{{version}}/download", self._h(self.download), methods=["GET"]
             ),
-            Route("/api/v1/crates/{name}/{version}/yank", self._h(self.yank), methods=["DELETE"]),
-            Route("/api/v1/crates/{name}/{version}/unyank", self._h(self.unyank), methods=["PUT"]),
+            Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
+            Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
         ]
 
     def _h(self, endpoint: Endpoint) -> Endpoint:
@@ -121,7 +106,7 @@ class Registry:
                 raise RegistryRefused("The registry is not running", 503)
             return await endpoint(request)
 
-        return _handled(guarded)
+        return guarded
 
     @contextlib.asynccontextmanager
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
@@ -147,17 +132,16 @@ class Registry:
     async def actor(self, request: Request) -> Actor:
         """Who sends the request. Cargo sends the token as the bare header value;
         ``Bearer <token>`` is accepted too."""
-        header = request.headers.get("authorization", "").strip()
-        if not header:
+        token = bearer_credential(request)
+        if not token:
             raise forbidden("this action requires authentication (no `Authorization` header)")
-        scheme, _, rest = header.partition(" ")
-        token = rest.strip() if scheme.lower() == "bearer" else header
-        if is_user_token(token):
-            user = await self._db(lambda: self.db.user_actor(user_token_hash(token)))
+        if REGISTRY_TOKENS.is_well_formed(token):
+            digest = REGISTRY_TOKENS.hash(token)
+            user = await self._db(lambda: self.db.user_actor(digest))
             if user is None:
                 raise forbidden("The provided API token is invalid, expired or revoked")
             return user
-        if is_trustpub_token(token):
+        if TRUSTPUB_TOKENS.is_well_formed(token):
             if self._authority is None:
                 raise forbidden("This registry does not accept Trusted Publishing tokens")
             trusted = await self._authority.introspect(token)
@@ -166,6 +150,10 @@ class Registry:
                     "The provided Trusted Publishing token is invalid, expired or revoked"
                 )
             return TrustpubActor(trusted)
+        for tokens in (REGISTRY_TOKENS, TRUSTPUB_TOKENS):
+            if token.startswith(tokens.prefix):
+                # Ours by its prefix, yet malformed: say how (never echoing the token).
+                raise forbidden(f"Invalid `Authorization` header: {tokens.problem(token)}")
         raise forbidden(
             "Invalid `Authorization` header: not a registry API token (`tpreg_…`) or a "
             "Trusted Publishing token (`trustpub_…`)"
@@ -176,7 +164,7 @@ class Registry:
     async def config_json(self, request: Request) -> Response:
         return JSONResponse(
             {
-                "dl": f"{self.public_url}/api/v1/crates",
+                "dl": f"{self.public_url}{paths.CRATES}",
                 "api": self.public_url,
                 "auth-required": False,
             }
@@ -237,8 +225,8 @@ class Registry:
 
     async def search(self, request: Request) -> Response:
         query = request.query_params.get("q", "")
-        per_page = _int_param(request, "per_page", 10, 1, MAX_PER_PAGE)
-        page = _int_param(request, "page", 1, 1, 10_000)
+        per_page = query_int(request, "per_page", 10, 1, MAX_PER_PAGE)
+        page = query_int(request, "page", 1, 1, 10_000)
         crates, total = await self._db(
             lambda: self.db.search(query, per_page, (page - 1) * per_page)
         )
@@ -371,15 +359,6 @@ def _not_modified(request: Request, etag: str, last_modified: int) -> bool:
     return False
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise bad_request(f"`{name}` must be an integer from {low} to {high}")
-    return int(raw)
-
-
 def create_registry_app(
     directory: str | Path,
     public_url: str,
@@ -413,6 +392,11 @@ def create_registry_app(
             await stack.enter_async_context(registry.open(chosen))
             yield
 
-    app = Starlette(routes=registry.routes, lifespan=lifespan)
+    app = Starlette(
+        routes=registry.routes,
+        middleware=[Middleware(ErrorBoundary)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
     app.state.registry = registry
     return app

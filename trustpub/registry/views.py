@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from trustpub.registry.db import CrateRow, User, VersionRow
 from trustpub.registry.versions import parse_version
-
-
-def rfc3339(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from trustpub.web import paths, rfc3339
 
 
 def _key(version: VersionRow) -> Any:
@@ -40,8 +36,8 @@ def crate_summary(crate: CrateRow, versions: Sequence[VersionRow]) -> dict[str, 
         "downloads": 0,
         "trustpub_only": crate.trustpub_only,
         "links": {
-            "owners": f"/api/v1/crates/{quote(crate.name)}/owners",
-            "versions": f"/api/v1/crates/{quote(crate.name)}/versions",
+            "owners": f"{paths.CRATES}/{quote(crate.name)}/owners",
+            "versions": f"{paths.CRATES}/{quote(crate.name)}/versions",
         },
     }
 
@@ -53,7 +49,7 @@ def version_detail(version: VersionRow) -> dict[str, Any]:
         "id": version.id,
         "crate": version.crate_name,
         "num": version.num,
-        "dl_path": f"/api/v1/crates/{quote(version.crate_name)}/{quote(version.num)}/download",
+        "dl_path": f"{paths.CRATES}/{quote(version.crate_name)}/{quote(version.num)}/download",
         "checksum": version.cksum,
         "crate_size": version.size,
         "yanked": version.yanked,
