@@ -102,6 +102,28 @@ async def test_mint_applies_json_overrides(client: httpx.AsyncClient, issuer: De
 
 
 @pytest.mark.anyio
+async def test_mint_overrides_may_be_named_like_its_parameters(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.post(
+        "/mint?audience=q.example", headers=auth(issuer), json={"audience": "x", "self": 1}
+    )
+    assert response.status_code == 200
+    claims = unverified(response.json()["value"])
+    assert (claims["aud"], claims["audience"], claims["self"]) == ("q.example", "x", 1)
+
+
+@pytest.mark.anyio
+async def test_mint_refuses_deeply_nested_overrides(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    body = b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await client.post("/mint?audience=a", headers=auth(issuer), content=body)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["message"]
+
+
+@pytest.mark.anyio
 async def test_mint_takes_the_audience_from_the_query(
     client: httpx.AsyncClient, issuer: DevIssuer
 ) -> None:

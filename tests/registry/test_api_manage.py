@@ -113,6 +113,18 @@ def test_search_finds_crates_by_name_and_description(env: RegistryEnv, alice: st
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("per_page", "²"), ("per_page", "٣"), ("page", "9" * 5000), ("page", "0"), ("page", "-1")],
+)
+def test_search_paging_takes_ascii_digits_in_range_only(
+    env: RegistryEnv, name: str, value: str
+) -> None:
+    response = env.client.get("/api/v1/crates", params={name: value})
+    assert response.status_code == 400
+    assert f"`{name}` must be an integer from 1 to" in detail(response)
+
+
 def test_api_lookups_treat_dash_and_underscore_alike(env: RegistryEnv, alice: str) -> None:
     env.publish(alice, "my_crate", "1.0.0")
     assert env.client.get("/api/v1/crates/my-crate").json()["crate"]["name"] == "my_crate"
