@@ -7,7 +7,16 @@ import math
 
 import pytest
 
-from trustpub.tokens import PREFIX, TOKEN_LENGTH, generate_token, is_well_formed, token_hash
+from trustpub.tokens import (
+    PREFIX,
+    REGISTRY_TOKENS,
+    TOKEN_LENGTH,
+    TRUSTPUB_TOKENS,
+    TokenFormat,
+    generate_token,
+    is_well_formed,
+    token_hash,
+)
 from trustpub.tokens.format import ALPHABET, BODY_LENGTH, CHECKSUM_LENGTH
 
 
@@ -98,3 +107,65 @@ def test_token_hash_is_sha256_of_the_whole_token() -> None:
     assert token_hash(token) == hashlib.sha256(token.encode()).digest()
     assert len(token_hash(token)) == 32
     assert token_hash(token) != token_hash(generate_token())
+
+
+# Made by the implementations that came before TokenFormat, with their hashes as stored:
+# tokens handed out then must keep working.
+ISSUED_BEFORE = [
+    (
+        TRUSTPUB_TOKENS,
+        "trustpub_yqmhiFNn4gii3s0YIxznmK0iOLZkHYX32dNdVG",
+        "3842cc810b2721c7dc8804ca9431d2608b57b02957e25f5026f45172d3c04def",
+    ),
+    (
+        REGISTRY_TOKENS,
+        "tpreg_w66APnAILGYzw0WgL5njClTSV8F3dJ1qGwvwC5OF",
+        "09bd4b717681a740e8afc27f9df7c91c0452c11b70b7e45cb3882ab165d2f273",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "token", "stored"), ISSUED_BEFORE)
+def test_tokens_issued_before_stay_valid_with_the_same_hash(
+    kind: TokenFormat, token: str, stored: str
+) -> None:
+    assert kind.is_well_formed(token)
+    assert kind.problem(token) is None
+    assert kind.hash(token).hex() == stored
+
+
+@pytest.mark.parametrize("kind", [TRUSTPUB_TOKENS, REGISTRY_TOKENS])
+def test_both_kinds_share_generation_and_refuse_each_other(kind: TokenFormat) -> None:
+    other = REGISTRY_TOKENS if kind is TRUSTPUB_TOKENS else TRUSTPUB_TOKENS
+    tokens = {kind.generate() for _ in range(500)}
+    assert len(tokens) == 500
+    assert all(kind.is_well_formed(t) and len(t) == kind.length for t in tokens)
+    assert not any(other.is_well_formed(t) for t in tokens)
+    assert set("".join(t[len(kind.prefix) :] for t in tokens)) == set(ALPHABET)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "not a string"),
+        ("tpreg_" + "a" * 40, "does not start with `trustpub_`"),
+        ("trustpub_abc", "a `trustpub_` token has 47 characters, not 12"),
+        ("trustpub_" + "a" * 37 + "!", "a `trustpub_` token has only letters and digits"),
+        ("trustpub_" + "a" * 38, "checksum mismatch"),
+    ],
+)
+def test_a_malformed_token_is_refused_with_a_reason_that_never_quotes_it(
+    token: object, reason: str
+) -> None:
+    problem = TRUSTPUB_TOKENS.problem(token)
+    assert problem is not None
+    assert problem.startswith(reason)
+    assert not TRUSTPUB_TOKENS.is_well_formed(token)
+    if isinstance(token, str):
+        assert token[len(PREFIX) :] not in problem
+
+
+def test_a_checksum_must_hold_every_crc32() -> None:
+    with pytest.raises(ValueError, match="CRC32"):
+        TokenFormat("x_", body_length=10, checksum_length=5)
+    assert TokenFormat("x_", body_length=10).length == 12
