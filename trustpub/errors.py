@@ -20,6 +20,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+__all__ = [
+    "ConfigurationError",
+    "ExchangeRefused",
+    "InvalidJWT",
+    "JWTReplayed",
+    "KeySetUnavailable",
+    "PolicyLoadError",
+    "PolicyMismatch",
+    "PolicyProblem",
+    "StoreUnavailable",
+    "TrustpubError",
+    "UnsupportedIssuer",
+]
+
 
 class TrustpubError(Exception):
     """Base class. ``detail`` is the message shown to clients and in logs."""

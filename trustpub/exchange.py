@@ -11,12 +11,11 @@ from collections.abc import Callable
 from trustpub.errors import TrustpubError
 from trustpub.logs import audit
 from trustpub.metrics import MetricsRegistry
-from trustpub.oidc.claims import VerifiedClaims
-from trustpub.oidc.verify import Verifier
+from trustpub.oidc import VerifiedClaims, Verifier
 from trustpub.policies import PolicySet
 from trustpub.providers import match
-from trustpub.store.base import NamespacePins
-from trustpub.tokens.service import IssuedToken, TokenService
+from trustpub.store import NamespacePins
+from trustpub.tokens import IssuedToken, TokenService
 
 
 class Exchanger:

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+__all__ = ["JSONFormatter", "access_log", "audit", "audit_log", "configure", "log_fields"]
+
 audit_log = logging.getLogger("trustpub.audit")
 access_log = logging.getLogger("trustpub.access")
 

@@ -11,6 +11,8 @@ import threading
 from collections import Counter as _Counter
 from collections.abc import Callable, Iterable
 
+__all__ = ["DEFAULT_BUCKETS", "Counter", "Gauge", "Histogram", "MetricsRegistry"]
+
 LabelValues = tuple[str, ...]
 
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -9,6 +9,7 @@ def test_policies_exports() -> None:
         "DEFAULT_POLICY_DIR",
         "DEFAULT_TOKEN_TTL",
         "JobWorkflowRule",
+        "LivePolicies",
         "PatternError",
         "Policy",
         "PolicySet",

@@ -22,10 +22,8 @@ from trustpub.config import Settings
 from trustpub.errors import StoreUnavailable
 from trustpub.exchange import Exchanger
 from trustpub.metrics import Gauge, MetricsRegistry
-from trustpub.oidc.keys import KeySets
-from trustpub.oidc.verify import Verifier
-from trustpub.policies import load_policies
-from trustpub.policies.live import LivePolicies
+from trustpub.oidc import KeySets, Verifier
+from trustpub.policies import LivePolicies, load_policies
 from trustpub.registry import LocalAuthority
 from trustpub.registry import Registry as CargoRegistry
 from trustpub.store import Store, open_store

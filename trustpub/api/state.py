@@ -10,10 +10,10 @@ from starlette.requests import Request
 from trustpub.config import Settings
 from trustpub.exchange import Exchanger
 from trustpub.metrics import MetricsRegistry
-from trustpub.oidc.keys import KeySets
-from trustpub.policies.live import LivePolicies
-from trustpub.store.base import Store
-from trustpub.tokens.service import TokenService
+from trustpub.oidc import KeySets
+from trustpub.policies import LivePolicies
+from trustpub.store import Store
+from trustpub.tokens import TokenService
 
 
 @dataclass(frozen=True, slots=True)

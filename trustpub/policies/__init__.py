@@ -1,5 +1,6 @@
 """Trust policies: the model, strict loading from TOML files, and the lookup index."""
 
+from trustpub.policies.live import LivePolicies
 from trustpub.policies.loader import (
     DEFAULT_POLICY_DIR,
     load_policies,
@@ -13,6 +14,7 @@ __all__ = [
     "DEFAULT_POLICY_DIR",
     "DEFAULT_TOKEN_TTL",
     "JobWorkflowRule",
+    "LivePolicies",
     "PatternError",
     "Policy",
     "PolicySet",

@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 
 from trustpub.errors import PolicyLoadError
-from trustpub.policies import PolicySet
+from trustpub.policies.policyset import PolicySet
 
 log = logging.getLogger("trustpub.policies")
 

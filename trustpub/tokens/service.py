@@ -11,8 +11,8 @@ from types import MappingProxyType
 
 from trustpub.errors import InvalidJWT, JWTReplayed
 from trustpub.grants import Grant, Operation
-from trustpub.oidc.claims import VerifiedClaims
-from trustpub.store.base import Store
+from trustpub.oidc import VerifiedClaims
+from trustpub.store import Store
 from trustpub.tokens.format import generate_token, is_well_formed, token_hash
 from trustpub.tokens.record import MalformedRecord, TokenRecord
 
