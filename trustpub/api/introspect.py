@@ -10,15 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from trustpub import web
 from trustpub.api.state import services
-from trustpub.web import (
-    NO_STORE,
-    JSONResponse,
-    bearer_credential,
-    read_json_object,
-    rfc3339,
-    string_field,
-)
 
 HASHED_PREFIX = "sha256:"
 
@@ -40,7 +33,7 @@ def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
         raise HTTPException(
             403, "Introspection is disabled: no registry credentials are configured"
         )
-    presented = bearer_credential(request)
+    presented = web.bearer_credential(request)
     if presented is None:
         raise HTTPException(401, "Missing `Authorization` header")
     digest = hashlib.sha256(presented.encode()).digest()
@@ -57,18 +50,18 @@ async def introspect(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/introspect`` ``{"token": "..."}``."""
     svc = services(request)
     _authenticate(request, svc.settings.introspection_credentials)
-    token = string_field(await read_json_object(request), "token")
+    token = web.string_field(await web.read_json_object(request), "token")
     record = await svc.tokens.introspect(token)
     if record is None:
         svc.metrics.introspections.inc("inactive")
-        return JSONResponse({"active": False}, headers=NO_STORE)
+        return web.JSONResponse({"active": False}, headers=web.NO_STORE)
     svc.metrics.introspections.inc("active")
-    return JSONResponse(
+    return web.JSONResponse(
         {
             "active": True,
             "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},
-            "expires_at": rfc3339(record.expires_at),
-            "issued_at": rfc3339(record.issued_at),
+            "expires_at": web.rfc3339(record.expires_at),
+            "issued_at": web.rfc3339(record.issued_at),
             # Always present ({} when the token creates no crate): the owners recorded
             # when the token was minted, so every registry sees the same answer.
             "new_crate_owners": {
@@ -77,5 +70,5 @@ async def introspect(request: Request) -> Response:
             "policies": list(record.policies),
             "provenance": record.provenance.to_json(),
         },
-        headers=NO_STORE,
+        headers=web.NO_STORE,
     )

@@ -7,38 +7,31 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from trustpub import web
 from trustpub.api.state import services
 from trustpub.logs import audit
 from trustpub.tokens import TRUSTPUB_TOKENS
-from trustpub.web import (
-    NO_STORE,
-    JSONResponse,
-    bearer_credential,
-    read_json_object,
-    rfc3339,
-    string_field,
-)
 
 
 async def exchange_jwt(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/tokens`` ``{"jwt": "..."}``."""
-    body = await read_json_object(request)
-    jwt = string_field(body, "jwt")
+    body = await web.read_json_object(request)
+    jwt = web.string_field(body, "jwt")
     issued = await services(request).exchanger.exchange(jwt)
     record = issued.record
-    return JSONResponse(
+    return web.JSONResponse(
         {
             "token": issued.token,
-            "expires_at": rfc3339(record.expires_at),
+            "expires_at": web.rfc3339(record.expires_at),
             "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},
         },
-        headers=NO_STORE,
+        headers=web.NO_STORE,
     )
 
 
 def _presented_token(request: Request) -> str:
     """The token in ``Authorization`` (``Bearer <t>`` or bare), with crates.io's texts."""
-    token = bearer_credential(request)
+    token = web.bearer_credential(request)
     if token is None:
         raise HTTPException(401, "Missing `Authorization` header")
     if not TRUSTPUB_TOKENS.is_well_formed(token):
@@ -67,4 +60,4 @@ async def revoke_token(request: Request) -> Response:
             policies=list(record.policies),
             expires_at=record.expires_at,
         )
-    return Response(status_code=204, headers=NO_STORE)
+    return Response(status_code=204, headers=web.NO_STORE)

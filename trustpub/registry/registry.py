@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import RemoteAuthority, TokenAuthority
-from trustpub.registry.db import RegistryDB
+from trustpub.registry.db import CrateRow, RegistryDB, VersionRow
 from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
 from trustpub.registry.files import CrateFiles
 from trustpub.registry.names import index_path
@@ -238,12 +238,16 @@ class Registry:
             }
         )
 
-    async def crate_info(self, request: Request) -> Response:
+    async def _crate_with_versions(self, request: Request) -> tuple[CrateRow, list[VersionRow]]:
+        """The crate the path names and its versions, oldest first (404 if none)."""
         name = request.path_params["name"]
         found = await self._db(lambda: self.db.crate_with_versions(name))
         if found is None:
             raise not_found(f"crate `{name}` does not exist")
-        crate, versions = found
+        return found
+
+    async def crate_info(self, request: Request) -> Response:
+        crate, versions = await self._crate_with_versions(request)
         return JSONResponse(
             {
                 "crate": crate_summary(crate, versions),
@@ -254,11 +258,7 @@ class Registry:
     async def versions(self, request: Request) -> Response:
         """Every version of a crate, newest first, as the crate endpoint lists them (the
         ``versions`` link of the crate JSON points here)."""
-        name = request.path_params["name"]
-        found = await self._db(lambda: self.db.crate_with_versions(name))
-        if found is None:
-            raise not_found(f"crate `{name}` does not exist")
-        _, versions = found
+        _, versions = await self._crate_with_versions(request)
         return JSONResponse(
             {
                 "versions": [version_detail(v) for v in reversed(versions)],
