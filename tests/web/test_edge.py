@@ -14,9 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from trustpub.errors import StoreUnavailable
 from trustpub.web import (
+    CLIENT_CLOSED_REQUEST,
     MAX_JSON_DEPTH,
     ErrorBoundary,
     JSONResponse,
@@ -25,6 +27,7 @@ from trustpub.web import (
     exception_handlers,
     parse_json,
     query_int,
+    read_body,
     render_json,
 )
 
@@ -225,3 +228,61 @@ def test_a_response_with_an_unencodable_text_still_renders() -> None:
         response = client.get("/")
     assert response.status_code == 200
     assert response.json() == {"name": "\ud800"}
+
+
+@pytest.mark.anyio
+async def test_an_error_after_the_answer_started_is_logged_and_counted_but_not_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def half_answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("failed mid-answer")
+
+    counted: list[int] = []
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    boundary = ErrorBoundary(half_answer, on_unexpected=lambda: counted.append(1))
+    scope: Scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with caplog.at_level(logging.ERROR):
+        await boundary(scope, receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start"]
+    assert counted == [1]
+    assert [r.getMessage() for r in caplog.records] == ["unhandled error"]
+
+
+@pytest.mark.anyio
+async def test_a_client_leaving_mid_body_gets_no_500_and_no_error_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def reads_body(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(Request(scope, receive), 1024)
+
+    counted: list[int] = []
+    sent: list[Message] = []
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    boundary = ErrorBoundary(reads_body, on_unexpected=lambda: counted.append(1))
+    scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    with caplog.at_level(logging.DEBUG, logger="trustpub"):
+        await boundary(scope, receive, send)
+    assert counted == []
+    assert sent[0]["status"] == CLIENT_CLOSED_REQUEST
+    aborts = [r for r in caplog.records if r.name == "trustpub.web"]
+    assert [(r.levelno, r.getMessage()) for r in aborts] == [
+        (logging.INFO, "client aborted the request")
+    ]
