@@ -77,6 +77,7 @@ def test_a_lone_surrogate_is_a_bad_request(doc: bytes) -> None:
         b'["\\ud83d\\ude00"]',  # a pair: one character, U+1F600
         b'["\\\\ud800"]',  # an escaped backslash, then text
         b'["\xf0\x9f\x98\x80"]',
+        b'\xef\xbb\xbf["with a byte order mark"]',
     ],
 )
 def test_paired_surrogates_and_lookalikes_are_accepted(doc: bytes) -> None:

@@ -120,8 +120,8 @@ def parse_json(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> object:
         raise HTTPException(400, f"JSON nested too deeply (at most {max_depth} levels)")
     try:
         # Decoded here, strictly: json.loads(bytes) would accept UTF-16 and encoded
-        # surrogates.
-        value = json.loads(data.decode("utf-8"))
+        # surrogates. A byte order mark is ignored, as json.loads(bytes) ignores it.
+        value = json.loads(data.decode("utf-8").removeprefix("\ufeff"))
     except (ValueError, RecursionError):
         raise HTTPException(400, "Failed to parse the request body as JSON") from None
     if b"\\u" in data and _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(value):
