@@ -19,8 +19,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from trustpub.cli import build_parser
-from trustpub.cli.exchange import execute, unverified_claims
+from trustpub.cli.exchange import execute
 from trustpub.devissuer import DevIssuer, generate_key
+from trustpub.oidc.unverified import decode_unverified_claims
 
 REGISTRY = "https://registry.example"
 ENDPOINT = f"{REGISTRY}/api/v1/trusted_publishing/tokens"
@@ -151,7 +152,7 @@ def test_github_actions_variables_request_a_token_for_the_derived_audience(
     (request,) = registry.oidc_requests
     assert request.url.params["api-version"] == "2.0"
     assert request.url.params["audience"] == "registry.example"
-    assert unverified_claims(registry.posted[0])["aud"] == "registry.example"  # type: ignore[index]
+    assert decode_unverified_claims(registry.posted[0])["aud"] == "registry.example"  # type: ignore[index]
 
 
 def test_audience_flag_overrides_the_derived_audience(issuer: DevIssuer) -> None:

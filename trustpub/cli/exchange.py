@@ -8,8 +8,6 @@ from ``$TRUSTPUB_ID_TOKEN`` (the variable name the GitLab example below declares
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import os
 import re
@@ -25,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from trustpub.config import audience_for
+from trustpub.oidc.unverified import decode_unverified_claims
 
 TOKENS_PATH = "/api/v1/trusted_publishing/tokens"
 DEFAULT_ENV_VAR = "TRUSTPUB_ID_TOKEN"
@@ -341,19 +340,6 @@ def _error_details(body: Mapping[str, Any]) -> list[str]:
     return [message] if isinstance(message, str) else []
 
 
-def unverified_claims(jwt: str) -> dict[str, Any] | None:
-    """The payload, decoded WITHOUT verifying anything; the signature is never read."""
-    parts = jwt.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(payload)
-    except (binascii.Error, ValueError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
 _TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time"})
 
 
@@ -370,7 +356,7 @@ def _utc_suffix(value: object) -> str:
 
 
 def print_claims(jwt: str, source: str, err: TextIO) -> None:
-    claims = unverified_claims(jwt)
+    claims = decode_unverified_claims(jwt)
     if claims is None:
         print(f"trustpub exchange: the OIDC token from {source} is not a JWT", file=err)
         return
