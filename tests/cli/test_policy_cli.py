@@ -127,7 +127,7 @@ def test_check_refuses_bad_issuer_options(
     policy_dir: Path, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["policy", "check", str(policy_dir), "--issuer", value]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert "--issuer" in capsys.readouterr().err
 
 
 def test_check_of_a_missing_directory_fails(

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
+from trustpub.config import issuer_spec, parse_host_port
+from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import PROVIDER_KINDS, is_loopback_host
 
 if TYPE_CHECKING:
@@ -112,14 +114,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise UsageError(f"--listen: expected HOST:PORT, got {value!r}")
-    return host, int(port)
-
-
 def parse_claims(claims_file: str | None, claim_args: list[str]) -> dict[str, Any]:
     """Overrides from the JSON file, then from each ``--claim`` in order."""
     overrides: dict[str, Any] = {}
@@ -159,7 +153,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     from trustpub.devissuer import DevIssuer
     from trustpub.devissuer.server import bind, serve_forever, url_for
 
-    host, port = parse_listen(args.listen)
+    try:
+        host, port = parse_host_port(args.listen, "--listen", allow_port_zero=True)
+    except ConfigurationError as exc:
+        raise UsageError(exc.detail) from None
     # A dev issuer signs whatever it is asked to: reachable from elsewhere, it would
     # hand out tokens to anyone on the network. Loopback only unless explicitly told.
     if not is_loopback_host(host) and not args.allow_non_loopback:
@@ -299,7 +296,7 @@ trustpub dev-issuer: issuer {url} ({issuer.provider}-shaped tokens, kid {issuer.
 DEVELOPMENT ONLY: whoever holds the request token can mint tokens from this issuer.
 
 Trust it in trustpub (it accepts a plain-http loopback issuer only when marked development):
-  TRUSTPUB_ISSUERS={quote(f"{issuer.provider}={url}+dev")} trustpub serve
+  TRUSTPUB_ISSUERS={quote(issuer_spec(issuer.trustpub_issuer()))} trustpub serve
   or in the configuration file:
     [[issuers]]
     url = "{url}"

@@ -15,14 +15,12 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
-import jwt
-
-from trustpub.config import load_settings
+from trustpub.config import load_settings, parse_issuer_specs
 from trustpub.durations import parse_duration
 from trustpub.errors import ConfigurationError, InvalidJWT, PolicyLoadError
-from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
+from trustpub.oidc.issuers import DEFAULT_ISSUERS, Issuer
+from trustpub.oidc.unverified import decode_unverified_claims
 from trustpub.policies import (
     DEFAULT_POLICY_DIR,
     Policy,
@@ -133,7 +131,8 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KIND=URL",
         help=(
-            "a configured issuer, e.g. github=https://ghe.example.com/_services/token; "
+            "a configured issuer, e.g. github=https://ghe.example.com/_services/token "
+            "(+dev after the URL of a local development issuer, as in TRUSTPUB_ISSUERS); "
             "repeat for several; when given, they replace the defaults "
             f"({', '.join(i.url for i in DEFAULT_ISSUERS)})"
         ),
@@ -157,23 +156,8 @@ def resolve(args: argparse.Namespace) -> tuple[tuple[Issuer, ...], str, int]:
 
 
 def parse_issuers(values: Sequence[str]) -> tuple[Issuer, ...]:
-    """``KIND=URL`` options as issuers; none given means the defaults."""
-    if not values:
-        return DEFAULT_ISSUERS
-    issuers: list[Issuer] = []
-    for value in values:
-        kind, sep, url = value.partition("=")
-        if not sep or kind not in PROVIDER_KINDS:
-            raise ConfigurationError(
-                f"--issuer {value!r}: expected KIND=URL with KIND one of "
-                f"{', '.join(PROVIDER_KINDS)}"
-            )
-        # Plain http is only ever accepted for a loopback issuer; Issuer enforces that.
-        development = urlsplit(url).scheme == "http"
-        for known in PROVIDER_KINDS:
-            if kind == known:
-                issuers.append(Issuer(url, known, development=development))
-    return tuple(issuers)
+    """``--issuer KIND=URL[+dev]`` options as issuers; none given means the defaults."""
+    return parse_issuer_specs(values, "--issuer") if values else DEFAULT_ISSUERS
 
 
 def _plural(count: int, word: str, plural: str) -> str:
@@ -231,28 +215,12 @@ def _read_claims(args: argparse.Namespace) -> Mapping[str, object]:
             raise ValueError(f"cannot read claims from {args.claims}: {exc}") from None
     else:
         token = sys.stdin.read().strip() if args.jwt == "-" else args.jwt.strip()
-        try:
-            # Deliberately unverified: this command explains matching, it does not
-            # authenticate. Every check is switched off explicitly so the intent is plain.
-            data = jwt.decode(
-                token,
-                key="",
-                algorithms=["RS256"],
-                options={
-                    "verify_signature": False,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_sub": False,
-                    "verify_jti": False,
-                    "require": [],
-                },
-            )
-        except jwt.PyJWTError:
+        # Deliberately unverified: this command explains matching, it does not
+        # authenticate.
+        data = decode_unverified_claims(token)
+        if data is None:
             # Never echo the token, not even in part.
-            raise ValueError("cannot decode the JWT (is it a complete JWT?)") from None
+            raise ValueError("cannot decode the JWT (is it a complete JWT?)")
     if not isinstance(data, dict):
         raise ValueError("the claims must be a JSON object")
     return data

@@ -222,6 +222,7 @@ def registry_credential(args: argparse.Namespace) -> str | None:
 def serve_registry(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from trustpub.config import parse_host_port
     from trustpub.registry import create_registry_app
 
     try:
@@ -232,10 +233,7 @@ def serve_registry(args: argparse.Namespace) -> int:
         return _fail(f"--trustpub-url needs a credential (--credential-file or ${CREDENTIAL_ENV})")
     try:
         directory = _directory(args)
-        host, sep, port_text = args.listen.rpartition(":")
-        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ConfigurationError(f"--listen: expected HOST:PORT, got {args.listen!r}")
-        port = int(port_text)
+        host, port = parse_host_port(args.listen, "--listen")
     except ConfigurationError as exc:
         return _fail(f"configuration error: {exc.detail}")
     public_url = (args.public_url or f"http://{host}:{port}").rstrip("/")
