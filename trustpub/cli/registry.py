@@ -128,10 +128,10 @@ def _with_db(args: argparse.Namespace, action: Any) -> int:
 
 
 def user_add(args: argparse.Namespace) -> int:
-    import re
+    from trustpub.logins import LOGIN_RULE, is_login
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.login):
-        return _fail(f"invalid login {args.login!r}: letters, digits, `.`, `_` and `-`, at most 64")
+    if not is_login(args.login):
+        return _fail(f"invalid login {args.login!r}: {LOGIN_RULE}")
 
     def action(db: Any) -> int:
         user = db.add_user(args.login)
