@@ -318,7 +318,7 @@ def test_explain_bad_claims_file(
     path = tmp_path / "claims.json"
     path.write_text(content)
     assert main(["policy", "explain", "--claims", str(path), str(policy_dir)]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.startswith("trustpub policy: error: ")
 
 
 def test_explain_with_invalid_policies(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from trustpub.errors import ConfigurationError, PolicyLoadError
+from trustpub.cli.console import Console, usage_error
 
 if TYPE_CHECKING:
     from trustpub.config import Settings
@@ -70,7 +69,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, console: Console) -> int:
     import uvicorn
 
     from trustpub.config import load_settings
@@ -85,19 +84,12 @@ def run(args: argparse.Namespace) -> int:
         "TRUSTPUB_POLICY_DIR": args.policy_dir,
     }
     os.environ.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        settings = load_settings()
-        policies = load_policies(settings.policy_dir, settings.issuers)
-    except PolicyLoadError as exc:
-        print(f"trustpub: cannot start: {exc.detail}", file=sys.stderr)
-        return 2
-    except ConfigurationError as exc:
-        print(f"trustpub: cannot start: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
+    # A configuration or policy error reaches cli.main, which reports it (exit 2).
+    settings = load_settings()
+    policies = load_policies(settings.policy_dir, settings.issuers)
     if args.workers < 1:
-        print("trustpub: cannot start: --workers must be at least 1", file=sys.stderr)
-        return 2
-    print(start_banner(settings, len(policies)), file=sys.stderr)
+        raise usage_error("--workers must be at least 1")
+    console.raw_err(start_banner(settings, len(policies)))
     uvicorn.run(
         "trustpub.api.app:app_from_environment",
         factory=True,
