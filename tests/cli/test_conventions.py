@@ -101,3 +101,16 @@ def test_a_table_has_headers_and_aligned_columns_or_is_json() -> None:
     out.truncate()
     console.table(("ID",), [("1",)], as_json=True, records=[{"id": 1}])
     assert json.loads(out.getvalue()) == [{"id": 1}]
+
+
+def test_the_readme_documents_the_same_exit_statuses() -> None:
+    from pathlib import Path
+
+    from trustpub.cli.console import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert (
+        f"Every command exits {EXIT_OK} when done, {EXIT_REFUSED} when refused" in readme
+        and f"{EXIT_USAGE} for a usage or configuration error" in readme
+        and f"and {EXIT_FAILED} when it failed to do its job" in readme
+    )
