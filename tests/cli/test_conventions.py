@@ -109,8 +109,6 @@ def test_the_readme_documents_the_same_exit_statuses() -> None:
     from trustpub.cli.console import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 
     readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
-    assert (
-        f"Every command exits {EXIT_OK} when done, {EXIT_REFUSED} when refused" in readme
-        and f"{EXIT_USAGE} for a usage or configuration error" in readme
-        and f"and {EXIT_FAILED} when it failed to do its job" in readme
-    )
+    assert f"Every command exits {EXIT_OK} when done, {EXIT_REFUSED} when refused" in readme
+    assert f"{EXIT_USAGE} for a usage or configuration error" in readme
+    assert f"and {EXIT_FAILED} when it failed to do its job" in readme

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from trustpub.cli import build_parser, run_handler
 from trustpub.cli.console import Console
 from trustpub.cli.exchange import execute
+from trustpub.cli.remote import World
 from trustpub.devissuer import DevIssuer, generate_key
 from trustpub.oidc.unverified import decode_unverified_claims
 
@@ -100,7 +101,7 @@ def run(
     with httpx.Client(transport=httpx.MockTransport(registry)) as client:
         code = run_handler(
             console,
-            lambda: execute(parsed, console, env=env or {}, http=client, sleep=sleeps.append),
+            lambda: execute(parsed, console, World(env or {}, client, sleeps.append)),
         )
     return Result(code, out.getvalue(), err.getvalue(), sleeps)
 

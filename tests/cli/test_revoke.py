@@ -11,6 +11,7 @@ import pytest
 from trustpub import cargo
 from trustpub.cli import build_parser, main, run_handler
 from trustpub.cli.console import Console
+from trustpub.cli.remote import World
 from trustpub.cli.revoke import execute
 
 SERVER = "https://registry.example"
@@ -34,10 +35,8 @@ def run(
     out, err = io.StringIO(), io.StringIO()
     console = Console(out, err, io.StringIO(stdin), prefix="trustpub revoke")
     with httpx.Client(transport=httpx.MockTransport(server)) as http:
-        code = run_handler(
-            console,
-            lambda: execute(parsed, console, env=env or {}, http=http, sleep=lambda s: None),
-        )
+        world = World(env or {}, http, lambda seconds: None)
+        code = run_handler(console, lambda: execute(parsed, console, world))
     return code, out.getvalue(), err.getvalue()
 
 

@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_command(subparsers: Any, name: str, text: str, **options: Any) -> argparse.ArgumentParser:
+    """Add subcommand ``name``. ``text`` reads like a docstring: its first line is the
+    summary in the list of commands, the paragraphs after it the description atop the
+    command's help (the summary again when there are none)."""
+    summary, _, description = text.strip().partition("\n\n")
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=summary, description=description.strip() or None, **options
+    )
+    return parser
+
+
 def help_handler(parser: argparse.ArgumentParser) -> Any:
     """A handler for a command that needs a subcommand: its help, exit status 2."""
 

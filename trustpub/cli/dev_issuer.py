@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from trustpub.cli import add_command
 from trustpub.cli.console import Console, failed, usage_error
 from trustpub.config import issuer_spec, parse_host_port
 from trustpub.oidc.issuers import PROVIDER_KINDS, is_loopback_host
@@ -21,17 +22,17 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = "127.0.0.1:8090"
 
 
+DEV_ISSUER = """run a local OIDC issuer that mints CI-shaped tokens (development only)
+
+Run a local OIDC issuer: discovery, JWKS, and the GitHub Actions token-request protocol,
+minting GitHub- or GitLab-shaped RS256 tokens from realistic default claims with
+overrides. For tests, demos and trying a policy before pushing; trustpub trusts it only
+when configured as a development issuer.
+"""
+
+
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "dev-issuer",
-        help="run a local OIDC issuer that mints CI-shaped tokens (development only)",
-        description=(
-            "Run a local OIDC issuer: discovery, JWKS, and the GitHub Actions token-request "
-            "protocol, minting GitHub- or GitLab-shaped RS256 tokens from realistic default "
-            "claims with overrides. For tests, demos and trying a policy before pushing; "
-            "trustpub trusts it only when configured as a development issuer."
-        ),
-    )
+    parser = add_command(subparsers, "dev-issuer", DEV_ISSUER)
     parser.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,

@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from trustpub import cargo
-from trustpub.cli.console import Console, failed, refused, usage_error
-from trustpub.client import (
-    Client,
-    ClientError,
-    IssuedToken,
-    Refused,
-    WrongURL,
-    base_url,
-    request_actions_token,
-)
+from trustpub.cli import add_command, remote
+from trustpub.cli.console import Console, failed, usage_error
+from trustpub.client import Client, IssuedToken, request_actions_token
 from trustpub.config import audience_for
 from trustpub.oidc.unverified import decode_unverified_claims
 
@@ -66,25 +55,24 @@ GitLab CI (.gitlab-ci.yml):
 """
 
 
+EXCHANGE = f"""exchange a CI OIDC token for a registry token (GitLab CI, other CI, debugging)
+
+Exchange a CI OIDC token for a short-lived registry token and print it (or write it
+to a file or to cargo's credentials). The OIDC token comes from --jwt, --from-env
+NAME, the GitHub Actions variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN), or
+${DEFAULT_ENV_VAR}, in that order.
+"""
+
+
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "exchange",
-        help="exchange a CI OIDC token for a registry token (GitLab CI, other CI, debugging)",
-        description=(
-            "Exchange a CI OIDC token for a short-lived registry token and print it (or write "
-            "it to a file or to cargo's credentials). The OIDC token comes from --jwt, "
-            "--from-env NAME, the GitHub Actions variables (ACTIONS_ID_TOKEN_REQUEST_URL/"
-            f"_TOKEN), or ${DEFAULT_ENV_VAR}, in that order."
-        ),
+        EXCHANGE,
         epilog=GITLAB_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--url",
-        default=None,
-        metavar="URL",
-        help="the trustpub server's base URL, https://HOST (default $TRUSTPUB_URL)",
-    )
+    remote.add_url_argument(parser)
     parser.add_argument(
         "--audience",
         metavar="AUD",
@@ -108,32 +96,18 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="store the token for cargo registry NAME in $CARGO_HOME/credentials.toml",
     )
-    parser.add_argument(
-        "--cargo-home", metavar="DIR", help="cargo home (default $CARGO_HOME or ~/.cargo)"
-    )
+    remote.add_cargo_home_argument(parser)
     parser.add_argument(
         "--explain",
         action="store_true",
         help="print the OIDC token's claims (unverified, to stderr) and the reason of a refusal",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=remote.handler(execute))
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    with httpx.Client(follow_redirects=False) as http:
-        return execute(args, console, env=os.environ, http=http, sleep=time.sleep)
-
-
-def execute(
-    args: argparse.Namespace,
-    console: Console,
-    *,
-    env: Mapping[str, str],
-    http: httpx.Client,
-    sleep: Callable[[float], None],
-) -> int:
-    """The command with its world passed in (tests give a MockTransport client)."""
-    url = server_url(args.url, env)
+def execute(args: argparse.Namespace, console: Console, world: remote.World) -> int:
+    env = world.env
+    url = remote.server_url(args.url, env)
     if args.cargo_registry:
         # Checked before the exchange: a token that cannot be stored is wasted.
         try:
@@ -141,19 +115,11 @@ def execute(
         except ValueError as exc:
             raise usage_error(f"--cargo-registry: {exc}") from None
     audience = args.audience or audience_for(url)
-    client = Client(url, http, sleep=sleep, notify=console.note)
-    source = token_source(args, env, console, http, audience, sleep)
-    jwt = source.get
-    if args.explain:
-        jwt = explaining(source, console)
-    try:
+    client = Client(url, world.http, sleep=world.sleep, notify=console.note)
+    source = token_source(args, console, world, audience)
+    jwt = explaining(source, console) if args.explain else source.get
+    with remote.reporting_client_errors():
         issued = client.exchange(jwt, fresh=source.fresh)
-    except Refused as exc:
-        raise refused(str(exc)) from None
-    except WrongURL as exc:
-        raise usage_error(str(exc)) from None
-    except ClientError as exc:
-        raise failed(str(exc)) from None
     deliver(issued, args, env, console)
     crates = ", ".join(sorted(issued.crates)) or "no crates"
     expiry = f", valid until {issued.expires_at}" if issued.expires_at else ""
@@ -164,15 +130,6 @@ def execute(
         where = f" (stored for cargo registry {args.cargo_registry})"
     console.note(f"token for {crates}{expiry}{where}")
     return 0
-
-
-def server_url(flag: str | None, env: Mapping[str, str]) -> str:
-    """``--url``, else ``$TRUSTPUB_URL``: the server's base URL, or a usage error."""
-    try:
-        return base_url(flag or env.get("TRUSTPUB_URL") or "")
-    except ValueError as exc:
-        source = "--url" if flag else "--url (or $TRUSTPUB_URL)"
-        raise usage_error(f"{source}: {exc}") from None
 
 
 # -- the OIDC token --------------------------------------------------------------------
@@ -188,13 +145,9 @@ class TokenSource:
 
 
 def token_source(
-    args: argparse.Namespace,
-    env: Mapping[str, str],
-    console: Console,
-    http: httpx.Client,
-    audience: str,
-    sleep: Callable[[float], None],
+    args: argparse.Namespace, console: Console, world: remote.World, audience: str
 ) -> TokenSource:
+    env = world.env
     if args.jwt is not None:
         value = console.stdin.read().strip() if args.jwt == "-" else args.jwt.strip()
         if not value:
@@ -207,14 +160,15 @@ def token_source(
     if request_url and request_token:
 
         def from_actions() -> str:
-            try:
+            with remote.reporting_client_errors():
                 return request_actions_token(
-                    http, request_url, request_token, audience, sleep=sleep, notify=console.note
+                    world.http,
+                    request_url,
+                    request_token,
+                    audience,
+                    sleep=world.sleep,
+                    notify=console.note,
                 )
-            except Refused as exc:
-                raise refused(str(exc)) from None
-            except ClientError as exc:
-                raise failed(str(exc)) from None
 
         return TokenSource("GitHub Actions", from_actions, fresh=True)
     if env.get(DEFAULT_ENV_VAR):

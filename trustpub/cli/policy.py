@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trustpub.cli import add_command, help_handler
 from trustpub.cli.console import EXIT_OK, EXIT_REFUSED, Console, usage_error
 from trustpub.config import load_settings, parse_issuer_specs
 from trustpub.durations import parse_duration
@@ -36,25 +37,32 @@ UNVERIFIED_NOTE = (
 )
 
 
-def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "policy",
-        help="check policy files, or explain how a token's claims would be matched",
-        description="Work with trust-policy files.",
-    )
-    from trustpub.cli import help_handler
+POLICY = """check policy files, or explain how a token's claims would be matched
 
+Work with trust-policy files.
+"""
+
+CHECK = """validate a policy directory
+
+Load every *.toml file directly in DIR as the service would, print every problem
+(file: policy: field: message), and exit 1 if there is any.
+"""
+
+EXPLAIN = """show, field by field, how the policies judge a claim set (unverified)
+
+Decode a JWT's claims WITHOUT verification (or read them from a JSON file) and show
+which fields of each candidate policy match, and the verdict the exchange would give.
+Exit 0 if it would grant, 1 if it would refuse, 2 if the input or the policies cannot
+be read.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(subparsers, "policy", POLICY)
     parser.set_defaults(handler=help_handler(parser))
     commands = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
 
-    check = commands.add_parser(
-        "check",
-        help="validate a policy directory",
-        description=(
-            "Load every *.toml file directly in DIR as the service would, print every "
-            "problem (file: policy: field: message), and exit 1 if there is any."
-        ),
-    )
+    check = add_command(commands, "check", CHECK)
     _common_arguments(check)
     check.add_argument(
         "--max-ttl",
@@ -67,16 +75,7 @@ def register(subparsers: Any) -> None:
     )
     check.set_defaults(handler=run_check)
 
-    explain = commands.add_parser(
-        "explain",
-        help="show, field by field, how the policies judge a claim set (unverified)",
-        description=(
-            "Decode a JWT's claims WITHOUT verification (or read them from a JSON file) "
-            "and show which fields of each candidate policy match, and the verdict the "
-            "exchange would give. Exit 0 if it would grant, 1 if it would refuse, 2 if "
-            "the input or the policies cannot be read."
-        ),
-    )
+    explain = add_command(commands, "explain", EXPLAIN)
     source = explain.add_mutually_exclusive_group(required=True)
     source.add_argument("--claims", metavar="FILE", help="a JSON file holding the claims")
     source.add_argument(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trustpub.cli import add_command, help_handler
 from trustpub.cli.console import Console, refused, usage_error
 from trustpub.errors import TrustpubError
 
@@ -19,18 +20,28 @@ if TYPE_CHECKING:
 CREDENTIAL_ENV = "TRUSTPUB_REGISTRY_CREDENTIAL"
 
 
-def register(subparsers: Any) -> None:
-    from trustpub.cli import help_handler
+REGISTRY = """manage the companion Cargo registry (users, API tokens) or run it alone
 
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "registry",
-        help="manage the companion Cargo registry (users, API tokens) or run it alone",
-        description=(
-            "Manage the companion registry's users and API tokens. The registry lives in "
-            "DATA_DIR/registry, where DATA_DIR comes from --data-dir, or from the "
-            "configuration (--config, $TRUSTPUB_CONFIG, TRUSTPUB_DATA_DIR)."
-        ),
-    )
+Manage the companion registry's users and API tokens. The registry lives in
+DATA_DIR/registry, where DATA_DIR comes from --data-dir, or from the configuration
+(--config, $TRUSTPUB_CONFIG, TRUSTPUB_DATA_DIR).
+"""
+
+CREATE = """create an API token and print it (once)
+
+Create an API token for USER. It is printed once and stored hashed.
+"""
+
+SERVE = f"""run the registry alone, validating trustpub tokens remotely
+
+Serve the registry on its own. trustpub tokens are checked through the introspection
+endpoint of the trustpub service at --trustpub-url, with a registry credential from
+--credential-file or ${CREDENTIAL_ENV}.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(subparsers, "registry", REGISTRY)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (overrides config)")
     parser.set_defaults(handler=help_handler(parser))
@@ -49,11 +60,7 @@ def register(subparsers: Any) -> None:
     token = commands.add_parser("token", help="registry API tokens")
     token.set_defaults(handler=help_handler(token))
     token_commands = token.add_subparsers(metavar="ACTION")
-    create = token_commands.add_parser(
-        "create",
-        help="create an API token and print it (once)",
-        description="Create an API token for USER. It is printed once and stored hashed.",
-    )
+    create = add_command(token_commands, "create", CREATE)
     create.add_argument("--user", required=True, metavar="LOGIN", help="the token's owner")
     create.add_argument("--name", default="cli", help="a label for the token (default cli)")
     create.add_argument(
@@ -81,15 +88,7 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("id", type=int, help="the token's id, as 'token list' shows it")
     revoke.set_defaults(handler=token_revoke)
 
-    serve = commands.add_parser(
-        "serve",
-        help="run the registry alone, validating trustpub tokens remotely",
-        description=(
-            "Serve the registry on its own. trustpub tokens are checked through the "
-            "introspection endpoint of the trustpub service at --trustpub-url, with a "
-            f"registry credential from --credential-file or ${CREDENTIAL_ENV}."
-        ),
-    )
+    serve = add_command(commands, "serve", SERVE)
     serve.add_argument(
         "--trustpub-url",
         metavar="URL",

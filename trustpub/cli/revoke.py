@@ -4,36 +4,27 @@ or when one has leaked)."""
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from trustpub import cargo
-from trustpub.cli.console import Console, failed, refused, usage_error
-from trustpub.cli.exchange import server_url
-from trustpub.client import Client, ClientError, Refused, WrongURL
+from trustpub.cli import add_command, remote
+from trustpub.cli.console import Console, failed, usage_error
+from trustpub.client import Client
+
+REVOKE = """revoke a trustpub token (e.g. at the end of a publish job)
+
+Revoke a token that 'trustpub exchange' obtained, so that it stops working before it
+expires. The server answers the same for an unknown or expired token. The token is read
+from a file, standard input, a variable or cargo's credentials, never from the command
+line, where other users could see it.
+"""
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "revoke",
-        help="revoke a trustpub token (e.g. at the end of a publish job)",
-        description=(
-            "Revoke a token that 'trustpub exchange' obtained, so that it stops working "
-            "before it expires. The server answers the same for an unknown or expired "
-            "token. The token is read from a file, standard input, a variable or cargo's "
-            "credentials, never from the command line, where other users could see it."
-        ),
-    )
-    parser.add_argument(
-        "--url",
-        metavar="URL",
-        help="the trustpub server's base URL, https://HOST (default $TRUSTPUB_URL)",
-    )
+    parser = add_command(subparsers, "revoke", REVOKE)
+    remote.add_url_argument(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--token-file", metavar="FILE", help="read the token from FILE; '-' for standard input"
@@ -44,35 +35,15 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="revoke the token stored for cargo registry NAME in $CARGO_HOME/credentials.toml",
     )
-    parser.add_argument(
-        "--cargo-home", metavar="DIR", help="cargo home (default $CARGO_HOME or ~/.cargo)"
-    )
-    parser.set_defaults(handler=run)
+    remote.add_cargo_home_argument(parser)
+    parser.set_defaults(handler=remote.handler(execute))
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    with httpx.Client(follow_redirects=False) as http:
-        return execute(args, console, env=os.environ, http=http, sleep=time.sleep)
-
-
-def execute(
-    args: argparse.Namespace,
-    console: Console,
-    *,
-    env: Mapping[str, str],
-    http: httpx.Client,
-    sleep: Callable[[float], None],
-) -> int:
-    url = server_url(args.url, env)
-    token, source = read_token(args, env, console)
-    try:
-        Client(url, http, sleep=sleep, notify=console.note).revoke(token)
-    except Refused as exc:
-        raise refused(str(exc)) from None
-    except WrongURL as exc:
-        raise usage_error(str(exc)) from None
-    except ClientError as exc:
-        raise failed(str(exc)) from None
+def execute(args: argparse.Namespace, console: Console, world: remote.World) -> int:
+    url = remote.server_url(args.url, world.env)
+    token, source = read_token(args, world.env, console)
+    with remote.reporting_client_errors():
+        Client(url, world.http, sleep=world.sleep, notify=console.note).revoke(token)
     console.note(f"revoked the token from {source} (if it was still valid)")
     return 0
 
