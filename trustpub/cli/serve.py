@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from trustpub.cli.console import Console, usage_error
+from trustpub.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from trustpub.config import Settings
@@ -84,9 +85,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
         "TRUSTPUB_POLICY_DIR": args.policy_dir,
     }
     os.environ.update({k: v for k, v in overrides.items() if v is not None})
-    # A configuration or policy error reaches cli.main, which reports it (exit 2).
-    settings = load_settings()
-    policies = load_policies(settings.policy_dir, settings.issuers)
+    try:
+        settings = load_settings()
+        policies = load_policies(settings.policy_dir, settings.issuers)
+    except ConfigurationError as exc:  # policy problems too: PolicyLoadError is one
+        raise usage_error(f"cannot start: {exc.detail}") from None
     if args.workers < 1:
         raise usage_error("--workers must be at least 1")
     console.raw_err(start_banner(settings, len(policies)))
