@@ -60,7 +60,7 @@ be read.
 def register(subparsers: Any) -> None:
     parser = add_command(subparsers, "policy", POLICY)
     parser.set_defaults(handler=help_handler(parser))
-    commands = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    commands = parser.add_subparsers(dest="policy_command", metavar="COMMAND")
 
     check = add_command(commands, "check", CHECK)
     _common_arguments(check)

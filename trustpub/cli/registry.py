@@ -29,7 +29,8 @@ DATA_DIR/registry, where DATA_DIR comes from --data-dir, or from the configurati
 
 CREATE = """create an API token and print it (once)
 
-Create an API token for USER. It is printed once and stored hashed.
+Create an API token for the registry user --user LOGIN. It is printed once and
+stored hashed.
 """
 
 SERVE = f"""run the registry alone, validating trustpub tokens remotely
