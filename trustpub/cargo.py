@@ -13,9 +13,10 @@ import re
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
+if TYPE_CHECKING:
+    import tomlkit
 
 __all__ = ["CredentialsError", "cargo_home", "read_token", "store_token", "write_private"]
 
@@ -41,6 +42,10 @@ def check_registry_name(name: str) -> None:
 
 
 def _load(path: Path) -> tomlkit.TOMLDocument:
+    # Imported here: every trustpub command loads this module, few write credentials.
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -55,6 +60,8 @@ def _load(path: Path) -> tomlkit.TOMLDocument:
 
 def store_token(home: Path, registry: str, token: str) -> Path:
     """Set ``[registries.REGISTRY] token`` in ``home/credentials.toml``; return its path."""
+    import tomlkit
+
     check_registry_name(registry)
     path = home / "credentials.toml"
     document = _load(path)
