@@ -202,8 +202,9 @@ def test_issuer_specs_mark_development_with_plus_dev_only() -> None:
     ghes = parse_issuer_spec("github=https://ghe.example/_services/token", "x")
     assert ghes.development is False
     # Plain http without +dev is refused, also on loopback: development is never guessed.
-    with pytest.raises(ConfigurationError, match=r"^--issuer: issuer .*must use https"):
+    with pytest.raises(ConfigurationError, match=r"^--issuer: issuer .*must use https") as exc:
         parse_issuer_spec("github=http://127.0.0.1:8090", "--issuer")
+    assert exc.value.detail.endswith("in KIND=URL form: URL+dev")
 
 
 @pytest.mark.parametrize("value", ["https://x.example", "bitbucket=https://x.example", "github="])

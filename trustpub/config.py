@@ -188,7 +188,8 @@ def parse_issuer_spec(value: str, where: str) -> Issuer:
     try:
         return Issuer(url.removesuffix("+dev"), provider, development)
     except ConfigurationError as exc:
-        raise ConfigurationError(f"{where}: {exc.detail}") from None
+        hint = "" if development or not url.startswith("http:") else "; in KIND=URL form: URL+dev"
+        raise ConfigurationError(f"{where}: {exc.detail}{hint}") from None
 
 
 def parse_issuer_specs(values: Sequence[str], where: str) -> tuple[Issuer, ...]:
