@@ -59,6 +59,25 @@ def test_a_mistyped_command_gets_a_suggestion(
     assert suggestion in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage", "suggestion"),
+    [
+        (["exchange", "--cargo-registy", "r"], "trustpub exchange", "'--cargo-registry'"),
+        (["registry", "token", "list", "--jsn"], "trustpub registry token list", "'--json'"),
+    ],
+)
+def test_a_mistyped_option_gets_a_suggestion_from_its_own_command(
+    argv: list[str], usage: str, suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {usage} ")
+    assert f"{usage}: error: unrecognized arguments: " in err
+    assert f"did you mean {suggestion}?" in err
+
+
 def test_no_suggestion_for_something_unlike_any_command(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -25,6 +25,30 @@ class Parser(argparse.ArgumentParser):
     hook it uses, ``_check_value``, which has kept its signature since Python 3.2.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The deepest parser that parsed a command line wins: it names the options an
+        # unrecognized one is compared with.
+        self.set_defaults(_parser=self)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            chosen: argparse.ArgumentParser = getattr(parsed, "_parser", self)
+            options = [o for a in chosen._actions for o in a.option_strings]
+            hints = []
+            for extra in extras:
+                close = difflib.get_close_matches(extra.partition("=")[0], options, n=1)
+                if extra.startswith("-") and close:
+                    hints.append(f"{extra!r}: did you mean {close[0]!r}?")
+            chosen.error(
+                f"unrecognized arguments: {' '.join(extras)}"
+                + (f" ({'; '.join(hints)})" if hints else "")
+            )
+        return parsed
+
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         try:
             super()._check_value(action, value)
