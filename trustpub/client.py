@@ -18,6 +18,11 @@ failure may have reached the server: the exchange then retries only with a FRESH
 token, because the server refuses a token it has seen once (replay protection).
 Revocation and introspection are idempotent and always retried. At most ``ATTEMPTS``
 attempts in all, one, then two seconds apart.
+
+Why the retry loop is written here: whether to retry is a security decision (a token the
+server may have consumed must not be sent again) and each attempt may need a new token.
+httpx's own transport retries cover connection failures only, without delays; a retry
+library would add a dependency to express the same three predicates.
 """
 
 from __future__ import annotations
