@@ -2,7 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from trustpub.config import Settings, audience_for, load_settings, parse_duration
+from trustpub.config import (
+    Settings,
+    audience_for,
+    issuer_spec,
+    load_settings,
+    parse_duration,
+    parse_host_port,
+    parse_issuer_spec,
+)
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, Issuer
 
@@ -146,7 +154,7 @@ def test_missing_configuration_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_bad_environment_issuer_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match="expected provider=url"):
+    with pytest.raises(ConfigurationError, match="expected KIND=URL"):
         load_settings(environ={"TRUSTPUB_ISSUERS": "https://x.example"})
 
 
@@ -163,3 +171,50 @@ def test_hashed_introspection_credentials_are_accepted(tmp_path: Path) -> None:
     digest = "0" * 64
     path = write(tmp_path, f'introspection_credentials = ["sha256:{digest}"]\n')
     assert load_settings(path, environ={}).introspection_credentials == (f"sha256:{digest}",)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("[::1]:443", ("::1", 443)),
+        ("h:65535", ("h", 65535)),
+    ],
+)
+def test_host_port_is_read_one_way(value: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(value, "--listen") == expected
+
+
+@pytest.mark.parametrize("value", ["8080", ":8080", "h:", "h:x", "h:65536", "h:-1", "h:0"])
+def test_bad_host_port_is_refused_naming_where(value: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"^--listen: expected HOST:PORT"):
+        parse_host_port(value, "--listen")
+
+
+def test_port_zero_only_where_a_free_port_is_wanted() -> None:
+    assert parse_host_port("127.0.0.1:0", "--listen", allow_port_zero=True) == ("127.0.0.1", 0)
+
+
+def test_issuer_specs_mark_development_with_plus_dev_only() -> None:
+    dev = parse_issuer_spec("github=http://127.0.0.1:8090+dev", "x")
+    assert dev == Issuer("http://127.0.0.1:8090", "github", development=True)
+    assert parse_issuer_spec(issuer_spec(dev), "x") == dev
+    ghes = parse_issuer_spec("github=https://ghe.example/_services/token", "x")
+    assert ghes.development is False
+    # Plain http without +dev is refused, also on loopback: development is never guessed.
+    with pytest.raises(ConfigurationError, match=r"^--issuer: issuer .*must use https") as exc:
+        parse_issuer_spec("github=http://127.0.0.1:8090", "--issuer")
+    assert exc.value.detail.endswith("in KIND=URL form: URL+dev")
+
+
+@pytest.mark.parametrize("value", ["https://x.example", "bitbucket=https://x.example", "github="])
+def test_bad_issuer_specs_are_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"^TRUSTPUB_ISSUERS: "):
+        load_settings(environ={"TRUSTPUB_ISSUERS": value})
+
+
+def test_an_issuer_listed_twice_in_the_environment_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="listed twice"):
+        load_settings(
+            environ={"TRUSTPUB_ISSUERS": "gitlab=https://g.example,gitlab=https://g.example"}
+        )

@@ -536,13 +536,14 @@ def test_the_registry_commands_of_the_readme_run(
         argv = ["registry", "--config", "trustpub.toml", *fragment[:-1]]
         argv.append("1" if fragment[-1] == "ID" else fragment[-1])  # the first token's id
         assert main(argv) == 0, f"{fragment}: {capsys.readouterr().err}"
-    out = capsys.readouterr().out
-    assert "alice\n" in out
-    assert "crates=mylib*\tactive until " in out
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["LOGIN", "CREATED"] in rows
+    assert any(row[0] == "alice" for row in rows)
+    assert any(row[4:7] == ["mylib*", "active", "until"] for row in rows)
     data_dir = [s.split() for _, s in section.spans if s.startswith("--data-dir ")]
     assert data_dir == [["--data-dir", "DIR"]]
-    assert main(["registry", "--data-dir", "data", "user", "list"]) == 0
-    assert capsys.readouterr().out == "alice\n"
+    assert main(["registry", "--data-dir", "data", "user", "list", "--json"]) == 0
+    assert [u["login"] for u in json.loads(capsys.readouterr().out)] == ["alice"]
 
 
 POLICY_FOR_THE_CLAIMS = """\

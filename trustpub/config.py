@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -136,17 +136,7 @@ def _from_env(var: str, key: str, value: str) -> Any:
     if key == "introspection_credentials":
         return [v.strip() for v in value.split(",") if v.strip()]
     if key == "issuers":
-        # provider=url[,provider=url...]; a trailing "+dev" marks a development issuer.
-        issuers = []
-        for item in filter(None, (v.strip() for v in value.split(","))):
-            provider, sep, url = item.partition("=")
-            if not sep:
-                raise ConfigurationError(f"{var}: expected provider=url, got {item!r}")
-            dev = url.endswith("+dev")
-            issuers.append(
-                {"provider": provider.strip(), "url": url.removesuffix("+dev"), "development": dev}
-            )
-        return issuers
+        return parse_issuer_specs([v for v in value.split(",") if v.strip()], var)
     if key == "max_token_ttl" and value.strip().isdigit():
         return int(value)
     if key == "registry":
@@ -167,11 +157,53 @@ def _expect(raw: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
     return value
 
 
-def _parse_listen(value: str, source: str) -> tuple[str, int]:
+def parse_host_port(value: str, where: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) as ``(host, port)``; the one parser for
+    every listen address. Port 0 (any free port) only where ``allow_port_zero``."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigurationError(f"{source}: listen: expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+    host = host.strip("[]")
+    lowest = 0 if allow_port_zero else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
+        raise ConfigurationError(f"{where}: expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+ISSUER_SPEC_FORM = "KIND=URL, with +dev after the URL of a local development issuer"
+
+
+def parse_issuer_spec(value: str, where: str) -> Issuer:
+    """One issuer written as ``KIND=URL`` (``github=https://ghe.example/_services/token``);
+    a ``+dev`` suffix marks a development issuer, the only kind allowed plain http, and
+    only on a loopback address. The one form of ``TRUSTPUB_ISSUERS`` and ``--issuer``."""
+    kind, sep, url = value.strip().partition("=")
+    if not sep or not kind or not url:
+        raise ConfigurationError(f"{where}: expected {ISSUER_SPEC_FORM}, got {value!r}")
+    provider = next((k for k in PROVIDER_KINDS if k == kind.strip()), None)
+    if provider is None:
+        raise ConfigurationError(
+            f"{where}: unknown provider {kind.strip()!r} in {value!r} "
+            f"(expected one of: {', '.join(PROVIDER_KINDS)})"
+        )
+    development = url.endswith("+dev")
+    try:
+        return Issuer(url.removesuffix("+dev"), provider, development)
+    except ConfigurationError as exc:
+        hint = "" if development or not url.startswith("http:") else "; in KIND=URL form: URL+dev"
+        raise ConfigurationError(f"{where}: {exc.detail}{hint}") from None
+
+
+def parse_issuer_specs(values: Sequence[str], where: str) -> tuple[Issuer, ...]:
+    """Several ``KIND=URL[+dev]`` specs; an empty list is refused, not read as "none"."""
+    if not values:
+        raise ConfigurationError(f"{where}: expected {ISSUER_SPEC_FORM}, got nothing")
+    issuers = tuple(parse_issuer_spec(v, where) for v in values)
+    _refuse_duplicates(issuers, where)
+    return issuers
+
+
+def issuer_spec(issuer: Issuer) -> str:
+    """``issuer`` written as ``parse_issuer_spec`` reads it."""
+    return f"{issuer.provider}={issuer.url}{'+dev' if issuer.development else ''}"
 
 
 def audience_for(public_url: str) -> str:
@@ -183,7 +215,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
     s = Settings()
     host, port = s.host, s.port
     if "listen" in raw:
-        host, port = _parse_listen(_expect(raw, "listen", str, source), source)
+        host, port = parse_host_port(_expect(raw, "listen", str, source), f"{source}: listen")
     public_url = f"http://{'localhost' if host == DEFAULT_HOST else host}:{port}"
     if "public_url" in raw:
         public_url = _expect(raw, "public_url", str, source).rstrip("/")
@@ -197,7 +229,9 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         audience = _expect(raw, "audience", str, source)
     issuers = s.issuers
     if "issuers" in raw:
-        issuers = _parse_issuers(raw["issuers"], source)
+        # From TRUSTPUB_ISSUERS already parsed; from the file, a list of tables.
+        value = raw["issuers"]
+        issuers = value if isinstance(value, tuple) else _parse_issuers(value, source)
     changes: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -288,11 +322,15 @@ def _parse_issuers(value: object, source: str) -> tuple[Issuer, ...]:
             issuers.append(Issuer(url, provider, development))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc.detail}") from None
+    _refuse_duplicates(issuers, f"{source}: issuers")
+    return tuple(issuers)
+
+
+def _refuse_duplicates(issuers: Sequence[Issuer], where: str) -> None:
     urls = [i.url for i in issuers]
     duplicates = sorted({u for u in urls if urls.count(u) > 1})
     if duplicates:
-        raise ConfigurationError(f"{source}: issuers: listed twice: {', '.join(duplicates)}")
-    return tuple(issuers)
+        raise ConfigurationError(f"{where}: listed twice: {', '.join(duplicates)}")
 
 
 def _parse_key_sets(value: Mapping[str, Any], source: str) -> KeySetSettings:

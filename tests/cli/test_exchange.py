@@ -18,9 +18,12 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from trustpub.cli import build_parser
-from trustpub.cli.exchange import execute, unverified_claims
+from trustpub.cli import build_parser, run_handler
+from trustpub.cli.console import Console
+from trustpub.cli.exchange import execute
+from trustpub.cli.remote import World
 from trustpub.devissuer import DevIssuer, generate_key
+from trustpub.oidc.unverified import decode_unverified_claims
 
 REGISTRY = "https://registry.example"
 ENDPOINT = f"{REGISTRY}/api/v1/trusted_publishing/tokens"
@@ -94,8 +97,12 @@ def run(
     parsed = build_parser().parse_args(argv)
     out, err = io.StringIO(), io.StringIO()
     sleeps: list[float] = []
+    console = Console(out, err, io.StringIO(stdin), prefix="trustpub exchange")
     with httpx.Client(transport=httpx.MockTransport(registry)) as client:
-        code = execute(parsed, env or {}, client, io.StringIO(stdin), out, err, sleeps.append)
+        code = run_handler(
+            console,
+            lambda: execute(parsed, console, World(env or {}, client, sleeps.append)),
+        )
     return Result(code, out.getvalue(), err.getvalue(), sleeps)
 
 
@@ -151,7 +158,7 @@ def test_github_actions_variables_request_a_token_for_the_derived_audience(
     (request,) = registry.oidc_requests
     assert request.url.params["api-version"] == "2.0"
     assert request.url.params["audience"] == "registry.example"
-    assert unverified_claims(registry.posted[0])["aud"] == "registry.example"  # type: ignore[index]
+    assert decode_unverified_claims(registry.posted[0])["aud"] == "registry.example"  # type: ignore[index]
 
 
 def test_audience_flag_overrides_the_derived_audience(issuer: DevIssuer) -> None:
@@ -276,11 +283,20 @@ def test_explain_with_something_that_is_not_a_jwt(issuer: DevIssuer) -> None:
     assert "Failed to decode JWT" in result.err
 
 
-def test_a_non_json_answer_suggests_checking_the_url(issuer: DevIssuer) -> None:
-    registry = Registry(issuer, [lambda r: httpx.Response(404, text="<html>")])
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_wrong_url_asks_for_the_servers_base_url(issuer: DevIssuer, status: int) -> None:
+    registry = Registry(issuer, [lambda r: httpx.Response(status, text="<html>")])
     result = run(registry, "--jwt", issuer.mint("registry.example"))
-    assert result.code == 1
-    assert "without an error message: is --url the base URL" in result.err
+    assert result.code == 2
+    assert f"answered HTTP {status}: is the URL the server's base URL" in result.err
+    assert len(registry.posted) == 1
+
+
+def test_an_answer_without_an_error_message_suggests_checking_the_url(issuer: DevIssuer) -> None:
+    registry = Registry(issuer, [lambda r: httpx.Response(400, text="<html>")])
+    result = run(registry, "--jwt", issuer.mint("registry.example"))
+    assert result.code == 2
+    assert "without an error message: is the URL the server's base URL?" in result.err
 
 
 def test_a_redirect_is_not_followed(issuer: DevIssuer) -> None:
@@ -288,8 +304,8 @@ def test_a_redirect_is_not_followed(issuer: DevIssuer) -> None:
         issuer, [lambda r: httpx.Response(301, headers={"Location": "https://x.example/"})]
     )
     result = run(registry, "--jwt", issuer.mint("registry.example"))
-    assert result.code == 1
-    assert "redirected (HTTP 301)" in result.err
+    assert result.code == 2
+    assert "redirected (HTTP 301) to https://x.example/" in result.err
     assert len(registry.posted) == 1
 
 
@@ -297,9 +313,49 @@ def test_a_fixed_jwt_is_not_retried_after_a_server_error(issuer: DevIssuer) -> N
     failing = lambda r: httpx.Response(503, json={"errors": [{"detail": "store down"}]})  # noqa: E731
     registry = Registry(issuer, [failing, ok])
     result = run(registry, "--jwt", issuer.mint("registry.example"))
-    assert result.code == 1
+    assert result.code == 3
     assert len(registry.posted) == 1
-    assert "HTTP 503 (store down) (not retried" in result.err
+    assert "HTTP 503 (store down) (not retried: the registry may have seen" in result.err
+
+
+def refuse_connections(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+
+def test_a_refused_connection_is_retried_with_the_same_jwt(issuer: DevIssuer) -> None:
+    # The request never reached the server: resending the same token is no replay.
+    registry = Registry(issuer, [refuse_connections, ok])
+    jwt = issuer.mint("registry.example")
+    result = run(registry, "--jwt", jwt)
+    assert result.code == 0, result.err
+    assert registry.posted == [jwt, jwt]
+    assert result.sleeps == [1.0]
+    assert "cannot connect to registry.example: [Errno 111] Connection refused" in result.err
+    assert "may have seen" not in result.err
+
+
+def test_a_server_that_never_accepts_a_connection_fails_after_three_attempts(
+    issuer: DevIssuer,
+) -> None:
+    registry = Registry(issuer, [refuse_connections])
+    result = run(registry, "--jwt", issuer.mint("registry.example"))
+    assert result.code == 3
+    assert len(registry.posted) == 3
+    assert "token exchange failed after 3 attempts: cannot connect to registry.example" in (
+        result.err
+    )
+    assert "may have seen" not in result.err
+
+
+def test_a_read_timeout_with_a_fixed_jwt_is_not_retried(issuer: DevIssuer) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    registry = Registry(issuer, [slow, ok])
+    result = run(registry, "--jwt", issuer.mint("registry.example"))
+    assert result.code == 3
+    assert len(registry.posted) == 1
+    assert "gave no answer in time (not retried: the registry may have seen" in result.err
 
 
 def test_github_tokens_are_retried_fresh_after_a_server_error(issuer: DevIssuer) -> None:
@@ -313,14 +369,13 @@ def test_github_tokens_are_retried_fresh_after_a_server_error(issuer: DevIssuer)
 
 
 def test_network_errors_are_bounded(issuer: DevIssuer) -> None:
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    registry = Registry(issuer, [down])
+    registry = Registry(issuer, [refuse_connections])
     env = {"ACTIONS_ID_TOKEN_REQUEST_URL": OIDC, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "req-secret"}
     result = run(registry, env=env)
-    assert result.code == 1
-    assert "token exchange failed after 3 attempts: network error: ConnectError" in result.err
+    assert result.code == 3
+    assert "token exchange failed after 3 attempts: cannot connect to registry.example" in (
+        result.err
+    )
 
 
 def test_output_file_is_private(issuer: DevIssuer, tmp_path: Path) -> None:
@@ -378,11 +433,62 @@ def test_cargo_credentials_keep_other_entries(issuer: DevIssuer, tmp_path: Path)
     }
 
 
-def test_cargo_credentials_it_cannot_rewrite_are_left_alone(
+COMMENTED_CREDENTIALS = """\
+# cargo credentials: kept by hand, comments matter
+[registry]
+token = "crates-io-token"  # crates.io
+
+# the company registry, rotated by CI
+[registries.my-reg]
+token = "old"   # replaced by trustpub exchange
+credential-provider = ["cargo:token"]
+
+[registries."other.reg"]
+token = "x\\"y"
+
+[[weird]]
+a = 1
+"""
+
+
+def test_cargo_credentials_keep_their_comments_and_everything_else(
     issuer: DevIssuer, tmp_path: Path
 ) -> None:
     path = tmp_path / "credentials.toml"
-    original = "[[weird]]\na = 1\n"
+    path.write_text(COMMENTED_CREDENTIALS)
+    result = run(
+        Registry(issuer),
+        "--jwt",
+        issuer.mint("a"),
+        "--cargo-registry",
+        "my-reg",
+        "--cargo-home",
+        str(tmp_path),
+    )
+    assert result.code == 0, result.err
+    # Byte for byte the same file, but for the one value.
+    assert path.read_text() == COMMENTED_CREDENTIALS.replace('"old"', f'"{TOKEN}"')
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_new_registry_is_added_below_the_others(issuer: DevIssuer, tmp_path: Path) -> None:
+    path = tmp_path / "credentials.toml"
+    path.write_text(COMMENTED_CREDENTIALS)
+    args = ("--jwt", issuer.mint("a"), "--cargo-registry", "new-reg", "--cargo-home", str(tmp_path))
+    assert run(Registry(issuer), *args).code == 0
+    text = path.read_text()
+    assert text.startswith(COMMENTED_CREDENTIALS.split("[[weird]]")[0])
+    data: dict[str, Any] = tomllib.loads(text)
+    assert data["registries"]["new-reg"] == {"token": TOKEN}
+    assert data["registries"]["my-reg"]["token"] == "old"
+    assert data["weird"] == [{"a": 1}]
+
+
+def test_cargo_credentials_that_are_not_toml_are_left_alone(
+    issuer: DevIssuer, tmp_path: Path
+) -> None:
+    path = tmp_path / "credentials.toml"
+    original = "[registries.r\ntoken = \n"
     path.write_text(original)
     result = run(
         Registry(issuer),
@@ -393,14 +499,17 @@ def test_cargo_credentials_it_cannot_rewrite_are_left_alone(
         "--cargo-home",
         str(tmp_path),
     )
-    assert result.code == 1
-    assert "edit it by hand" in result.err
+    assert result.code == 3
+    assert "is not valid TOML" in result.err
+    assert "fix it by hand" in result.err
     assert path.read_text() == original
+    assert TOKEN not in result.err + result.out
 
 
 def test_cargo_registry_name_is_checked(issuer: DevIssuer, tmp_path: Path) -> None:
+    registry = Registry(issuer)
     result = run(
-        Registry(issuer),
+        registry,
         "--jwt",
         issuer.mint("a"),
         "--cargo-registry",
@@ -409,6 +518,8 @@ def test_cargo_registry_name_is_checked(issuer: DevIssuer, tmp_path: Path) -> No
         str(tmp_path),
     )
     assert result.code == 2
+    assert "is not a cargo registry name" in result.err
+    assert registry.posted == []  # refused before a token is spent
     assert not (tmp_path / "credentials.toml").exists()
 
 

@@ -127,7 +127,7 @@ def test_check_refuses_bad_issuer_options(
     policy_dir: Path, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["policy", "check", str(policy_dir), "--issuer", value]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert "--issuer" in capsys.readouterr().err
 
 
 def test_check_of_a_missing_directory_fails(
@@ -318,7 +318,7 @@ def test_explain_bad_claims_file(
     path = tmp_path / "claims.json"
     path.write_text(content)
     assert main(["policy", "explain", "--claims", str(path), str(policy_dir)]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.startswith("trustpub policy: error: ")
 
 
 def test_explain_with_invalid_policies(

@@ -290,3 +290,16 @@ def test_banners_print_token_command_signs_what_the_running_issuer_serves(
     assert jwt.get_unverified_header(token)["kid"] == "k1"
     assert claims["ref"] == ("refs/tags/v1.0.0" if provider == "github" else "v1.0.0")
     assert ("project_path" in claims) == (provider == "gitlab")
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_the_banners_issuer_spec_is_what_trustpub_reads(
+    rsa_key: rsa.RSAPrivateKey, provider: ProviderKind
+) -> None:
+    from trustpub.config import load_settings
+
+    issuer = DevIssuer("http://127.0.0.1:8090", key=rsa_key, provider=provider)
+    words = banner_command(banner(issuer, "a new key for this run"), "TRUSTPUB_ISSUERS=")
+    variable, _, value = words[0].partition("=")
+    settings = load_settings(environ={variable: value})
+    assert settings.issuers == (issuer.trustpub_issuer(),)

@@ -206,8 +206,7 @@ def test_serve_refuses_a_bad_configuration_with_one_clear_message(tmp_path: Path
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"trustpub: cannot start: configuration error: {config}: listen: expected HOST:PORT, "
-        "got 'nowhere'"
+        f"trustpub serve: error: cannot start: {config}: listen: expected HOST:PORT, got 'nowhere'"
     ]
 
 

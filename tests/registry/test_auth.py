@@ -218,3 +218,53 @@ async def test_remote_authority_network_errors_deny() -> None:
     authority = RemoteAuthority(client, "https://trustpub.example", "registry-secret-123456")
     with pytest.raises(StoreUnavailable, match="introspection unavailable"):
         await authority.introspect(generate_token())
+
+
+@pytest.mark.anyio
+async def test_remote_authority_retries_a_refused_connection_once() -> None:
+    answer = Introspection(body=active_body())
+    calls: list[httpx.Request] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return answer(request)
+
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(flaky))
+    authority = RemoteAuthority(
+        client, "https://trustpub.example", "registry-secret-123456", clock=lambda: NOW, sleep=sleep
+    )
+    assert await authority.introspect(generate_token()) is not None
+    assert len(calls) == 2
+    assert sleeps == [0.25]
+
+
+@pytest.mark.anyio
+async def test_remote_authority_gives_up_after_two_attempts_and_logs_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler = Introspection(status=502, body={})
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    authority = RemoteAuthority(
+        client, "https://trustpub.example", "registry-secret-123456", sleep=sleep
+    )
+    token = generate_token()
+    with (
+        caplog.at_level("WARNING", logger="trustpub.registry"),
+        pytest.raises(StoreUnavailable),
+    ):
+        await authority.introspect(token)
+    assert len(handler.requests) == 2
+    assert "answered HTTP 502" in caplog.text
+    assert token not in caplog.text
+    assert "registry-secret-123456" not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,11 @@ def test_add_user_create_list_and_revoke_a_token(
 ) -> None:
     assert run(tmp_path, "user", "add", "alice") == 0
     assert run(tmp_path, "user", "list") == 0
-    assert capsys.readouterr().out.splitlines() == ["added user alice", "alice"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "added user alice"
+    assert lines[1].split() == ["LOGIN", "CREATED"]
+    assert lines[2].split()[0] == "alice"
+    assert len(lines) == 3
 
     assert (
         run(
@@ -59,8 +64,22 @@ def test_add_user_create_list_and_revoke_a_token(
 
     assert run(tmp_path, "token", "list") == 0
     listing = capsys.readouterr().out
-    assert "alice\tlaptop\tpublish-new,yank\tcrates=demo-*\tactive" in listing
+    rows = [line.split() for line in listing.splitlines()]
+    assert rows == [
+        ["ID", "USER", "NAME", "SCOPES", "CRATES", "STATE"],
+        ["1", "alice", "laptop", "publish-new,yank", "demo-*", "active"],
+    ]
     assert token not in listing
+    assert run(tmp_path, "token", "list", "--json") == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert {k: record[k] for k in ("id", "user", "name", "scopes", "crates", "revoked_at")} == {
+        "id": 1,
+        "user": "alice",
+        "name": "laptop",
+        "scopes": ["publish-new", "yank"],
+        "crates": ["demo-*"],
+        "revoked_at": None,
+    }
 
     assert run(tmp_path, "token", "revoke", "1") == 0
     assert run(tmp_path, "token", "revoke", "1") == 1
@@ -76,8 +95,11 @@ def test_add_user_create_list_and_revoke_a_token(
     ("args", "message"),
     [
         (("user", "add", "bad login"), "invalid login"),
-        (("token", "create", "--user", "ghost", "--scope", "yank"), "no registry user `ghost`"),
-        (("token", "create", "--user", "alice", "--scope", "admin"), "unknown scope(s) admin"),
+        (("token", "create", "--user", "alice", "--scope", "admin"), "unknown scope 'admin'"),
+        (
+            ("token", "create", "--user", "alice", "--scope", "publish-news"),
+            "did you mean 'publish-new'?",
+        ),
         (
             ("token", "create", "--user", "alice", "--scope", "yank", "--crate", "a/b"),
             "invalid crate pattern",
@@ -88,12 +110,21 @@ def test_add_user_create_list_and_revoke_a_token(
         ),
     ],
 )
-def test_bad_cli_input_is_refused(
+def test_bad_cli_input_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
 ) -> None:
     assert run(tmp_path, "user", "add", "alice") == 0
-    assert run(tmp_path, *args) == 1
-    assert message in capsys.readouterr().err
+    assert run(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trustpub registry: error: ")
+    assert message in err
+
+
+def test_a_token_for_an_unknown_user_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, "token", "create", "--user", "ghost", "--scope", "yank") == 1
+    assert "trustpub registry: error: no registry user `ghost`" in capsys.readouterr().err
 
 
 def test_a_user_cannot_be_added_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from trustpub.cli import add_command
+from trustpub.cli.console import Console, failed, usage_error
+from trustpub.config import issuer_spec, parse_host_port
 from trustpub.oidc.issuers import PROVIDER_KINDS, is_loopback_host
 
 if TYPE_CHECKING:
@@ -20,21 +22,17 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = "127.0.0.1:8090"
 
 
-class UsageError(Exception):
-    """A bad flag or file; the message is printed as is."""
+DEV_ISSUER = """run a local OIDC issuer that mints CI-shaped tokens (development only)
+
+Run a local OIDC issuer: discovery, JWKS, and the GitHub Actions token-request protocol,
+minting GitHub- or GitLab-shaped RS256 tokens from realistic default claims with
+overrides. For tests, demos and trying a policy before pushing; trustpub trusts it only
+when configured as a development issuer.
+"""
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "dev-issuer",
-        help="run a local OIDC issuer that mints CI-shaped tokens (development only)",
-        description=(
-            "Run a local OIDC issuer: discovery, JWKS, and the GitHub Actions token-request "
-            "protocol, minting GitHub- or GitLab-shaped RS256 tokens from realistic default "
-            "claims with overrides. For tests, demos and trying a policy before pushing; "
-            "trustpub trusts it only when configured as a development issuer."
-        ),
-    )
+    parser = add_command(subparsers, "dev-issuer", DEV_ISSUER)
     parser.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,
@@ -112,14 +110,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise UsageError(f"--listen: expected HOST:PORT, got {value!r}")
-    return host, int(port)
-
-
 def parse_claims(claims_file: str | None, claim_args: list[str]) -> dict[str, Any]:
     """Overrides from the JSON file, then from each ``--claim`` in order."""
     overrides: dict[str, Any] = {}
@@ -127,68 +117,60 @@ def parse_claims(claims_file: str | None, claim_args: list[str]) -> dict[str, An
         try:
             loaded = json.loads(Path(claims_file).read_text(encoding="utf-8"))
         except OSError as exc:
-            raise UsageError(f"--claims {claims_file}: cannot read: {exc.strerror}") from None
+            raise usage_error(f"--claims {claims_file}: cannot read: {exc.strerror}") from None
         except ValueError as exc:
-            raise UsageError(f"--claims {claims_file}: invalid JSON: {exc}") from None
+            raise usage_error(f"--claims {claims_file}: invalid JSON: {exc}") from None
         if not isinstance(loaded, dict):
-            raise UsageError(f"--claims {claims_file}: expected a JSON object")
+            raise usage_error(f"--claims {claims_file}: expected a JSON object")
         overrides.update(loaded)
     for item in claim_args:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise UsageError(f"--claim: expected NAME=VALUE or NAME:=JSON, got {item!r}")
+            raise usage_error(f"--claim: expected NAME=VALUE or NAME:=JSON, got {item!r}")
         if name.endswith(":"):
             try:
                 overrides[name[:-1]] = json.loads(value)
             except ValueError as exc:
-                raise UsageError(f"--claim {name[:-1]}: invalid JSON: {exc}") from None
+                raise usage_error(f"--claim {name[:-1]}: invalid JSON: {exc}") from None
         else:
             overrides[name] = value
     return overrides
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args, sys.stdout)
-    except UsageError as exc:
-        print(f"trustpub dev-issuer: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace, out: TextIO) -> int:
+def run(args: argparse.Namespace, console: Console) -> int:
     from trustpub.devissuer import DevIssuer
     from trustpub.devissuer.server import bind, serve_forever, url_for
 
-    host, port = parse_listen(args.listen)
+    host, port = parse_host_port(args.listen, "--listen", allow_port_zero=True)
     # A dev issuer signs whatever it is asked to: reachable from elsewhere, it would
     # hand out tokens to anyone on the network. Loopback only unless explicitly told.
     if not is_loopback_host(host) and not args.allow_non_loopback:
-        raise UsageError(
+        raise usage_error(
             f"refusing to listen on {host}, which is not a loopback address: anyone who "
             "can reach it could mint tokens. Use 127.0.0.1, or pass --allow-non-loopback."
         )
     if args.lifetime <= 0:
-        raise UsageError("--lifetime must be positive")
+        raise usage_error("--lifetime must be positive")
     overrides = parse_claims(args.claims, args.claim)
 
     if args.throwaway_key and not args.print_token:
-        raise UsageError("--throwaway-key applies to --print-token only")
+        raise usage_error("--throwaway-key applies to --print-token only")
     if args.throwaway_key and args.key is not None:
-        raise UsageError("--throwaway-key and --key exclude each other")
+        raise usage_error("--throwaway-key and --key exclude each other")
     if args.print_token:
         if not args.audience:
-            raise UsageError("--print-token needs --audience (trustpub's audience)")
+            raise usage_error("--print-token needs --audience (trustpub's audience)")
         # A token signed with a key no running issuer serves is refused by trustpub with
         # a bare "Invalid JWT key ID": say so here, where the fix is known, instead.
         if args.key is None and not args.throwaway_key:
-            raise UsageError(
+            raise usage_error(
                 "--print-token needs --key FILE, the key file of the running dev issuer "
                 "(start it with --key FILE too): a token signed with any other key is "
                 "refused by trustpub (Invalid JWT key ID). Pass --throwaway-key to sign "
                 "with a new key anyway."
             )
         if args.key is not None and not Path(args.key).exists():
-            raise UsageError(
+            raise usage_error(
                 f"--key {args.key}: no such file. --print-token signs with the key file of "
                 "the running dev issuer: pass the --key FILE it was started with."
             )
@@ -205,16 +187,15 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.print_token:
         issuer = DevIssuer(args.url or url_for(host, port), **issuer_args)
-        print(issuer.mint(args.audience), file=out)
+        console.out(issuer.mint(args.audience))
         return 0
 
     try:
         sock = bind(host, port)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
+        raise failed(f"cannot listen on {args.listen}: {exc.strerror}") from None
     issuer = DevIssuer(args.url or url_for(host, sock.getsockname()[1]), **issuer_args)
-    out.write(banner(issuer, key_note, args.key))
-    out.flush()
+    console.out(banner(issuer, key_note, args.key).rstrip("\n"))
     try:
         serve_forever(issuer, sock)
     finally:
@@ -232,12 +213,12 @@ def resolve_key(path: str | None) -> tuple[rsa.RSAPrivateKey, str]:
         try:
             return load_key(path), f"key from {path}"
         except (OSError, ValueError) as exc:
-            raise UsageError(f"--key {path}: {exc}") from None
+            raise usage_error(f"--key {path}: {exc}") from None
     key = generate_key()
     try:
         save_key(key, path)
     except OSError as exc:
-        raise UsageError(f"--key {path}: cannot create: {exc.strerror}") from None
+        raise usage_error(f"--key {path}: cannot create: {exc.strerror}") from None
     return key, f"new key saved to {path}"
 
 
@@ -299,7 +280,7 @@ trustpub dev-issuer: issuer {url} ({issuer.provider}-shaped tokens, kid {issuer.
 DEVELOPMENT ONLY: whoever holds the request token can mint tokens from this issuer.
 
 Trust it in trustpub (it accepts a plain-http loopback issuer only when marked development):
-  TRUSTPUB_ISSUERS={quote(f"{issuer.provider}={url}+dev")} trustpub serve
+  TRUSTPUB_ISSUERS={quote(issuer_spec(issuer.trustpub_issuer()))} trustpub serve
   or in the configuration file:
     [[issuers]]
     url = "{url}"

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
-from urllib.parse import urlsplit
+from typing import Any
 
-import jwt
-
-from trustpub.config import load_settings
+from trustpub.cli import add_command, help_handler
+from trustpub.cli.console import EXIT_OK, EXIT_REFUSED, Console, usage_error
+from trustpub.config import load_settings, parse_issuer_specs
 from trustpub.durations import parse_duration
-from trustpub.errors import ConfigurationError, InvalidJWT, PolicyLoadError
-from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
+from trustpub.errors import InvalidJWT, PolicyLoadError
+from trustpub.oidc.issuers import DEFAULT_ISSUERS, Issuer
+from trustpub.oidc.unverified import decode_unverified_claims
 from trustpub.policies import (
     DEFAULT_POLICY_DIR,
     Policy,
@@ -31,10 +30,6 @@ from trustpub.policies import (
 )
 from trustpub.providers import PROVIDERS, FieldCheck, UnverifiedClaims, build_grant, evaluate
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-
 UNVERIFIED_NOTE = (
     "NOTE: these claims were decoded WITHOUT verifying any signature, audience or expiry.\n"
     "This is a debugging aid: it shows how the policies would judge these claims if the\n"
@@ -42,23 +37,32 @@ UNVERIFIED_NOTE = (
 )
 
 
-def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "policy",
-        help="check policy files, or explain how a token's claims would be matched",
-        description="Work with trust-policy files.",
-    )
-    parser.set_defaults(handler=lambda args: _help(parser))
-    commands = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+POLICY = """check policy files, or explain how a token's claims would be matched
 
-    check = commands.add_parser(
-        "check",
-        help="validate a policy directory",
-        description=(
-            "Load every *.toml file directly in DIR as the service would, print every "
-            "problem (file: policy: field: message), and exit 1 if there is any."
-        ),
-    )
+Work with trust-policy files.
+"""
+
+CHECK = """validate a policy directory
+
+Load every *.toml file directly in DIR as the service would, print every problem
+(file: policy: field: message), and exit 1 if there is any.
+"""
+
+EXPLAIN = """show, field by field, how the policies judge a claim set (unverified)
+
+Decode a JWT's claims WITHOUT verification (or read them from a JSON file) and show
+which fields of each candidate policy match, and the verdict the exchange would give.
+Exit 0 if it would grant, 1 if it would refuse, 2 if the input or the policies cannot
+be read.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(subparsers, "policy", POLICY)
+    parser.set_defaults(handler=help_handler(parser))
+    commands = parser.add_subparsers(dest="policy_command", metavar="COMMAND")
+
+    check = add_command(commands, "check", CHECK)
     _common_arguments(check)
     check.add_argument(
         "--max-ttl",
@@ -71,16 +75,7 @@ def register(subparsers: Any) -> None:
     )
     check.set_defaults(handler=run_check)
 
-    explain = commands.add_parser(
-        "explain",
-        help="show, field by field, how the policies judge a claim set (unverified)",
-        description=(
-            "Decode a JWT's claims WITHOUT verification (or read them from a JSON file) "
-            "and show which fields of each candidate policy match, and the verdict the "
-            "exchange would give. Exit 0 if it would grant, 1 if it would refuse, 2 if "
-            "the input or the policies cannot be read."
-        ),
-    )
+    explain = add_command(commands, "explain", EXPLAIN)
     source = explain.add_mutually_exclusive_group(required=True)
     source.add_argument("--claims", metavar="FILE", help="a JSON file holding the claims")
     source.add_argument(
@@ -133,16 +128,12 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KIND=URL",
         help=(
-            "a configured issuer, e.g. github=https://ghe.example.com/_services/token; "
+            "a configured issuer, e.g. github=https://ghe.example.com/_services/token "
+            "(+dev after the URL of a local development issuer, as in TRUSTPUB_ISSUERS); "
             "repeat for several; when given, they replace the defaults "
             f"({', '.join(i.url for i in DEFAULT_ISSUERS)})"
         ),
     )
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
 
 
 def resolve(args: argparse.Namespace) -> tuple[tuple[Issuer, ...], str, int]:
@@ -157,23 +148,8 @@ def resolve(args: argparse.Namespace) -> tuple[tuple[Issuer, ...], str, int]:
 
 
 def parse_issuers(values: Sequence[str]) -> tuple[Issuer, ...]:
-    """``KIND=URL`` options as issuers; none given means the defaults."""
-    if not values:
-        return DEFAULT_ISSUERS
-    issuers: list[Issuer] = []
-    for value in values:
-        kind, sep, url = value.partition("=")
-        if not sep or kind not in PROVIDER_KINDS:
-            raise ConfigurationError(
-                f"--issuer {value!r}: expected KIND=URL with KIND one of "
-                f"{', '.join(PROVIDER_KINDS)}"
-            )
-        # Plain http is only ever accepted for a loopback issuer; Issuer enforces that.
-        development = urlsplit(url).scheme == "http"
-        for known in PROVIDER_KINDS:
-            if kind == known:
-                issuers.append(Issuer(url, known, development=development))
-    return tuple(issuers)
+    """``--issuer KIND=URL[+dev]`` options as issuers; none given means the defaults."""
+    return parse_issuer_specs(values, "--issuer") if values else DEFAULT_ISSUERS
 
 
 def _plural(count: int, word: str, plural: str) -> str:
@@ -183,25 +159,21 @@ def _plural(count: int, word: str, plural: str) -> str:
 # -- check ----------------------------------------------------------------------------
 
 
-def run_check(args: argparse.Namespace) -> int:
-    out: TextIO = sys.stdout
+def run_check(args: argparse.Namespace, console: Console) -> int:
+    issuers, directory, max_ttl = resolve(args)
     try:
-        issuers, directory, max_ttl = resolve(args)
         policies = load_policies(directory, issuers)
     except PolicyLoadError as exc:
+        # The problems are this command's result: on stdout, one a line.
         for problem in exc.problems:
-            print(problem, file=out)
-        print(f"{_plural(len(exc.problems), 'problem', 'problems')} found", file=out)
+            console.out(str(problem))
+        console.out(f"{_plural(len(exc.problems), 'problem', 'problems')} found")
         return EXIT_REFUSED
-    except ConfigurationError as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
-        return EXIT_USAGE
     for warning in check_warnings(policies, max_ttl):
-        print(f"warning: {warning}", file=out)
-    print(
+        console.out(f"warning: {warning}")
+    console.out(
         f"{_plural(len(policies), 'policy', 'policies')} in "
-        f"{_plural(len(policies.files), 'file', 'files')} OK",
-        file=out,
+        f"{_plural(len(policies.files), 'file', 'files')} OK"
     )
     return EXIT_OK
 
@@ -221,67 +193,40 @@ def check_warnings(policies: PolicySet, max_ttl: int | None) -> list[str]:
 # -- explain --------------------------------------------------------------------------
 
 
-def _read_claims(args: argparse.Namespace) -> Mapping[str, object]:
-    """The claims, unverified. Raises ValueError with a message that never holds the JWT."""
+def _read_claims(args: argparse.Namespace, console: Console) -> Mapping[str, object]:
+    """The claims, unverified. A usage error's message never holds the JWT."""
     if args.claims is not None:
         try:
             with open(args.claims, encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read claims from {args.claims}: {exc}") from None
+            raise usage_error(f"cannot read claims from {args.claims}: {exc}") from None
     else:
-        token = sys.stdin.read().strip() if args.jwt == "-" else args.jwt.strip()
-        try:
-            # Deliberately unverified: this command explains matching, it does not
-            # authenticate. Every check is switched off explicitly so the intent is plain.
-            data = jwt.decode(
-                token,
-                key="",
-                algorithms=["RS256"],
-                options={
-                    "verify_signature": False,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_sub": False,
-                    "verify_jti": False,
-                    "require": [],
-                },
-            )
-        except jwt.PyJWTError:
+        token = console.stdin.read().strip() if args.jwt == "-" else args.jwt.strip()
+        # Deliberately unverified: this command explains matching, it does not
+        # authenticate.
+        data = decode_unverified_claims(token)
+        if data is None:
             # Never echo the token, not even in part.
-            raise ValueError("cannot decode the JWT (is it a complete JWT?)") from None
+            raise usage_error("cannot decode the JWT (is it a complete JWT?)")
     if not isinstance(data, dict):
-        raise ValueError("the claims must be a JSON object")
+        raise usage_error("the claims must be a JSON object")
     return data
 
 
-def run_explain(args: argparse.Namespace) -> int:
-    out: TextIO = sys.stdout
-    try:
-        issuers, directory, max_ttl = resolve(args)
-        policies = load_policies(directory, issuers)
-        claims = _read_claims(args)
-    except PolicyLoadError as exc:
-        print("error: the policies do not load:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ConfigurationError, ValueError) as exc:
-        message = exc.detail if isinstance(exc, ConfigurationError) else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+def run_explain(args: argparse.Namespace, out: Console) -> int:
+    issuers, directory, max_ttl = resolve(args)
+    policies = load_policies(directory, issuers)
+    claims = _read_claims(args, out)
 
-    print(UNVERIFIED_NOTE, file=out)
-    print(file=out)
+    out.out(UNVERIFIED_NOTE)
+    out.out()
     iss = claims.get("iss")
     issuer = next((i for i in issuers if i.url == iss), None)
     if issuer is None:
         shown = iss if isinstance(iss, str) else repr(iss)
         return _verdict_refused(out, f"Unsupported JWT issuer: {shown}")
-    print(f"{'issuer:':<13}{issuer.url} ({issuer.provider})", file=out)
+    out.out(f"{'issuer:':<13}{issuer.url} ({issuer.provider})")
     try:
         facts = PROVIDERS[issuer.provider].read_facts(UnverifiedClaims(claims), issuer)
     except InvalidJWT as exc:
@@ -294,52 +239,51 @@ def run_explain(args: argparse.Namespace) -> int:
         ("environment", facts.environment),
         ("event", facts.event),
     ):
-        print(f"{label + ':':<13}{value or '(none)'}", file=out)
-    print(file=out)
+        out.out(f"{label + ':':<13}{value or '(none)'}")
+    out.out()
 
     result = evaluate(policies, facts, issuer, args.namespace_pin)
     if result.candidates:
         count = _plural(len(result.candidates), "policy names", "policies name")
-        print(f"{count} this repository:", file=out)
+        out.out(f"{count} this repository:")
         for report in result.reports:
-            print(file=out)
+            out.out()
             state = "MATCH" if report.ok else "no match"
-            print(f"policy {report.policy.id}: {state}", file=out)
+            out.out(f"policy {report.policy.id}: {state}")
             _print_table(out, report.checks)
     elif not (facts.event and PROVIDERS[issuer.provider].refused_event(facts)):
         _print_neighbours(out, policies, issuer, facts.repository)
-    print(file=out)
+    out.out()
     if result.refusal is not None:
         return _verdict_refused(out, result.refusal)
     grant = build_grant(result.matched, facts, max_ttl=max_ttl)
-    print("verdict: GRANTED (if the token is genuine)", file=out)
+    out.out("verdict: GRANTED (if the token is genuine)")
     for crate, operations in grant.crates.items():
-        print(f"  crate {crate}: {', '.join(sorted(operations))}", file=out)
-    print(f"  token lifetime: {grant.ttl_seconds} s", file=out)
-    print(f"  policies: {', '.join(grant.policies)}", file=out)
+        out.out(f"  crate {crate}: {', '.join(sorted(operations))}")
+    out.out(f"  token lifetime: {grant.ttl_seconds} s")
+    out.out(f"  policies: {', '.join(grant.policies)}")
     if issuer.provider == "gitlab" and args.namespace_pin is None:
         unpinned = [p for p in result.matched if p.namespace_id is None]
         if unpinned:
-            print(
+            out.out(
                 f"  note: namespace id {facts.owner_id} would be pinned for this project "
-                "on the first successful exchange",
-                file=out,
+                "on the first successful exchange"
             )
     return EXIT_OK
 
 
-def _verdict_refused(out: TextIO, detail: str) -> int:
-    print(f"verdict: REFUSED: {detail}", file=out)
+def _verdict_refused(out: Console, detail: str) -> int:
+    out.out(f"verdict: REFUSED: {detail}")
     return EXIT_REFUSED
 
 
-def _print_table(out: TextIO, checks: Sequence[FieldCheck]) -> None:
+def _print_table(out: Console, checks: Sequence[FieldCheck]) -> None:
     rows = [("field", "expected", "got", "result")]
     rows += [(c.field, c.expected, c.got, "ok" if c.ok else "MISMATCH") for c in checks]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         cells = [row[i].ljust(widths[i]) for i in range(3)]
-        print(f"  {'  '.join(cells)}  {row[3]}", file=out)
+        out.out(f"  {'  '.join(cells)}  {row[3]}")
 
 
 def _owner_of(repository: str) -> str:
@@ -347,20 +291,19 @@ def _owner_of(repository: str) -> str:
     return repository.rpartition("/")[0].lower()
 
 
-def _print_neighbours(out: TextIO, policies: PolicySet, issuer: Issuer, repository: str) -> None:
-    print(f"No policy for issuer {issuer.url} names repository `{repository}`.", file=out)
+def _print_neighbours(out: Console, policies: PolicySet, issuer: Issuer, repository: str) -> None:
+    out.out(f"No policy for issuer {issuer.url} names repository `{repository}`.")
     owner = _owner_of(repository)
     same_owner: list[Policy] = [
         p for p in policies if p.issuer == issuer.url and _owner_of(p.repository) == owner
     ]
     if same_owner:
-        print(f"Policies for other repositories of `{owner}` with this issuer:", file=out)
+        out.out(f"Policies for other repositories of `{owner}` with this issuer:")
         for policy in same_owner:
-            print(f"  {policy.id}: {policy.repository}", file=out)
+            out.out(f"  {policy.id}: {policy.repository}")
     others = [p for p in policies if p.issuer != issuer.url and p.key[1] == repository.lower()]
     for policy in others:
-        print(
+        out.out(
             f"Policy {policy.id} names this repository but is bound to issuer "
-            f"{policy.issuer}, not {issuer.url}.",
-            file=out,
+            f"{policy.issuer}, not {issuer.url}."
         )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from trustpub.errors import ConfigurationError, PolicyLoadError
+from trustpub.cli.console import Console, usage_error
+from trustpub.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from trustpub.config import Settings
@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, console: Console) -> int:
     import uvicorn
 
     from trustpub.config import load_settings
@@ -88,16 +88,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         policies = load_policies(settings.policy_dir, settings.issuers)
-    except PolicyLoadError as exc:
-        print(f"trustpub: cannot start: {exc.detail}", file=sys.stderr)
-        return 2
-    except ConfigurationError as exc:
-        print(f"trustpub: cannot start: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
+    except ConfigurationError as exc:  # policy problems too: PolicyLoadError is one
+        raise usage_error(f"cannot start: {exc.detail}") from None
     if args.workers < 1:
-        print("trustpub: cannot start: --workers must be at least 1", file=sys.stderr)
-        return 2
-    print(start_banner(settings, len(policies)), file=sys.stderr)
+        raise usage_error("--workers must be at least 1")
+    console.raw_err(start_banner(settings, len(policies)))
     uvicorn.run(
         "trustpub.api.app:app_from_environment",
         factory=True,

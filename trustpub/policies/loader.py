@@ -18,6 +18,7 @@ from pathlib import Path
 from trustpub.durations import parse_duration
 from trustpub.errors import PolicyLoadError, PolicyProblem
 from trustpub.grants import Operation
+from trustpub.logins import is_login, unique_logins
 from trustpub.oidc.issuers import (
     CANONICAL_ISSUERS,
     DEFAULT_ISSUERS,
@@ -55,7 +56,6 @@ _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # cargo's rule for a new crate name: ASCII letters, digits, `-` and `_`, starting with
 # a letter, at most 64 characters.
 _CRATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NAME_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -388,10 +388,10 @@ class _PolicyReader:
         if owners is None:
             return None
         for login in owners:
-            if not _LOGIN.fullmatch(login):
+            if not is_login(login):
                 self.problem("owners", f'"{login}": not a valid registry login')
                 return None
-        if len(set(o.lower() for o in owners)) != len(owners):
+        if len(unique_logins(owners)) != len(owners):
             self.problem("owners", "a login is listed twice")
             return None
         if operations is not None and Operation.PUBLISH_NEW not in operations:

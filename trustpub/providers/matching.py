@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from trustpub.errors import PolicyMismatch
 from trustpub.grants import Grant, Operation
+from trustpub.logins import unique_logins
 from trustpub.oidc.claims import VerifiedClaims
 from trustpub.oidc.issuers import Issuer, ProviderKind
 from trustpub.policies.model import Policy
@@ -112,17 +113,10 @@ def build_grant(matched: tuple[Policy, ...], facts: TokenFacts, *, max_ttl: int)
         ttl_seconds=ttl,
         policies=tuple(sorted(p.id for p in matched)),
         provenance=facts.provenance,
-        new_crate_owners={name: unique_logins(logins) for name, logins in sorted(owners.items())},
+        new_crate_owners={
+            name: unique_logins(sorted(logins)) for name, logins in sorted(owners.items())
+        },
     )
-
-
-def unique_logins(logins: list[str]) -> tuple[str, ...]:
-    """Sorted logins, each once. Registry logins are case-insensitive, so ``Alice`` and
-    ``alice`` from two policies are one owner (the first spelling in sort order wins)."""
-    seen: dict[str, str] = {}
-    for login in sorted(logins):
-        seen.setdefault(login.lower(), login)
-    return tuple(seen.values())
 
 
 async def match(

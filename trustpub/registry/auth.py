@@ -8,15 +8,17 @@ visible to secret scanners); both are stored as SHA-256 hashes only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
 import httpx
 
+from trustpub.client import AsyncClient, ClientError
 from trustpub.errors import StoreUnavailable
 from trustpub.grants import Operation, Provenance
 from trustpub.registry.actors import TrustedToken
@@ -27,7 +29,6 @@ from trustpub.tokens import (
     TokenService,
     parse_new_crate_owners,
 )
-from trustpub.web import paths
 
 log = logging.getLogger("trustpub.registry")
 
@@ -68,7 +69,7 @@ class LocalAuthority:
 
 class RemoteAuthority:
     """Asks a separate trustpub service: ``POST {url}/api/v1/trusted_publishing/introspect``
-    with ``Authorization: Bearer <credential>``.
+    with ``Authorization: Bearer <credential>``, through ``trustpub.client``.
 
     The response must be well-formed in every detail; anything else is treated as
     "cannot tell" (503), never as an active token. ``new_crate_owners`` (crate ->
@@ -83,9 +84,9 @@ class RemoteAuthority:
         credential: str,
         *,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._client = client
-        self._url = trustpub_url.rstrip("/") + paths.INTROSPECT
+        self._client = AsyncClient(trustpub_url, client, sleep=sleep)
         self._credential = credential
         self._clock = clock
 
@@ -93,20 +94,12 @@ class RemoteAuthority:
         if not TRUSTPUB_TOKENS.is_well_formed(token):
             return None
         try:
-            response = await self._client.post(
-                self._url,
-                json={"token": token},
-                headers={"Authorization": f"Bearer {self._credential}"},
-                timeout=10.0,
-            )
-        except httpx.HTTPError as exc:
-            log.warning("token introspection failed: %s", type(exc).__name__)
+            data = await self._client.introspect(token, self._credential)
+        except ClientError as exc:
+            # The message names the URL and the failure, never the token.
+            log.warning("token introspection failed: %s", exc)
             raise StoreUnavailable("Token introspection unavailable") from None
-        if response.status_code != 200:
-            log.warning("token introspection answered HTTP %d", response.status_code)
-            raise StoreUnavailable(f"Token introspection unavailable (HTTP {response.status_code})")
         try:
-            data = response.json()
             trusted = _parse_introspection(data)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("token introspection answered malformed data: %s", exc)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import string
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trustpub.grants import Operation
+from trustpub.logins import unique_logins
 from trustpub.registry.actors import (
     TRUSTPUB_ONLY_REFUSED,
     Actor,
@@ -670,23 +670,6 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 def _rowid(cur: sqlite3.Cursor) -> int:
     assert cur.lastrowid is not None
     return cur.lastrowid
-
-
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
-def unique_logins(logins: Sequence[str]) -> list[str]:
-    """Each login once, in first-seen order, compared case-insensitively.
-
-    A token's owners may come from a remote introspection answer, which could list
-    ``Alice`` and ``alice``: one user, who must be added once. The fold is ASCII-only,
-    exactly as the ``users.login`` column's ``COLLATE NOCASE`` compares, so two logins
-    that the database keeps apart (``É`` and ``é``) are never merged into one owner.
-    """
-    seen: dict[str, str] = {}
-    for login in logins:
-        seen.setdefault(login.translate(_ASCII_LOWER), login)
-    return list(seen.values())
 
 
 def _user_by_login(conn: sqlite3.Connection, login: str) -> User | None:
