@@ -111,18 +111,22 @@ def _fail(message: str) -> int:
 
 
 def _with_db(args: argparse.Namespace, action: Any) -> int:
-    from trustpub.registry.db import RegistryDB
+    from trustpub.registry.db import RegistryDB, StorageUnavailable
 
     try:
         db = RegistryDB(_directory(args) / "registry.db")
         db.open()
     except ConfigurationError as exc:
         return _fail(f"configuration error: {exc.detail}")
+    except StorageUnavailable as exc:
+        return _fail(exc.reason)
     try:
         result: int = action(db)
         return result
     except TrustpubError as exc:
         return _fail(exc.detail)
+    except StorageUnavailable as exc:
+        return _fail(exc.reason)
     finally:
         db.close()
 
@@ -134,7 +138,9 @@ def user_add(args: argparse.Namespace) -> int:
         return _fail(f"invalid login {args.login!r}: letters, digits, `.`, `_` and `-`, at most 64")
 
     def action(db: Any) -> int:
-        user = db.add_user(args.login)
+        from trustpub.registry import changes
+
+        user = changes.add_user(db, args.login)
         print(f"added user {user.login}")
         return 0
 
@@ -173,8 +179,10 @@ def token_create(args: argparse.Namespace) -> int:
     token = generate_user_token()
 
     def action(db: Any) -> int:
-        record = db.add_token(
-            args.user, args.name, user_token_hash(token), args.scope, args.crate, expires_at
+        from trustpub.registry import changes
+
+        record = changes.add_token(
+            db, args.user, args.name, user_token_hash(token), args.scope, args.crate, expires_at
         )
         print(f"created token {record.id} for {record.user_login}", file=sys.stderr)
         # The only place the token is ever shown: stdout, so scripts can capture it.

@@ -28,7 +28,8 @@ from starlette.routing import BaseRoute, Route
 
 from trustpub.api.bodies import read_body, read_json_object
 from trustpub.api.errors import NO_STORE, error_response
-from trustpub.errors import TrustpubError
+from trustpub.errors import ConfigurationError, TrustpubError
+from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import (
     RemoteAuthority,
@@ -37,7 +38,7 @@ from trustpub.registry.auth import (
     is_user_token,
     user_token_hash,
 )
-from trustpub.registry.db import RegistryDB
+from trustpub.registry.db import RegistryDB, StorageFull, StorageUnavailable
 from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
 from trustpub.registry.files import CrateFiles
 from trustpub.registry.names import index_path
@@ -127,8 +128,17 @@ class Registry:
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
         """Open the database and file store; ``authority`` validates trustpub tokens
         (None: the registry accepts only its own API tokens)."""
-        await anyio.to_thread.run_sync(self.files.open)
-        await anyio.to_thread.run_sync(self.db.open)
+        try:
+            await anyio.to_thread.run_sync(self.db.open)
+            await anyio.to_thread.run_sync(self.files.open)
+            # A crash between a file's rename and its commit left it without a version.
+            await anyio.to_thread.run_sync(self.db.holding_write_lock, self.files.sweep_orphans)
+        except StorageUnavailable as exc:
+            self.db.close()
+            raise ConfigurationError(
+                f"the registry cannot use its data directory {self.directory.absolute()}: "
+                f"{exc.reason}"
+            ) from exc
         self._authority = authority
         self._open = True
         try:
@@ -139,8 +149,27 @@ class Registry:
             self.db.close()
 
     async def _db(self, call: Callable[[], T]) -> T:
-        """Run a blocking database call in a worker thread."""
-        return await anyio.to_thread.run_sync(call)
+        """Run a blocking storage call in a worker thread; its errors become refusals."""
+        with changes.worded():
+            return await anyio.to_thread.run_sync(call)
+
+    async def check_writable(self) -> None:
+        """Readiness: raise ``RegistryRefused`` (503, or 507 when the disk is full) unless
+        the database and the file store can take a publish now. Names no file."""
+        needed = self.limits.crate + self.limits.metadata
+
+        def check() -> None:
+            self.db.check_writable()
+            self.files.check_writable(needed)
+
+        if not self._open:
+            raise RegistryRefused("The registry is not running", 503)
+        try:
+            await anyio.to_thread.run_sync(check)
+        except StorageFull as exc:
+            raise RegistryRefused("the registry's storage is full", 507) from exc
+        except StorageUnavailable as exc:
+            raise RegistryRefused("the registry's storage is unavailable", 503) from exc
 
     # -- authentication ----------------------------------------------------------------
 
@@ -153,7 +182,7 @@ class Registry:
         scheme, _, rest = header.partition(" ")
         token = rest.strip() if scheme.lower() == "bearer" else header
         if is_user_token(token):
-            user = await self._db(lambda: self.db.user_actor(user_token_hash(token)))
+            user = await self._db(lambda: changes.user_actor(self.db, user_token_hash(token)))
             if user is None:
                 raise forbidden("The provided API token is invalid, expired or revoked")
             return user
@@ -211,10 +240,11 @@ class Registry:
         body = await read_body(request, self.limits.body)
         parsed = await anyio.to_thread.run_sync(parse_publish, body, self.limits)
         vers = parsed.metadata.vers
-        staged = await anyio.to_thread.run_sync(self.files.stage, parsed.crate)
+        staged = await self._db(lambda: self.files.stage(parsed.crate))
         try:
             await self._db(
-                lambda: self.db.publish(
+                lambda: changes.publish(
+                    self.db,
                     actor,
                     parsed,
                     lambda crate: self.files.place(staged, crate, vers),
@@ -288,7 +318,7 @@ class Registry:
         value = crate["trustpub_only"]
         if not isinstance(value, bool):
             raise bad_request("`trustpub_only` must be true or false")
-        await self._db(lambda: self.db.set_trustpub_only(actor, name, value))
+        await self._db(lambda: changes.set_trustpub_only(self.db, actor, name, value))
         found = await self._db(lambda: self.db.crate_with_versions(name))
         assert found is not None
         return JSONResponse({"crate": crate_summary(*found)})
@@ -311,7 +341,7 @@ class Registry:
         ):
             raise bad_request('Expected a body like {"users": ["login"]}')
         add = request.method == "PUT"
-        msg = await self._db(lambda: self.db.change_owners(actor, name, logins, add))
+        msg = await self._db(lambda: changes.change_owners(self.db, actor, name, logins, add))
         return JSONResponse({"ok": True, "msg": msg})
 
     async def version_info(self, request: Request) -> Response:
@@ -326,7 +356,7 @@ class Registry:
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
-        data = await anyio.to_thread.run_sync(self.files.read, version.crate_name, version.num)
+        data = await self._db(lambda: self.files.read(version.crate_name, version.num))
         if data is None:
             log.error(
                 "a published .crate file is missing",
@@ -351,7 +381,7 @@ class Registry:
     async def _set_yanked(self, request: Request, yanked: bool) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
         actor = await self.actor(request)
-        await self._db(lambda: self.db.set_yanked(actor, name, num, yanked))
+        await self._db(lambda: changes.set_yanked(self.db, actor, name, num, yanked))
         return JSONResponse({"ok": True})
 
 
