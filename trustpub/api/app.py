@@ -79,12 +79,14 @@ def create_app(
                 yield {"services": services}
                 tasks.cancel_scope.cancel()
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(AccessLog)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.state.cargo_registry = cargo_registry  # /readyz checks it can write
+    return app
 
 
 async def _build_services(
