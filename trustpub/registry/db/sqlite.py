@@ -5,8 +5,9 @@ The token store's guards (``trustpub.store.sqlite``), for the registry's data:
 - the file is created (0600, in a 0700 directory) only by the first ``open()``; once
   open, a file that vanished is NOT recreated: an empty database would forget every
   crate, user and token, and acknowledge publishes that a restart would lose. Calls
-  raise ``StorageUnavailable`` until the file is back; a file replaced under us (a
-  restored backup) is reopened and migrated.
+  raise ``StorageUnavailable`` until the file is back (moved away and back: used
+  again). Another file put in its place is refused until a restart: the -wal and
+  -shm files beside it are the old file's, and SQLite would apply them to it.
 - every SQLite failure becomes ``StorageUnavailable`` (``StorageFull`` when the disk
   is full) and drops the connection, so the next call starts from a fresh one;
 - ``check_writable()`` takes the writer lock, so a read-only or vanished file shows
@@ -32,7 +33,7 @@ from typing import TypeVar
 
 from trustpub.registry.db.errors import StorageFull, StorageUnavailable
 from trustpub.registry.db.queries import Connection
-from trustpub.registry.db.schema import SQLITE_MIGRATIONS, Migration, migrate
+from trustpub.registry.db.schema import SQLITE_MIGRATIONS, Migration, SchemaTooNew, migrate
 
 log = logging.getLogger("trustpub.registry")
 
@@ -57,6 +58,7 @@ class SQLiteEngine:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
+        self._expected: tuple[int, int] | None = None  # the file first opened
         self._opened_once = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -164,6 +166,13 @@ class SQLiteEngine:
         self._close()
         if identity is None:
             raise self._failure("the database file is missing")
+        if self._expected is not None and identity != self._expected:
+            # Another file at our path: its -wal and -shm would still be the old
+            # file's, and SQLite would read them as this one's. Only a restart
+            # (all processes) may take a restored file into use.
+            raise self._failure(
+                "the database file was replaced while in use; restart trustpub to use it"
+            )
         # mode=rw: never create the file here, see the module docstring.
         conn = sqlite3.connect(
             f"{self.path.as_uri()}?mode=rw",
@@ -175,6 +184,10 @@ class SQLiteEngine:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            # Before anything writes (even the journal mode is written to the file).
+            found = self.read_version(conn)
+            if found > len(self._migrations):
+                raise SchemaTooNew(found, len(self._migrations))
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
                 log.warning("registry database %s: WAL mode unavailable", self.path)
@@ -188,6 +201,7 @@ class SQLiteEngine:
             raise
         self._conn = conn
         self._identity = identity
+        self._expected = identity
         self._opened_once = True
         return conn
 
