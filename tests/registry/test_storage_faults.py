@@ -296,9 +296,13 @@ def test_a_read_only_data_directory_is_one_clear_start_up_error(
     if not first_start:
         prepare(directory)
     with read_only(data):
+        # As a start-up check before serving, and as the application starts.
+        with pytest.raises(ConfigurationError) as checked:
+            Registry(directory, PUBLIC_URL).open_storage()
         app = create_registry_app(directory, PUBLIC_URL)
         with pytest.raises(ConfigurationError) as caught, TestClient(app):
             pass
+    assert checked.value.detail == caught.value.detail
     message = caught.value.detail
     assert message.startswith(f"the registry cannot use its data directory {directory}: ")
     assert "ead-only" in message or "ermission denied" in message, message

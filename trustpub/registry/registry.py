@@ -128,17 +128,7 @@ class Registry:
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
         """Open the database and file store; ``authority`` validates trustpub tokens
         (None: the registry accepts only its own API tokens)."""
-        try:
-            await anyio.to_thread.run_sync(self.db.open)
-            await anyio.to_thread.run_sync(self.files.open)
-            # A crash between a file's rename and its commit left it without a version.
-            await anyio.to_thread.run_sync(self.db.holding_write_lock, self.files.sweep_orphans)
-        except StorageUnavailable as exc:
-            self.db.close()
-            raise ConfigurationError(
-                f"the registry cannot use its data directory {self.directory.absolute()}: "
-                f"{exc.reason}"
-            ) from exc
+        await anyio.to_thread.run_sync(self.open_storage)
         self._authority = authority
         self._open = True
         try:
@@ -146,7 +136,27 @@ class Registry:
         finally:
             self._open = False
             self._authority = None
+            self.close_storage()
+
+    def open_storage(self) -> None:
+        """Open the database and the file store (creating them on first use), and sweep
+        what a crash left. Blocking. Raises ``ConfigurationError`` naming the data
+        directory when it cannot be used (read-only, a newer schema, ...): a start-up
+        check can call this, then ``close_storage()``, before serving."""
+        try:
+            self.db.open()
+            self.files.open()
+            # A crash between a file's rename and its commit left it without a version.
+            self.db.holding_write_lock(self.files.sweep_orphans)
+        except StorageUnavailable as exc:
             self.db.close()
+            raise ConfigurationError(
+                f"the registry cannot use its data directory {self.directory.absolute()}: "
+                f"{exc.reason}"
+            ) from exc
+
+    def close_storage(self) -> None:
+        self.db.close()
 
     async def _db(self, call: Callable[[], T]) -> T:
         """Run a blocking storage call in a worker thread; its errors become refusals."""
