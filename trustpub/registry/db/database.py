@@ -1,17 +1,21 @@
 """``RegistryDB``: the registry's metadata (users and their API tokens, crates,
 versions, owners), the one typed face of this package.
 
-Each method is one read or one transaction (``queries``, ``writes``) run by the engine
-(``sqlite``: its guards, its failures as ``StorageUnavailable``). Blocking: call it from
-a worker thread in async code.
+Each method is one read or one transaction (``queries``, ``writes``) run by an
+``Engine``: connections, transactions, guards, and failures raised as
+``StorageUnavailable``. ``sqlite.SQLiteEngine`` is the one engine today; another (say
+PostgreSQL) implements the same protocol, keeps its migrations beside
+``schema.SQLITE_MIGRATIONS``, and serves the same queries and writes. Blocking: call it
+from a worker thread in async code.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from trustpub.registry.db import queries, writes
 from trustpub.registry.db.rows import (
@@ -28,6 +32,26 @@ from trustpub.registry.db.writes import Authorize, AuthorizePublish
 T = TypeVar("T")
 
 
+class Engine(Protocol):
+    """What ``RegistryDB`` needs of a database engine."""
+
+    def open(self) -> None:
+        """Connect, create on first use, migrate (``schema.migrate``), check writable."""
+        ...
+
+    def close(self) -> None: ...
+
+    def check_writable(self) -> None: ...
+
+    def run(self, fn: Callable[[queries.Connection], T]) -> T:
+        """Run ``fn`` with a connection; engine failures raise ``StorageUnavailable``."""
+        ...
+
+    def transaction(self, conn: queries.Connection) -> AbstractContextManager[None]:
+        """A write transaction that holds the writer lock from its start."""
+        ...
+
+
 class RegistryDB:
     """The metadata database. ``open()`` before use, ``close()`` after.
 
@@ -42,12 +66,9 @@ class RegistryDB:
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._engine = SQLiteEngine(path, busy_timeout=busy_timeout)
+        self.path = Path(path).absolute()
+        self._engine: Engine = SQLiteEngine(self.path, busy_timeout=busy_timeout)
         self._clock = clock
-
-    @property
-    def path(self) -> Path:
-        return self._engine.path
 
     # -- lifecycle -----------------------------------------------------------------------
 
