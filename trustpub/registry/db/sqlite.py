@@ -24,6 +24,7 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -112,10 +113,19 @@ class SQLiteEngine:
     def _create(self) -> None:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # SQLite creates its -wal and -shm files beside the database: the directory
+            # must be writable, and saying so here is clearer than SQLite's "unable to
+            # open database file".
+            probe = self.path.with_name(f".{self.path.name}.probe-{secrets.token_hex(8)}")
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except OSError as exc:
+                reason = f"cannot create files in {self.path.parent}: {exc.strerror}"
+                raise self._failure(reason, exc) from exc
+            probe.unlink()
             # Created here, owner-only: SQLite gives its -wal and -shm files the mode
             # of the database file.
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
+            os.close(os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o600))
         except OSError as exc:
             raise self._failure(f"cannot create the database: {exc}", exc) from exc
 
