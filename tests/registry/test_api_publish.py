@@ -11,6 +11,7 @@ import pytest
 from tests.registry.conftest import RegistryEnv, detail
 from tests.registry.helpers import body_for, dep, make_crate, metadata, publish_body
 from trustpub.registry import Limits
+from trustpub.registry.files import StagedFile
 
 
 @pytest.fixture
@@ -180,7 +181,7 @@ def test_an_oversized_body_is_refused_with_413(env: RegistryEnv, alice: str) -> 
 def test_a_failure_while_placing_the_file_rolls_everything_back(
     env: RegistryEnv, alice: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_place(staged: Path, name: str, version: str) -> None:
+    def broken_place(staged: StagedFile, name: str, version: str) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(env.registry.files, "place", broken_place)
@@ -199,7 +200,7 @@ def test_a_failure_after_placing_the_file_removes_it(
 ) -> None:
     real_place = env.registry.files.place
 
-    def place_then_fail(staged: Path, name: str, version: str) -> None:
+    def place_then_fail(staged: StagedFile, name: str, version: str) -> None:
         real_place(staged, name, version)
         raise RuntimeError("commit interrupted")
 
@@ -213,10 +214,17 @@ def test_a_failure_after_placing_the_file_removes_it(
 
 
 def test_staged_leftovers_are_removed_when_the_store_opens(tmp_path: Path) -> None:
+    import os
+
     from trustpub.registry.files import CrateFiles
 
     files = CrateFiles(tmp_path)
     files.open()
-    staged = files.stage(b"partial")
+    abandoned = files.stage(b"partial")
+    os.close(abandoned.fd)  # its writer is gone: nobody holds its lock
+    in_flight = files.stage(b"being published")
     CrateFiles(tmp_path).open()
-    assert not staged.exists()
+    assert not abandoned.path.exists()
+    assert in_flight.path.exists()  # another process's publish is left alone
+    files.discard(in_flight)
+    assert not in_flight.path.exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from trustpub.cli import main
+from trustpub.registry import changes
 from trustpub.registry.auth import is_user_token, user_token_hash
 from trustpub.registry.db import RegistryDB
 
@@ -51,7 +52,7 @@ def test_add_user_create_list_and_revoke_a_token(
     db = RegistryDB(tmp_path / "registry" / "registry.db")
     db.open()
     try:
-        actor = db.user_actor(user_token_hash(token))
+        actor = changes.user_actor(db, user_token_hash(token))
         assert actor is not None
         assert actor.login == "alice"
         assert actor.scopes == {"publish-new", "yank"}
@@ -86,7 +87,7 @@ def test_add_user_create_list_and_revoke_a_token(
     assert "no active token with id 1" in capsys.readouterr().err
     db.open()
     try:
-        assert db.user_actor(user_token_hash(token)) is None
+        assert changes.user_actor(db, user_token_hash(token)) is None
     finally:
         db.close()
 

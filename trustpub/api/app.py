@@ -79,7 +79,7 @@ def create_app(
                 yield {"services": services}
                 tasks.cancel_scope.cancel()
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         # The access log sees the answer the error boundary gives.
         middleware=[
@@ -89,6 +89,8 @@ def create_app(
         exception_handlers=exception_handlers({StoreUnavailable: _count_store_outage}),
         lifespan=lifespan,
     )
+    app.state.cargo_registry = cargo_registry  # /readyz checks it can write
+    return app
 
 
 async def _build_services(

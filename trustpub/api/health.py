@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from trustpub.api.state import services
-from trustpub.errors import StoreUnavailable
+from trustpub.errors import StoreUnavailable, TrustpubError
 
 
 async def healthz(request: Request) -> Response:
@@ -26,6 +26,12 @@ async def readyz(request: Request) -> Response:
     except (StoreUnavailable, TimeoutError) as exc:
         store = getattr(exc, "detail", "timed out")
         problems.append(f"store: {store}")
+    registry = getattr(request.app.state, "cargo_registry", None)
+    if registry is not None:
+        try:
+            await registry.check_writable()
+        except TrustpubError as exc:
+            problems.append(f"registry: {exc.detail}")
     if svc.policies.last_error is not None:
         problems.append(f"policies: last reload failed: {svc.policies.last_error}")
     issuers: dict[str, str] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trustpub.cli import add_command, help_handler
-from trustpub.cli.console import Console, refused, usage_error
+from trustpub.cli.console import Console, failed, refused, usage_error
 from trustpub.errors import TrustpubError
 
 if TYPE_CHECKING:
@@ -128,15 +128,21 @@ def _directory(args: argparse.Namespace) -> Path:
 
 
 def _with_db(args: argparse.Namespace, action: Callable[[RegistryDB], int]) -> int:
-    """Run ``action`` on the open registry database; its refusals exit 1."""
-    from trustpub.registry.db import RegistryDB
+    """Run ``action`` on the open registry database; its refusals exit 1, a database
+    that cannot be used exits 3."""
+    from trustpub.registry.db import RegistryDB, StorageUnavailable
 
     db = RegistryDB(_directory(args) / "registry.db")
-    db.open()
+    try:
+        db.open()
+    except StorageUnavailable as exc:
+        raise failed(exc.reason) from None
     try:
         return action(db)
     except TrustpubError as exc:
         raise refused(exc.detail) from None
+    except StorageUnavailable as exc:
+        raise failed(exc.reason) from None
     finally:
         db.close()
 
@@ -148,7 +154,9 @@ def user_add(args: argparse.Namespace, console: Console) -> int:
         raise usage_error(f"invalid login {args.login!r}: {LOGIN_RULE}")
 
     def action(db: RegistryDB) -> int:
-        user = db.add_user(args.login)
+        from trustpub.registry import changes
+
+        user = changes.add_user(db, args.login)
         console.out(f"added user {user.login}")
         return 0
 
@@ -198,8 +206,10 @@ def token_create(args: argparse.Namespace, console: Console) -> int:
     token = generate_user_token()
 
     def action(db: RegistryDB) -> int:
-        record = db.add_token(
-            args.user, args.name, user_token_hash(token), args.scope, args.crate, expires_at
+        from trustpub.registry import changes
+
+        record = changes.add_token(
+            db, args.user, args.name, user_token_hash(token), args.scope, args.crate, expires_at
         )
         console.note(f"created token {record.id} for {record.user_login}")
         # The only place the token is ever shown: stdout, so scripts can capture it.

@@ -4,7 +4,8 @@
 - ``auth``: token kinds, ``TokenAuthority`` and its local and remote implementations
 - ``actors``: who may do what (scopes, crate patterns, trustpub grants)
 - ``publish``: parsing and validating what ``cargo publish`` sends
-- ``db``, ``files``: metadata in SQLite, ``.crate`` files on disk
+- ``db``: metadata (SQLite); ``files``: ``.crate`` files on disk
+- ``changes``: who may change what, and the refusals users read
 - ``names``, ``versions``: crate name rules, index paths, SemVer
 """
 

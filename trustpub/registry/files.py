@@ -1,19 +1,49 @@
 """The .crate files, one per published version, under ``{root}/crates/``.
 
-A publish stages the upload in ``{root}/tmp/`` (same file system, so the final move is
-an atomic rename), fsyncs it, and only then renames it into place inside the
-metadata transaction. A crash can leave a staged file behind, never a half-written
-``.crate`` at a final path; staged leftovers are removed when the store opens.
+Write order. A publish stages the upload in ``{root}/tmp/`` (same file system, so the
+final move is an atomic rename) and fsyncs it, then, inside the metadata transaction
+and while holding the database's writer lock, renames it into place and commits. So
+the index never lists a version whose file is missing; a crash between the rename
+and the commit can leave a file without its version, and a crash before, a staged
+file. Both are swept when a process opens the store (``open``, ``sweep_orphans``),
+and each removal is logged:
+
+- a staged file is removed only if no process holds its lock (each is ``flock``-ed
+  by its writer until the publish ends; the kernel drops the lock of a killed
+  process), so a worker starting beside another one's publish leaves it alone;
+- a ``.crate`` file is an orphan if no version names it; the sweep runs under the
+  writer lock, when no publish can be between its rename and its commit.
+
+Files are created owner-only (0600; directories 0700). Every ``OSError`` is raised as
+``StorageUnavailable`` (``StorageFull`` when out of space), logged with its path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import logging
 import os
 import secrets
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from trustpub.registry.db import StorageFull, StorageUnavailable
 from trustpub.registry.names import canonical_name
+
+log = logging.getLogger("trustpub.registry")
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """An upload written to ``tmp/``; ``fd`` holds its lock until it is discarded."""
+
+    path: Path
+    fd: int = field(repr=False)
 
 
 class CrateFiles:
@@ -23,52 +53,144 @@ class CrateFiles:
         self._tmp = self.root / "tmp"
 
     def open(self) -> None:
-        self._crates.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        for leftover in self._tmp.glob("*.part"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        """Create the directories (first use), check they can be written, and remove
+        staged files no process is writing."""
+        with self._errors("cannot open the crate file store"):
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._crates.mkdir(mode=0o700, exist_ok=True)
+            self._tmp.mkdir(mode=0o700, exist_ok=True)
+            self._probe()
+            for leftover in self._tmp.glob("*.part"):
+                self._remove_if_abandoned(leftover)
+
+    def check_writable(self, min_free: int) -> None:
+        """Raise ``StorageUnavailable`` unless a file can be created in the store, and
+        ``StorageFull`` if less than ``min_free`` bytes are free there."""
+        with self._errors("the crate file store is not writable"):
+            self._probe()
+            st = os.statvfs(self._tmp)
+        free = st.f_bavail * st.f_frsize
+        if free < min_free:
+            raise self._failure(f"only {free} bytes free, a publish may need {min_free}", full=True)
 
     def path(self, name: str, version: str) -> Path:
         """Where a version's file lives. ``name`` is the crate's registered name."""
         directory = canonical_name(name)
         return self._crates / directory / f"{directory}-{version}.crate"
 
-    def stage(self, data: bytes) -> Path:
-        """Write ``data`` durably to a fresh temporary file and return its path."""
+    def stage(self, data: bytes) -> StagedFile:
+        """Write ``data`` durably to a fresh temporary file, locked until discarded."""
         path = self._tmp / f"{secrets.token_hex(16)}.part"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise
-        return path
+        with self._errors("cannot stage an upload"):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                os.close(fd)
+                raise
+        return StagedFile(path, fd)
 
-    def place(self, staged: Path, name: str, version: str) -> None:
+    def place(self, staged: StagedFile, name: str, version: str) -> None:
         """Move a staged file to its final path (atomic rename, then fsync the dir)."""
         final = self.path(name, version)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-        _fsync_dir(final.parent)
+        with self._errors("cannot place a .crate file"):
+            # Not parents=True: a store whose directories vanished is not recreated.
+            final.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(staged.path, final)
+            _fsync_dir(final.parent)
 
     def remove(self, name: str, version: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        """Remove a placed file whose version was not recorded. Best effort: called
+        while another error is raised, which must not be masked; a file left behind
+        is swept at the next start."""
+        try:
             self.path(name, version).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._failure(f"cannot remove an unrecorded .crate file: {exc}")
 
-    def discard(self, staged: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            staged.unlink()
+    def discard(self, staged: StagedFile) -> None:
+        """Remove the staged file if it is still there, and release its lock."""
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                staged.path.unlink()
+        finally:
+            os.close(staged.fd)
 
     def read(self, name: str, version: str) -> bytes | None:
+        with self._errors("cannot read a .crate file"):
+            try:
+                return self.path(name, version).read_bytes()
+            except FileNotFoundError:
+                return None
+
+    def sweep_orphans(self, published: Collection[tuple[str, str]]) -> list[Path]:
+        """Remove the ``.crate`` files no version names; ``published`` holds (crate
+        name, version) of every version. Run it holding the database's writer lock."""
+        expected = {self.path(name, num) for name, num in published}
+        removed: list[Path] = []
+        with self._errors("cannot sweep orphan .crate files"):
+            for path in self._crates.glob("*/*.crate"):
+                if path not in expected:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    removed.append(path)
+        if removed:
+            log.warning(
+                "removed .crate files that no version names (left by a crash during a publish)",
+                extra={"fields": {"files": sorted(str(p) for p in removed)}},
+            )
+        return removed
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _probe(self) -> None:
+        probe = self._tmp / f".probe-{secrets.token_hex(8)}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            return self.path(name, version).read_bytes()
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            probe.unlink()
+
+    def _remove_if_abandoned(self, path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return None
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another process is publishing it
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            log.info(
+                "removed a staged upload left by an interrupted publish",
+                extra={"fields": {"file": str(path)}},
+            )
+        finally:
+            os.close(fd)
+
+    def _failure(self, reason: str, *, full: bool = False) -> StorageUnavailable:
+        """Log an outage (with the path: for operators) and return the error to raise."""
+        detail = f"registry file store {self.root}: {reason}"
+        log.warning(detail)
+        return StorageFull(detail) if full else StorageUnavailable(detail)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise self._failure(f"{what}: {exc}", full=exc.errno in _FULL_ERRNOS) from exc
 
 
 def _fsync_dir(directory: Path) -> None:

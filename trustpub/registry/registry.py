@@ -27,9 +27,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from trustpub.errors import ConfigurationError
+from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import RemoteAuthority, TokenAuthority
-from trustpub.registry.db import CrateRow, RegistryDB, VersionRow
+from trustpub.registry.db import CrateRow, RegistryDB, StorageFull, StorageUnavailable, VersionRow
 from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
 from trustpub.registry.files import CrateFiles
 from trustpub.registry.names import index_path
@@ -112,8 +114,7 @@ class Registry:
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
         """Open the database and file store; ``authority`` validates trustpub tokens
         (None: the registry accepts only its own API tokens)."""
-        await anyio.to_thread.run_sync(self.files.open)
-        await anyio.to_thread.run_sync(self.db.open)
+        await anyio.to_thread.run_sync(self.open_storage)
         self._authority = authority
         self._open = True
         try:
@@ -121,11 +122,50 @@ class Registry:
         finally:
             self._open = False
             self._authority = None
+            self.close_storage()
+
+    def open_storage(self) -> None:
+        """Open the database and the file store (creating them on first use), and sweep
+        what a crash left. Blocking. Raises ``ConfigurationError`` naming the data
+        directory when it cannot be used (read-only, a newer schema, ...): a start-up
+        check can call this, then ``close_storage()``, before serving."""
+        try:
+            self.db.open()
+            self.files.open()
+            # A crash between a file's rename and its commit left it without a version.
+            self.db.holding_write_lock(self.files.sweep_orphans)
+        except StorageUnavailable as exc:
             self.db.close()
+            raise ConfigurationError(
+                f"the registry cannot use its data directory {self.directory.absolute()}: "
+                f"{exc.reason}"
+            ) from exc
+
+    def close_storage(self) -> None:
+        self.db.close()
 
     async def _db(self, call: Callable[[], T]) -> T:
-        """Run a blocking database call in a worker thread."""
-        return await anyio.to_thread.run_sync(call)
+        """Run a blocking storage call in a worker thread; its errors become refusals."""
+        with changes.worded():
+            return await anyio.to_thread.run_sync(call)
+
+    async def check_writable(self) -> None:
+        """Readiness: raise ``RegistryRefused`` (503, or 507 when the disk is full) unless
+        the database and the file store can take a publish now. Names no file."""
+        needed = self.limits.crate + self.limits.metadata
+
+        def check() -> None:
+            self.db.check_writable()
+            self.files.check_writable(needed)
+
+        if not self._open:
+            raise RegistryRefused("The registry is not running", 503)
+        try:
+            await anyio.to_thread.run_sync(check)
+        except StorageFull as exc:
+            raise RegistryRefused("the registry's storage is full", 507) from exc
+        except StorageUnavailable as exc:
+            raise RegistryRefused("the registry's storage is unavailable", 503) from exc
 
     # -- authentication ----------------------------------------------------------------
 
@@ -137,7 +177,7 @@ class Registry:
             raise forbidden("this action requires authentication (no `Authorization` header)")
         if REGISTRY_TOKENS.is_well_formed(token):
             digest = REGISTRY_TOKENS.hash(token)
-            user = await self._db(lambda: self.db.user_actor(digest))
+            user = await self._db(lambda: changes.user_actor(self.db, digest))
             if user is None:
                 raise forbidden("The provided API token is invalid, expired or revoked")
             return user
@@ -199,10 +239,11 @@ class Registry:
         body = await read_body(request, self.limits.body)
         parsed = await anyio.to_thread.run_sync(parse_publish, body, self.limits)
         vers = parsed.metadata.vers
-        staged = await anyio.to_thread.run_sync(self.files.stage, parsed.crate)
+        staged = await self._db(lambda: self.files.stage(parsed.crate))
         try:
             await self._db(
-                lambda: self.db.publish(
+                lambda: changes.publish(
+                    self.db,
                     actor,
                     parsed,
                     lambda crate: self.files.place(staged, crate, vers),
@@ -276,7 +317,7 @@ class Registry:
         value = crate["trustpub_only"]
         if not isinstance(value, bool):
             raise bad_request("`trustpub_only` must be true or false")
-        await self._db(lambda: self.db.set_trustpub_only(actor, name, value))
+        await self._db(lambda: changes.set_trustpub_only(self.db, actor, name, value))
         found = await self._db(lambda: self.db.crate_with_versions(name))
         assert found is not None
         return JSONResponse({"crate": crate_summary(*found)})
@@ -299,7 +340,7 @@ class Registry:
         ):
             raise bad_request('Expected a body like {"users": ["login"]}')
         add = request.method == "PUT"
-        msg = await self._db(lambda: self.db.change_owners(actor, name, logins, add))
+        msg = await self._db(lambda: changes.change_owners(self.db, actor, name, logins, add))
         return JSONResponse({"ok": True, "msg": msg})
 
     async def version_info(self, request: Request) -> Response:
@@ -314,7 +355,7 @@ class Registry:
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
-        data = await anyio.to_thread.run_sync(self.files.read, version.crate_name, version.num)
+        data = await self._db(lambda: self.files.read(version.crate_name, version.num))
         if data is None:
             log.error(
                 "a published .crate file is missing",
@@ -339,7 +380,7 @@ class Registry:
     async def _set_yanked(self, request: Request, yanked: bool) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
         actor = await self.actor(request)
-        await self._db(lambda: self.db.set_yanked(actor, name, num, yanked))
+        await self._db(lambda: changes.set_yanked(self.db, actor, name, num, yanked))
         return JSONResponse({"ok": True})
 
 

@@ -1,0 +1,73 @@
+"""The registry's metadata: users and their API tokens, crates, versions, owners.
+
+The sparse index is rendered from it, so the index is exactly what the database holds.
+
+- ``database``: ``RegistryDB``, the face callers use
+- ``rows``: the stored values (frozen dataclasses) and ``NewVersion``
+- ``errors``: what it raises (conflicts with stored data; outages)
+- ``schema``: ordered migrations and the version check
+- ``queries``: reads; ``writes``: changes, each in one transaction with its
+  authorization inside
+- ``sqlite``: the engine (connections, transactions, guards)
+
+Nothing here imports the layers above it (the HTTP handlers, who-may-do-what, the
+request parser); nor does it word messages for users: ``trustpub.registry.changes``
+does both.
+"""
+
+from trustpub.registry.db.database import RegistryDB
+from trustpub.registry.db.errors import (
+    AlreadyOwner,
+    CrateNotFound,
+    DataConflict,
+    LastOwners,
+    NameConflict,
+    NoOwners,
+    NotOwner,
+    RegistryDataError,
+    StorageFull,
+    StorageUnavailable,
+    UnknownDependency,
+    UnknownUser,
+    UserExists,
+    VersionExists,
+    VersionNotFound,
+)
+from trustpub.registry.db.rows import (
+    ApiToken,
+    CrateRow,
+    CrateState,
+    NewVersion,
+    OwnersChanged,
+    User,
+    VersionRow,
+)
+from trustpub.registry.db.schema import SCHEMA_VERSION, SchemaTooNew
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AlreadyOwner",
+    "ApiToken",
+    "CrateNotFound",
+    "CrateRow",
+    "CrateState",
+    "DataConflict",
+    "LastOwners",
+    "NameConflict",
+    "NewVersion",
+    "NoOwners",
+    "NotOwner",
+    "OwnersChanged",
+    "RegistryDB",
+    "RegistryDataError",
+    "SchemaTooNew",
+    "StorageFull",
+    "StorageUnavailable",
+    "UnknownDependency",
+    "UnknownUser",
+    "User",
+    "UserExists",
+    "VersionExists",
+    "VersionNotFound",
+    "VersionRow",
+]

@@ -1,0 +1,155 @@
+"""Reads: plain functions of a connection, each returning stored values (``rows``).
+
+The SQL is written to run on SQLite and PostgreSQL alike where the dialects agree
+(``?`` placeholders, which a PostgreSQL engine translates to its own; ``RETURNING``;
+``ON CONFLICT``); the exceptions are marked where they occur.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from trustpub.errors import TrustpubError
+from trustpub.registry.db import rows
+from trustpub.registry.db.errors import CrateNotFound
+from trustpub.registry.db.rows import ApiToken, CrateRow, CrateState, User, VersionRow
+from trustpub.registry.names import canonical_name
+from trustpub.registry.versions import parse_version
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """What the queries need of a connection (``sqlite3.Connection`` has it)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+
+def user_by_login(conn: Connection, login: str) -> User | None:
+    # SQLite: the login column compares with COLLATE NOCASE (ASCII case folding).
+    row = conn.execute(
+        "SELECT id, login, created_at FROM users WHERE login = ?", (login,)
+    ).fetchone()
+    return rows.user(row) if row is not None else None
+
+
+def users(conn: Connection) -> list[User]:
+    found = conn.execute("SELECT id, login, created_at FROM users ORDER BY login").fetchall()
+    return [rows.user(r) for r in found]
+
+
+def tokens(conn: Connection, login: str | None) -> list[ApiToken]:
+    query = "SELECT t.*, u.login FROM api_tokens t JOIN users u ON u.id = t.user_id"
+    params: tuple[Any, ...] = ()
+    if login is not None:
+        query += " WHERE u.login = ?"
+        params = (login,)
+    return [rows.api_token(r) for r in conn.execute(query + " ORDER BY t.id", params).fetchall()]
+
+
+def token_by_hash(conn: Connection, token_hash: bytes) -> ApiToken | None:
+    row = conn.execute(
+        "SELECT t.*, u.login FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?",
+        (token_hash,),
+    ).fetchone()
+    return rows.api_token(row) if row is not None else None
+
+
+def crate(conn: Connection, name: str) -> CrateRow | None:
+    """The crate ``name`` denotes, up to case and ``-``/``_``."""
+    row = conn.execute(
+        "SELECT * FROM crates WHERE canonical = ?", (canonical_name(name),)
+    ).fetchone()
+    return rows.crate(row) if row is not None else None
+
+
+def crate_by_id(conn: Connection, crate_id: int) -> CrateRow:
+    return rows.crate(conn.execute("SELECT * FROM crates WHERE id = ?", (crate_id,)).fetchone())
+
+
+def crate_by_index_name(conn: Connection, lower_name: str) -> CrateRow | None:
+    """The crate whose index file is ``lower_name``: its name up to case only."""
+    # SQLite: the name column compares with COLLATE NOCASE.
+    row = conn.execute("SELECT * FROM crates WHERE name = ?", (lower_name,)).fetchone()
+    return rows.crate(row) if row is not None else None
+
+
+def owner_users(conn: Connection, crate_id: int) -> list[User]:
+    found = conn.execute(
+        "SELECT u.id, u.login, u.created_at FROM owners o JOIN users u ON u.id = o.user_id"
+        " WHERE o.crate_id = ? ORDER BY u.login",
+        (crate_id,),
+    ).fetchall()
+    return [rows.user(r) for r in found]
+
+
+def crate_state(conn: Connection, name: str) -> CrateState:
+    """The crate and its owners, or ``CrateNotFound``."""
+    found = crate(conn, name)
+    if found is None:
+        raise CrateNotFound(name)
+    return CrateState(found, frozenset(u.id for u in owner_users(conn, found.id)))
+
+
+def search(conn: Connection, query: str, limit: int, offset: int) -> tuple[list[CrateRow], int]:
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    # SQLite: LIKE folds ASCII case (PostgreSQL needs ILIKE).
+    where = "WHERE name LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\'"
+    (total,) = conn.execute(f"SELECT COUNT(*) FROM crates {where}", (pattern, pattern)).fetchone()  # noqa: S608
+    found = conn.execute(
+        f"SELECT * FROM crates {where} ORDER BY name = ? DESC, name LIMIT ? OFFSET ?",  # noqa: S608
+        (pattern, pattern, query, limit, offset),
+    ).fetchall()
+    return [rows.crate(r) for r in found], int(total)
+
+
+_VERSION_SELECT = (
+    "SELECT v.*, c.name AS crate_name, u.login AS publisher FROM versions v"
+    " JOIN crates c ON c.id = v.crate_id LEFT JOIN users u ON u.id = v.published_by"
+)
+
+
+def versions(conn: Connection, crate_id: int) -> list[VersionRow]:
+    """A crate's versions in publication order."""
+    found = conn.execute(f"{_VERSION_SELECT} WHERE v.crate_id = ? ORDER BY v.id", (crate_id,))
+    return [rows.version(r) for r in found.fetchall()]
+
+
+def version(conn: Connection, crate_id: int, num: str) -> VersionRow | None:
+    """The version ``num`` (build metadata ignored, as cargo compares versions)."""
+    try:
+        key = parse_version(num).without_build
+    except TrustpubError:  # an unparsable version is simply not there
+        return None
+    row = conn.execute(
+        f"{_VERSION_SELECT} WHERE v.crate_id = ? AND v.num_no_build = ?", (crate_id, key)
+    ).fetchone()
+    return rows.version(row) if row is not None else None
+
+
+def version_by_id(conn: Connection, version_id: int) -> VersionRow:
+    return rows.version(conn.execute(f"{_VERSION_SELECT} WHERE v.id = ?", (version_id,)).fetchone())
+
+
+def existing_version(conn: Connection, crate_id: int, num_no_build: str) -> str | None:
+    row = conn.execute(
+        "SELECT num FROM versions WHERE crate_id = ? AND num_no_build = ?",
+        (crate_id, num_no_build),
+    ).fetchone()
+    return str(row["num"]) if row is not None else None
+
+
+def published_files(conn: Connection) -> set[tuple[str, str]]:
+    """Every version as (crate name, version number): the .crate files that must exist."""
+    found = conn.execute(
+        "SELECT c.name, v.num FROM versions v JOIN crates c ON c.id = v.crate_id"
+    ).fetchall()
+    return {(str(r["name"]), str(r["num"])) for r in found}

@@ -1,0 +1,183 @@
+"""What the registry stores, as frozen values, and how a database row becomes one.
+
+A row is read by column name (``sqlite3.Row`` does this; so does a PostgreSQL
+driver's dict row), so the converters serve any engine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Row(Protocol):
+    """A database row read by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    login: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A registry API token's stored form (never the token itself)."""
+
+    id: int
+    user_login: str
+    name: str
+    scopes: tuple[str, ...]
+    crates: tuple[str, ...]
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    last_used_at: int | None
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CrateRow:
+    id: int
+    name: str
+    description: str | None
+    homepage: str | None
+    documentation: str | None
+    repository: str | None
+    keywords: tuple[str, ...]
+    categories: tuple[str, ...]
+    trustpub_only: bool
+    created_at: int
+    updated_at: int
+    index_updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CrateState:
+    """A crate and its owners' user ids, read inside the transaction that changes it:
+    what an authorization check decides on."""
+
+    crate: CrateRow
+    owner_ids: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    id: int
+    crate_name: str
+    num: str
+    entry: dict[str, Any]
+    cksum: str
+    size: int
+    yanked: bool
+    license: str | None
+    rust_version: str | None
+    description: str | None
+    published_by: str | None
+    trustpub_data: dict[str, Any] | None
+    created_at: int
+    updated_at: int
+
+    def index_line(self) -> dict[str, Any]:
+        line = dict(self.entry)
+        line["yanked"] = self.yanked
+        return line
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A version to record, with everything the storage needs and nothing it must parse.
+
+    ``registry_deps`` are the crates of this registry it depends on (each must exist,
+    spelled as stored). A new crate is owned by ``owner_logins`` (each a user); a
+    version is published by the user ``published_by`` or through Trusted Publishing,
+    whose provenance is ``trustpub_data``.
+    """
+
+    crate: str
+    num: str
+    num_no_build: str
+    index_entry: Mapping[str, Any]
+    cksum: str
+    size: int
+    registry_deps: tuple[str, ...] = ()
+    owner_logins: tuple[str, ...] = ()
+    published_by: int | None = None
+    trustpub_data: Mapping[str, object] | None = None
+    license: str | None = None
+    rust_version: str | None = None
+    description: str | None = None
+    homepage: str | None = None
+    documentation: str | None = None
+    repository: str | None = None
+    keywords: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OwnersChanged:
+    """The outcome of an owner change: the crate as stored and the users changed."""
+
+    crate: str
+    logins: tuple[str, ...]
+    added: bool
+
+
+def user(row: Row) -> User:
+    return User(row["id"], row["login"], row["created_at"])
+
+
+def api_token(row: Row) -> ApiToken:
+    return ApiToken(
+        id=row["id"],
+        user_login=row["login"],
+        name=row["name"],
+        scopes=tuple(json.loads(row["scopes"])),
+        crates=tuple(json.loads(row["crates"])),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+        user_id=row["user_id"],
+    )
+
+
+def crate(row: Row) -> CrateRow:
+    return CrateRow(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        homepage=row["homepage"],
+        documentation=row["documentation"],
+        repository=row["repository"],
+        keywords=tuple(json.loads(row["keywords"])),
+        categories=tuple(json.loads(row["categories"])),
+        trustpub_only=bool(row["trustpub_only"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        index_updated_at=row["index_updated_at"],
+    )
+
+
+def version(row: Row) -> VersionRow:
+    return VersionRow(
+        id=row["id"],
+        crate_name=row["crate_name"],
+        num=row["num"],
+        entry=json.loads(row["entry"]),
+        cksum=row["cksum"],
+        size=row["size"],
+        yanked=bool(row["yanked"]),
+        license=row["license"],
+        rust_version=row["rust_version"],
+        description=row["description"],
+        published_by=row["publisher"],
+        trustpub_data=json.loads(row["trustpub_data"]) if row["trustpub_data"] else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
