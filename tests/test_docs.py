@@ -388,6 +388,7 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "data_dir": str(s.data_dir),
         "max_token_ttl": s.max_token_ttl,
         "jwt_leeway": s.jwt_leeway,
+        "max_jwt_lifetime": s.max_jwt_lifetime,
         "introspection_credentials": s.introspection_credentials,
         "log_level": s.log_level,
         "policy_reload_interval": s.policy_reload_interval,

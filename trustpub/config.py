@@ -55,6 +55,7 @@ class Settings:
     data_dir: Path = Path("data")
     max_token_ttl: int = 6 * 3600
     jwt_leeway: int = 60
+    max_jwt_lifetime: int = 32 * 24 * 3600  # trustpub.oidc.verify.DEFAULT_MAX_LIFETIME
     introspection_credentials: tuple[str, ...] = ()
     log_level: str = "info"
     policy_reload_interval: float = 2.0
@@ -78,6 +79,7 @@ _TOP_KEYS = {
     "data_dir",
     "max_token_ttl",
     "jwt_leeway",
+    "max_jwt_lifetime",
     "introspection_credentials",
     "log_level",
     "policy_reload_interval",
@@ -93,6 +95,7 @@ ENV_VARS = {
     "TRUSTPUB_STORE": "store",
     "TRUSTPUB_DATA_DIR": "data_dir",
     "TRUSTPUB_MAX_TOKEN_TTL": "max_token_ttl",
+    "TRUSTPUB_MAX_JWT_LIFETIME": "max_jwt_lifetime",
     "TRUSTPUB_LOG_LEVEL": "log_level",
     "TRUSTPUB_INTROSPECTION_CREDENTIALS": "introspection_credentials",
     "TRUSTPUB_ISSUERS": "issuers",
@@ -147,7 +150,7 @@ def _from_env(var: str, key: str, value: str) -> Any:
                 {"provider": provider.strip(), "url": url.removesuffix("+dev"), "development": dev}
             )
         return issuers
-    if key == "max_token_ttl" and value.strip().isdigit():
+    if key in ("max_token_ttl", "max_jwt_lifetime") and value.strip().isdigit():
         return int(value)
     if key == "registry":
         if value.lower() not in ("on", "off", "true", "false", "1", "0"):
@@ -213,6 +216,10 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["data_dir"] = Path(_expect(raw, "data_dir", str, source))
     if "max_token_ttl" in raw:
         changes["max_token_ttl"] = parse_duration(raw["max_token_ttl"], f"{source}: max_token_ttl")
+    if "max_jwt_lifetime" in raw:
+        changes["max_jwt_lifetime"] = parse_duration(
+            raw["max_jwt_lifetime"], f"{source}: max_jwt_lifetime"
+        )
     if "jwt_leeway" in raw:
         leeway = _expect(raw, "jwt_leeway", int, source)
         if not 0 <= leeway <= 300:

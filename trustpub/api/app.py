@@ -120,7 +120,13 @@ async def _build_services(
         on_reload=lambda result: metrics.policy_reloads.inc(result),
     )
     token_service = TokenService(store)
-    verifier = Verifier(settings.issuers, settings.audience, keys, leeway=settings.jwt_leeway)
+    verifier = Verifier(
+        settings.issuers,
+        settings.audience,
+        keys,
+        leeway=settings.jwt_leeway,
+        max_lifetime=settings.max_jwt_lifetime,
+    )
     exchanger = Exchanger(
         verifier,
         policies,

@@ -30,6 +30,7 @@ from trustpub.policies import (
     load_policies,
 )
 from trustpub.providers import PROVIDERS, FieldCheck, UnverifiedClaims, build_grant, evaluate
+from trustpub.text import fold
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -344,7 +345,7 @@ def _print_table(out: TextIO, checks: Sequence[FieldCheck]) -> None:
 
 def _owner_of(repository: str) -> str:
     """GitHub owner or GitLab namespace: everything before the last `/`."""
-    return repository.rpartition("/")[0].lower()
+    return fold(repository.rpartition("/")[0])
 
 
 def _print_neighbours(out: TextIO, policies: PolicySet, issuer: Issuer, repository: str) -> None:
@@ -357,7 +358,7 @@ def _print_neighbours(out: TextIO, policies: PolicySet, issuer: Issuer, reposito
         print(f"Policies for other repositories of `{owner}` with this issuer:", file=out)
         for policy in same_owner:
             print(f"  {policy.id}: {policy.repository}", file=out)
-    others = [p for p in policies if p.issuer != issuer.url and p.key[1] == repository.lower()]
+    others = [p for p in policies if p.issuer != issuer.url and p.key[1] == fold(repository)]
     for policy in others:
         print(
             f"Policy {policy.id} names this repository but is bound to issuer "

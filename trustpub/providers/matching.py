@@ -23,6 +23,7 @@ from trustpub.policies.policyset import PolicySet
 from trustpub.providers import github, gitlab
 from trustpub.providers.base import FieldCheck, ProviderRules, TokenFacts
 from trustpub.store.base import NamespacePins
+from trustpub.text import fold
 
 PROVIDERS: dict[ProviderKind, ProviderRules] = {"github": github.RULES, "gitlab": gitlab.RULES}
 
@@ -121,7 +122,7 @@ def unique_logins(logins: list[str]) -> tuple[str, ...]:
     ``alice`` from two policies are one owner (the first spelling in sort order wins)."""
     seen: dict[str, str] = {}
     for login in sorted(logins):
-        seen.setdefault(login.lower(), login)
+        seen.setdefault(fold(login), login)
     return tuple(seen.values())
 
 

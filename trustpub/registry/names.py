@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from trustpub.registry.errors import bad_request
+from trustpub.text import fold
 
 MAX_NAME_LENGTH = 64
 
@@ -35,7 +36,7 @@ RESERVED_NAMES = frozenset(
 
 def canonical_name(name: str) -> str:
     """Two names are the same crate when they differ only in case or ``-``/``_``."""
-    return name.lower().replace("-", "_")
+    return fold(name).replace("-", "_")
 
 
 def check_crate_name(name: str) -> None:
@@ -59,7 +60,7 @@ def check_crate_name(name: str) -> None:
 
 def index_path(name: str) -> str:
     """The crate's file in the sparse index, relative to the index root (lower-cased)."""
-    lower = name.lower()
+    lower = fold(name)
     if len(lower) == 1:
         return f"1/{lower}"
     if len(lower) == 2:
