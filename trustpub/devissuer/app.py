@@ -80,10 +80,15 @@ def create_app(issuer: DevIssuer) -> Starlette:
         if body.strip():
             try:
                 overrides = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return _error(400, "body must be a JSON object of claim overrides")
         if not isinstance(overrides, dict):
             return _error(400, "body must be a JSON object of claim overrides")
+        if "audience" in overrides:
+            # Not a claim: someone trying to set the audience, which is `aud`.
+            return _error(
+                400, "'audience' is not a claim: set the audience with 'aud' or ?audience="
+            )
         in_body = overrides.pop("aud", None)
         audience = request.query_params.get("audience") or (
             issuer.audience if in_body is None else in_body
@@ -92,7 +97,11 @@ def create_app(issuer: DevIssuer) -> Starlette:
             return _error(
                 400, "audience is required (?audience=, an 'aud' string, or dev-issuer --audience)"
             )
-        jwt = issuer.mint(audience, **overrides)
+        try:
+            jwt = issuer.mint(audience, **overrides)
+        except (TypeError, ValueError) as exc:
+            # The signing library refuses some claim types (a non-string `iss`, say).
+            return _error(400, f"cannot sign these claims: {exc}")
         if answer == "raw":
             return PlainTextResponse(jwt + "\n", headers=_NO_STORE)
         return JSONResponse({"value": jwt}, headers=_NO_STORE)

@@ -155,7 +155,9 @@ class DevIssuer:
 
     # -- minting ------------------------------------------------------------------------
 
-    def claims(self, audience: str, **overrides: Any) -> dict[str, Any]:
+    # `audience` is positional-only in `claims` and `mint`: every keyword is a claim, so a
+    # claim named `audience` or `self` is an override like any other, never a collision.
+    def claims(self, audience: str, /, **overrides: Any) -> dict[str, Any]:
         """The claim set ``mint`` would sign (fresh ``jti`` and times on each call)."""
         merged = dict(self.claims_overrides)
         merged.update(overrides)
@@ -173,7 +175,7 @@ class DevIssuer:
         headers = {"kid": self.kid, "typ": "JWT"}
         return jwt.encode(dict(claims), self.key, algorithm="RS256", headers=headers)
 
-    def mint(self, audience: str, **overrides: Any) -> str:
+    def mint(self, audience: str, /, **overrides: Any) -> str:
         """A signed JWT for ``audience`` with the default claims plus ``overrides``."""
         return self.sign(self.claims(audience, **overrides))
 

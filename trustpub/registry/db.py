@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 
 from trustpub.grants import Operation
 from trustpub.registry.actors import (
-    TRUSTPUB_ONLY_REFUSED,
     Actor,
+    ExistingCrate,
     TrustpubActor,
     UserActor,
+    check_publish,
     require,
 )
 from trustpub.registry.errors import RegistryRefused, bad_request, conflict, forbidden, not_found
@@ -431,12 +432,7 @@ class RegistryDB:
                                 f"`{crate.name}` (names that differ only in case or "
                                 "`-`/`_` are the same crate)"
                             )
-                        owners = {u.id for u in _owner_users(conn, crate_id)}
-                        require(actor, Operation.PUBLISH_UPDATE, crate.name, owners)
-                        if crate.trustpub_only and isinstance(actor, UserActor):
-                            # The owners chose Trusted Publishing as the only way in: a
-                            # leaked or long-lived API token must not bypass it.
-                            raise forbidden(TRUSTPUB_ONLY_REFUSED.format(name=crate.name))
+                        check_publish(actor, meta.name, _existing(conn, crate))
                         existing = conn.execute(
                             "SELECT num FROM versions WHERE crate_id = ? AND num_no_build = ?",
                             (crate_id, meta.version.without_build),
@@ -475,6 +471,18 @@ class RegistryDB:
             return result
 
         return self.call(tx)
+
+    def check_publish(self, actor: Actor, name: str) -> None:
+        """The publish checks against the crate as stored now, before anything of the
+        upload is unpacked (``publish`` checks again inside its transaction)."""
+
+        def read(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT * FROM crates WHERE canonical = ?", (canonical_name(name),)
+            ).fetchone()
+            check_publish(actor, name, None if row is None else _existing(conn, _crate(row)))
+
+        self.call(read)
 
     def _create_crate(
         self, conn: sqlite3.Connection, actor: Actor, request: PublishRequest, now: int
@@ -703,6 +711,16 @@ def _owner_users(conn: sqlite3.Connection, crate_id: int) -> list[User]:
         (crate_id,),
     ).fetchall()
     return [User(r["id"], r["login"], r["created_at"]) for r in rows]
+
+
+def _existing(conn: sqlite3.Connection, crate: CrateRow) -> ExistingCrate:
+    users = _owner_users(conn, crate.id)
+    return ExistingCrate(
+        crate.name,
+        frozenset(u.id for u in users),
+        tuple(u.login for u in users),
+        crate.trustpub_only,
+    )
 
 
 def _crate_and_owners(conn: sqlite3.Connection, name: str) -> tuple[CrateRow, set[int]]:

@@ -23,8 +23,8 @@ class CrateFiles:
         self._tmp = self.root / "tmp"
 
     def open(self) -> None:
-        self._crates.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._crates.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in self._tmp.glob("*.part"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
@@ -37,7 +37,7 @@ class CrateFiles:
     def stage(self, data: bytes) -> Path:
         """Write ``data`` durably to a fresh temporary file and return its path."""
         path = self._tmp / f"{secrets.token_hex(16)}.part"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -52,7 +52,7 @@ class CrateFiles:
     def place(self, staged: Path, name: str, version: str) -> None:
         """Move a staged file to its final path (atomic rename, then fsync the dir)."""
         final = self.path(name, version)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(staged, final)
         _fsync_dir(final.parent)
 

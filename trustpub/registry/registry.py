@@ -209,7 +209,11 @@ class Registry:
     async def publish(self, request: Request) -> Response:
         actor = await self.actor(request)
         body = await read_body(request, self.limits.body)
-        parsed = await anyio.to_thread.run_sync(parse_publish, body, self.limits)
+        # The right to publish the name is checked from the metadata, before the .crate
+        # is unpacked or anything is written.
+        parsed = await anyio.to_thread.run_sync(
+            parse_publish, body, self.limits, lambda meta: self.db.check_publish(actor, meta.name)
+        )
         vers = parsed.metadata.vers
         staged = await anyio.to_thread.run_sync(self.files.stage, parsed.crate)
         try:
