@@ -399,6 +399,14 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "key_sets.refresh_cooldown": s.key_sets.refresh_cooldown,
         "key_sets.max_stale": s.key_sets.max_stale,
         "registry.enabled": s.registry_enabled,
+        **{
+            f"rate_limits.{name}": limit.describe() if limit is not None else "off"
+            for name, limit in (
+                ("exchange_per_client", s.rate_limits.exchange_per_client),
+                ("exchange_per_repository", s.rate_limits.exchange_per_repository),
+                ("failed_auth_per_client", s.rate_limits.failed_auth_per_client),
+            )
+        },
     }
 
 

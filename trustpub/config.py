@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from trustpub import durations
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
+from trustpub.ratelimit import RateLimits, parse_limit
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -61,6 +62,7 @@ class Settings:
     policy_reload_interval: float = 2.0
     key_sets: KeySetSettings = field(default_factory=KeySetSettings)
     registry_enabled: bool = True
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
     def issuer(self, url: str) -> Issuer | None:
         for issuer in self.issuers:
@@ -85,6 +87,7 @@ _TOP_KEYS = {
     "policy_reload_interval",
     "key_sets",
     "registry",
+    "rate_limits",
 }
 
 ENV_VARS = {
@@ -258,7 +261,29 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
             if not isinstance(registry["enabled"], bool):
                 raise ConfigurationError(f"{source}: registry.enabled: expected true or false")
             changes["registry_enabled"] = registry["enabled"]
+    if "rate_limits" in raw:
+        changes["rate_limits"] = _parse_rate_limits(
+            _expect(raw, "rate_limits", dict, source), source
+        )
     return replace(s, **changes)
+
+
+def _parse_rate_limits(value: Mapping[str, Any], source: str) -> RateLimits:
+    names = {
+        "exchange_per_client": "exchange-client",
+        "exchange_per_repository": "exchange-repository",
+        "failed_auth_per_client": "failed-auth-client",
+    }
+    extra = sorted(set(value) - set(names))
+    if extra:
+        raise ConfigurationError(f"{source}: rate_limits: unknown key(s): {', '.join(extra)}")
+    changes: dict[str, Any] = {}
+    for key, item in value.items():
+        try:
+            changes[key] = parse_limit(names[key], item)
+        except ValueError as exc:
+            raise ConfigurationError(f"{source}: rate_limits.{key}: {exc}") from None
+    return replace(RateLimits(), **changes)
 
 
 _HASHED_CREDENTIAL = re.compile(r"sha256:[0-9a-f]{64}")

@@ -15,6 +15,7 @@ from trustpub.oidc.claims import VerifiedClaims
 from trustpub.oidc.verify import Verifier
 from trustpub.policies import PolicySet
 from trustpub.providers import match
+from trustpub.ratelimit import RateLimiter
 from trustpub.store.base import NamespacePins
 from trustpub.tokens.service import IssuedToken, TokenService
 
@@ -30,6 +31,7 @@ class Exchanger:
         *,
         max_ttl: int,
         leeway: int,
+        limiter: RateLimiter | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._verifier = verifier
@@ -39,6 +41,7 @@ class Exchanger:
         self._metrics = metrics
         self._max_ttl = max_ttl
         self._leeway = leeway
+        self._limiter = limiter
         self._timer = timer
 
     async def exchange(self, jwt: str) -> IssuedToken:
@@ -46,6 +49,12 @@ class Exchanger:
         claims: VerifiedClaims | None = None
         try:
             claims = await self._verifier.verify(jwt)
+            if self._limiter is not None:
+                # Counted once verified: only the repository's own tokens spend its budget.
+                repository = claims.optional_str("repository") or claims.optional_str(
+                    "project_path"
+                )
+                await self._limiter.exchange_for(claims.issuer.url, repository or "")
             grant = await match(self._policies(), claims, self._pins, max_ttl=self._max_ttl)
             issued = await self._tokens.mint(grant, claims, leeway=self._leeway)
         except TrustpubError as exc:

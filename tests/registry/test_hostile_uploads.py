@@ -257,3 +257,22 @@ def test_crate_files_and_directories_are_owner_only(env: RegistryEnv) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     for directory in (path.parent, env.directory / "crates", env.directory / "tmp"):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+
+
+# -- failed authentication ---------------------------------------------------------------
+
+
+def test_failed_token_checks_block_the_address(env: RegistryEnv) -> None:
+    from trustpub.ratelimit import Limit, MemoryBackend, RateLimiter, RateLimits
+
+    env.registry.rate_limiter = RateLimiter(
+        RateLimits(None, None, Limit("failed-auth-client", 2, 3600)), MemoryBackend()
+    )
+    env.user("alice")
+    good = env.token("alice")
+    assert env.publish(good, "demo", "1.0.0").status_code == 200
+    assert env.publish("tpreg_" + "x" * 40, "demo", "1.0.1").status_code == 403
+    assert env.publish("trustpub_nope", "demo", "1.0.1").status_code == 403
+    response = env.publish(good, "demo", "1.0.1")
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) > 0

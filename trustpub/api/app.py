@@ -26,6 +26,7 @@ from trustpub.oidc.keys import KeySets
 from trustpub.oidc.verify import Verifier
 from trustpub.policies import load_policies
 from trustpub.policies.live import LivePolicies
+from trustpub.ratelimit import limiter_for
 from trustpub.registry import LocalAuthority
 from trustpub.registry import Registry as CargoRegistry
 from trustpub.store import open_store
@@ -68,6 +69,7 @@ def create_app(
             if cargo_registry is not None:
                 # In-process: trustpub tokens are checked against our own store.
                 authority = LocalAuthority(services.tokens)
+                cargo_registry.rate_limiter = services.limiter
                 await stack.enter_async_context(cargo_registry.open(authority))
             # Also on app.state, for operators' tooling and tests; handlers use the
             # lifespan state through trustpub.api.state.services().
@@ -127,6 +129,7 @@ async def _build_services(
         leeway=settings.jwt_leeway,
         max_lifetime=settings.max_jwt_lifetime,
     )
+    limiter = limiter_for(store, settings.rate_limits)
     exchanger = Exchanger(
         verifier,
         policies,
@@ -135,6 +138,7 @@ async def _build_services(
         metrics,
         max_ttl=settings.max_token_ttl,
         leeway=settings.jwt_leeway,
+        limiter=limiter,
     )
     metrics.add_gauge(
         Gauge(
@@ -152,7 +156,7 @@ async def _build_services(
             kind="counter",
         )
     )
-    return Services(settings, store, keys, policies, token_service, exchanger, metrics)
+    return Services(settings, store, keys, policies, token_service, exchanger, metrics, limiter)
 
 
 def _on_sighup(reload: object) -> None:

@@ -31,7 +31,7 @@ async def _trustpub_error(request: Request, exc: Exception) -> Response:
         services = getattr(request.state, "services", None)
         if services is not None:
             services.metrics.store_errors.inc()
-    return error_response(exc.status_code, exc.detail, NO_STORE)
+    return error_response(exc.status_code, exc.detail, {**NO_STORE, **exc.headers})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ from trustpub.api.errors import NO_STORE
 from trustpub.api.responses import CompactJSONResponse
 from trustpub.api.state import services
 from trustpub.api.tokens import rfc3339
+from trustpub.ratelimit import client_address
 
 HASHED_PREFIX = "sha256:"
 
@@ -54,7 +55,15 @@ def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
 async def introspect(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/introspect`` ``{"token": "..."}``."""
     svc = services(request)
-    _authenticate(request, svc.settings.introspection_credentials)
+    client = client_address(request.scope.get("client"))
+    # An address that failed too often is refused before its credential is checked.
+    await svc.limiter.check_auth_allowed(client)
+    try:
+        _authenticate(request, svc.settings.introspection_credentials)
+    except HTTPException as exc:
+        if exc.status_code == 401:
+            await svc.limiter.auth_failed(client)
+        raise
     token = string_field(await read_json_object(request), "token")
     record = await svc.tokens.introspect(token)
     if record is None:

@@ -12,6 +12,7 @@ from trustpub.exchange import Exchanger
 from trustpub.metrics import Registry
 from trustpub.oidc.keys import KeySets
 from trustpub.policies.live import LivePolicies
+from trustpub.ratelimit import RateLimiter
 from trustpub.store.base import Store
 from trustpub.tokens.service import TokenService
 
@@ -25,6 +26,7 @@ class Services:
     tokens: TokenService
     exchanger: Exchanger
     metrics: Registry
+    limiter: RateLimiter
 
 
 def services(request: Request) -> Services:

@@ -13,6 +13,7 @@ from trustpub.api.errors import NO_STORE
 from trustpub.api.responses import CompactJSONResponse
 from trustpub.api.state import services
 from trustpub.logs import audit
+from trustpub.ratelimit import client_address
 from trustpub.tokens import format as token_format
 
 
@@ -22,6 +23,8 @@ def rfc3339(timestamp: int) -> str:
 
 async def exchange(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/tokens`` ``{"jwt": "..."}``."""
+    # Counted before the body is read: a flood costs us as little as possible.
+    await services(request).limiter.exchange_from(client_address(request.scope.get("client")))
     body = await read_json_object(request)
     jwt = string_field(body, "jwt")
     issued = await services(request).exchanger.exchange(jwt)

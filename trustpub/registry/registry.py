@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from trustpub.api.bodies import read_body, read_json_object
 from trustpub.api.errors import NO_STORE, error_response
 from trustpub.errors import TrustpubError
+from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_address
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import (
     RemoteAuthority,
@@ -62,7 +63,7 @@ def _handled(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except TrustpubError as exc:
-            return error_response(exc.status_code, exc.detail, NO_STORE)
+            return error_response(exc.status_code, exc.detail, {**NO_STORE, **exc.headers})
         except HTTPException as exc:
             return error_response(exc.status_code, exc.detail, NO_STORE)
 
@@ -91,6 +92,8 @@ class Registry:
         self.files = CrateFiles(self.directory)
         self._authority: TokenAuthority | None = None
         self._open = False
+        # Per process; the trustpub service replaces it with its own (shared on Redis).
+        self.rate_limiter = RateLimiter(RateLimits(), MemoryBackend())
         self.routes: list[BaseRoute] = [
             Route("/index/config.json", self._h(self.config_json), methods=["GET"]),
             Route("/index/{path:path}", self._h(self.index_file), methods=["GET"]),
@@ -146,10 +149,20 @@ class Registry:
 
     async def actor(self, request: Request) -> Actor:
         """Who sends the request. Cargo sends the token as the bare header value;
-        ``Bearer <token>`` is accepted too."""
+        ``Bearer <token>`` is accepted too. Failed token checks are rate-limited per
+        client address; past the limit the address is refused before any check."""
         header = request.headers.get("authorization", "").strip()
         if not header:
             raise forbidden("this action requires authentication (no `Authorization` header)")
+        client = client_address(request.scope.get("client"))
+        await self.rate_limiter.check_auth_allowed(client)
+        try:
+            return await self._authenticate(header)
+        except RegistryRefused:
+            await self.rate_limiter.auth_failed(client)
+            raise
+
+    async def _authenticate(self, header: str) -> Actor:
         scheme, _, rest = header.partition(" ")
         token = rest.strip() if scheme.lower() == "bearer" else header
         if is_user_token(token):
