@@ -217,3 +217,11 @@ def test_crates_listed_twice_up_to_ascii_case_are_refused() -> None:
     text = GITHUB_POLICY.format(env="x").replace('["octo-lib"]', '["octo-lib", "OCTO_LIB"]')
     _, problems = parse_policy_file("a.toml", text)
     assert [p.field for p in problems] == ["crates"]
+
+
+def test_a_deeply_nested_policy_file_is_a_problem_not_a_crash() -> None:
+    text = GITHUB_POLICY.format(env="x") + "deep = " + "[" * 50_000 + "]" * 50_000 + "\n"
+    policies, problems = parse_policy_file("a.toml", text)
+    assert policies == []
+    assert problems
+    assert "TOML" in problems[0].message

@@ -106,6 +106,9 @@ def parse_policy_file(
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return [], [PolicyProblem(file, None, None, f"invalid TOML: {exc}")]
+    except RecursionError:
+        # tomllib recurses on nesting; no policy nests more than three levels.
+        return [], [PolicyProblem(file, None, None, "invalid TOML: nested too deeply")]
     problems: list[PolicyProblem] = []
     for key in sorted(set(document) - {"policy"}):
         problems.append(
