@@ -158,3 +158,16 @@ def test_parse_limit_off(off: object) -> None:
 def test_parse_limit_refuses_nonsense(bad: object) -> None:
     with pytest.raises(ValueError, match=r"expected|positive|zero"):
         parse_limit("x", bad)
+
+
+async def test_a_redis_failure_denies_as_a_store_outage() -> None:
+    from trustpub.errors import StoreUnavailable
+
+    # Nothing listens on port 1: the check cannot be made, so the request is refused.
+    client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        backend = RedisBackend(client, "trustpub-test:down:")
+        with pytest.raises(StoreUnavailable):
+            await backend.excess("a", Limit("t", 1, 60), consume=True)
+    finally:
+        await client.aclose()

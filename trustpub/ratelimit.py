@@ -24,6 +24,7 @@ Refusals are ``RateLimited`` (429 with ``Retry-After``). A Redis failure is a
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from redis.exceptions import RedisError
 from trustpub.durations import parse_duration
 from trustpub.errors import StoreUnavailable, TrustpubError
 from trustpub.text import fold
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +182,10 @@ class RedisBackend:
         try:
             reply = await self._script(keys=[redis_key], args=args)
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(
-                f"Token store unavailable: rate limit check failed ({type(exc).__name__})"
-            ) from exc
+            # Logged here, where it happened, as the store logs its own failures.
+            detail = f"Token store unavailable: rate limit check failed ({type(exc).__name__})"
+            logger.warning(detail)
+            raise StoreUnavailable(detail) from exc
         text = reply.decode() if isinstance(reply, bytes) else str(reply)
         return max(0.0, float(text))
 
