@@ -110,6 +110,8 @@ def started(
 
 
 def write_trustpub_config(home: Path, port: int, issuer: DevIssuer, prefix: str) -> Path:
+    # BENCH_RATE_LIMIT=off measures the service without its rate limits.
+    rate_limit = os.environ.get("BENCH_RATE_LIMIT", "1000000000/1s")
     policies = home / "policies"
     policies.mkdir()
     (policies / "bench.toml").write_text(
@@ -139,6 +141,13 @@ introspection_credentials = ["{CREDENTIAL}"]
 url = "{issuer.url}"
 provider = "github"
 development = true
+
+# One client and one repository send every request: limits too high to bite, so their
+# cost is measured, not their refusals.
+[rate_limits]
+exchange_per_client = "{rate_limit}"
+exchange_per_repository = "{rate_limit}"
+failed_auth_per_client = "{rate_limit}"
 """
     )
     return config

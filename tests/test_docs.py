@@ -388,6 +388,7 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "data_dir": str(s.data_dir),
         "max_token_ttl": s.max_token_ttl,
         "jwt_leeway": s.jwt_leeway,
+        "max_jwt_lifetime": s.max_jwt_lifetime,
         "introspection_credentials": s.introspection_credentials,
         "log_level": s.log_level,
         "policy_reload_interval": s.policy_reload_interval,
@@ -398,6 +399,14 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "key_sets.refresh_cooldown": s.key_sets.refresh_cooldown,
         "key_sets.max_stale": s.key_sets.max_stale,
         "registry.enabled": s.registry_enabled,
+        **{
+            f"rate_limits.{name}": limit.describe() if limit is not None else "off"
+            for name, limit in (
+                ("exchange_per_client", s.rate_limits.exchange_per_client),
+                ("exchange_per_repository", s.rate_limits.exchange_per_repository),
+                ("failed_auth_per_client", s.rate_limits.failed_auth_per_client),
+            )
+        },
     }
 
 

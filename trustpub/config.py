@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from trustpub import durations
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
+from trustpub.ratelimit import RateLimits, parse_limit
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -55,11 +56,13 @@ class Settings:
     data_dir: Path = Path("data")
     max_token_ttl: int = 6 * 3600
     jwt_leeway: int = 60
+    max_jwt_lifetime: int = 32 * 24 * 3600  # trustpub.oidc.verify.DEFAULT_MAX_LIFETIME
     introspection_credentials: tuple[str, ...] = ()
     log_level: str = "info"
     policy_reload_interval: float = 2.0
     key_sets: KeySetSettings = field(default_factory=KeySetSettings)
     registry_enabled: bool = True
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
     def issuer(self, url: str) -> Issuer | None:
         for issuer in self.issuers:
@@ -78,11 +81,13 @@ _TOP_KEYS = {
     "data_dir",
     "max_token_ttl",
     "jwt_leeway",
+    "max_jwt_lifetime",
     "introspection_credentials",
     "log_level",
     "policy_reload_interval",
     "key_sets",
     "registry",
+    "rate_limits",
 }
 
 ENV_VARS = {
@@ -93,6 +98,7 @@ ENV_VARS = {
     "TRUSTPUB_STORE": "store",
     "TRUSTPUB_DATA_DIR": "data_dir",
     "TRUSTPUB_MAX_TOKEN_TTL": "max_token_ttl",
+    "TRUSTPUB_MAX_JWT_LIFETIME": "max_jwt_lifetime",
     "TRUSTPUB_LOG_LEVEL": "log_level",
     "TRUSTPUB_INTROSPECTION_CREDENTIALS": "introspection_credentials",
     "TRUSTPUB_ISSUERS": "issuers",
@@ -137,7 +143,7 @@ def _from_env(var: str, key: str, value: str) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()]
     if key == "issuers":
         return parse_issuer_specs([v for v in value.split(",") if v.strip()], var)
-    if key == "max_token_ttl" and value.strip().isdigit():
+    if key in ("max_token_ttl", "max_jwt_lifetime") and value.strip().isdigit():
         return int(value)
     if key == "registry":
         if value.lower() not in ("on", "off", "true", "false", "1", "0"):
@@ -247,6 +253,10 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["data_dir"] = Path(_expect(raw, "data_dir", str, source))
     if "max_token_ttl" in raw:
         changes["max_token_ttl"] = parse_duration(raw["max_token_ttl"], f"{source}: max_token_ttl")
+    if "max_jwt_lifetime" in raw:
+        changes["max_jwt_lifetime"] = parse_duration(
+            raw["max_jwt_lifetime"], f"{source}: max_jwt_lifetime"
+        )
     if "jwt_leeway" in raw:
         leeway = _expect(raw, "jwt_leeway", int, source)
         if not 0 <= leeway <= 300:
@@ -285,7 +295,29 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
             if not isinstance(registry["enabled"], bool):
                 raise ConfigurationError(f"{source}: registry.enabled: expected true or false")
             changes["registry_enabled"] = registry["enabled"]
+    if "rate_limits" in raw:
+        changes["rate_limits"] = _parse_rate_limits(
+            _expect(raw, "rate_limits", dict, source), source
+        )
     return replace(s, **changes)
+
+
+def _parse_rate_limits(value: Mapping[str, Any], source: str) -> RateLimits:
+    names = {
+        "exchange_per_client": "exchange-client",
+        "exchange_per_repository": "exchange-repository",
+        "failed_auth_per_client": "failed-auth-client",
+    }
+    extra = sorted(set(value) - set(names))
+    if extra:
+        raise ConfigurationError(f"{source}: rate_limits: unknown key(s): {', '.join(extra)}")
+    changes: dict[str, Any] = {}
+    for key, item in value.items():
+        try:
+            changes[key] = parse_limit(names[key], item)
+        except ValueError as exc:
+            raise ConfigurationError(f"{source}: rate_limits.{key}: {exc}") from None
+    return replace(RateLimits(), **changes)
 
 
 _HASHED_CREDENTIAL = re.compile(r"sha256:[0-9a-f]{64}")

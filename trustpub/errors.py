@@ -44,6 +44,11 @@ class TrustpubError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the refusal needs (``Retry-After`` for a rate limit)."""
+        return {}
+
 
 class ExchangeRefused(TrustpubError):
     """The OIDC token cannot be exchanged; the client must change something."""

@@ -14,6 +14,7 @@ from trustpub.metrics import MetricsRegistry
 from trustpub.oidc import VerifiedClaims, Verifier
 from trustpub.policies import PolicySet
 from trustpub.providers import match
+from trustpub.ratelimit import RateLimiter
 from trustpub.store import NamespacePins
 from trustpub.tokens import IssuedToken, TokenService
 
@@ -29,6 +30,7 @@ class Exchanger:
         *,
         max_ttl: int,
         leeway: int,
+        limiter: RateLimiter | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._verifier = verifier
@@ -38,6 +40,7 @@ class Exchanger:
         self._metrics = metrics
         self._max_ttl = max_ttl
         self._leeway = leeway
+        self._limiter = limiter
         self._timer = timer
 
     async def exchange(self, jwt: str) -> IssuedToken:
@@ -45,6 +48,12 @@ class Exchanger:
         claims: VerifiedClaims | None = None
         try:
             claims = await self._verifier.verify(jwt)
+            if self._limiter is not None:
+                # Counted once verified: only the repository's own tokens spend its budget.
+                repository = claims.optional_str("repository") or claims.optional_str(
+                    "project_path"
+                )
+                await self._limiter.exchange_for(claims.issuer.url, repository or "")
             grant = await match(self._policies(), claims, self._pins, max_ttl=self._max_ttl)
             issued = await self._tokens.mint(grant, claims, leeway=self._leeway)
         except TrustpubError as exc:

@@ -9,15 +9,14 @@ lowered non-ASCII letters would merge two users (``É``, ``é``) the database ke
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Iterable
+
+from trustpub.text import fold
 
 __all__ = ["LOGIN_RULE", "fold_login", "is_login", "unique_logins"]
 
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 LOGIN_RULE = "ASCII letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 64"
-
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def is_login(value: str) -> bool:
@@ -26,7 +25,7 @@ def is_login(value: str) -> bool:
 
 def fold_login(login: str) -> str:
     """The form two logins are compared in: ASCII letters lowered, nothing else."""
-    return login.translate(_ASCII_LOWER)
+    return fold(login)
 
 
 def unique_logins(logins: Iterable[str]) -> tuple[str, ...]:

@@ -106,11 +106,24 @@ async def test_mint_overrides_may_be_named_like_its_parameters(
     client: httpx.AsyncClient, issuer: DevIssuer
 ) -> None:
     response = await client.post(
-        "/mint?audience=q.example", headers=auth(issuer), json={"audience": "x", "self": 1}
+        "/mint?audience=q.example", headers=auth(issuer), json={"self": 1, "issuer": "x"}
     )
     assert response.status_code == 200
     claims = unverified(response.json()["value"])
-    assert (claims["aud"], claims["audience"], claims["self"]) == ("q.example", "x", 1)
+    assert (claims["aud"], claims["self"], claims["issuer"]) == ("q.example", 1, "x")
+
+
+@pytest.mark.anyio
+async def test_mint_refuses_an_audience_override_and_names_aud(
+    client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await client.post(
+        "/mint?audience=q.example", headers=auth(issuer), json={"audience": "x"}
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "'audience' is not a claim: set the audience with 'aud' or ?audience="
+    )
 
 
 @pytest.mark.anyio

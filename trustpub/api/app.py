@@ -24,6 +24,7 @@ from trustpub.exchange import Exchanger
 from trustpub.metrics import Gauge, MetricsRegistry
 from trustpub.oidc import KeySets, Verifier
 from trustpub.policies import LivePolicies, load_policies
+from trustpub.ratelimit import limiter_for
 from trustpub.registry import LocalAuthority
 from trustpub.registry import Registry as CargoRegistry
 from trustpub.store import Store, open_store
@@ -68,6 +69,7 @@ def create_app(
             if cargo_registry is not None:
                 # In-process: trustpub tokens are checked against our own store.
                 authority = LocalAuthority(services.tokens)
+                cargo_registry.rate_limiter = services.limiter
                 await stack.enter_async_context(cargo_registry.open(authority))
             # Also on app.state, for operators' tooling and tests; handlers use the
             # lifespan state through trustpub.api.state.services().
@@ -126,7 +128,14 @@ async def _build_services(
         on_reload=lambda result: metrics.policy_reloads.inc(result),
     )
     token_service = TokenService(store)
-    verifier = Verifier(settings.issuers, settings.audience, keys, leeway=settings.jwt_leeway)
+    verifier = Verifier(
+        settings.issuers,
+        settings.audience,
+        keys,
+        leeway=settings.jwt_leeway,
+        max_lifetime=settings.max_jwt_lifetime,
+    )
+    limiter = limiter_for(store, settings.rate_limits)
     exchanger = Exchanger(
         verifier,
         policies,
@@ -135,6 +144,7 @@ async def _build_services(
         metrics,
         max_ttl=settings.max_token_ttl,
         leeway=settings.jwt_leeway,
+        limiter=limiter,
     )
     metrics.add_gauge(
         Gauge(
@@ -152,7 +162,7 @@ async def _build_services(
             kind="counter",
         )
     )
-    return Services(settings, store, keys, policies, token_service, exchanger, metrics)
+    return Services(settings, store, keys, policies, token_service, exchanger, metrics, limiter)
 
 
 def _count_store_outage(request: Request) -> None:

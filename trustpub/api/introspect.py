@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from trustpub import web
 from trustpub.api.state import services
+from trustpub.ratelimit import client_address
 
 HASHED_PREFIX = "sha256:"
 
@@ -49,7 +50,15 @@ def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
 async def introspect(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/introspect`` ``{"token": "..."}``."""
     svc = services(request)
-    _authenticate(request, svc.settings.introspection_credentials)
+    client = client_address(request.scope.get("client"))
+    # An address that failed too often is refused before its credential is checked.
+    await svc.limiter.check_auth_allowed(client)
+    try:
+        _authenticate(request, svc.settings.introspection_credentials)
+    except HTTPException as exc:
+        if exc.status_code == 401:
+            await svc.limiter.auth_failed(client)
+        raise
     token = web.string_field(await web.read_json_object(request), "token")
     record = await svc.tokens.introspect(token)
     if record is None:

@@ -12,6 +12,7 @@ from trustpub.exchange import Exchanger
 from trustpub.metrics import MetricsRegistry
 from trustpub.oidc import KeySets
 from trustpub.policies import LivePolicies
+from trustpub.ratelimit import RateLimiter
 from trustpub.store import Store
 from trustpub.tokens import TokenService
 
@@ -25,6 +26,7 @@ class Services:
     tokens: TokenService
     exchanger: Exchanger
     metrics: MetricsRegistry
+    limiter: RateLimiter
 
 
 def services(request: Request) -> Services:

@@ -10,11 +10,14 @@ from starlette.responses import Response
 from trustpub import web
 from trustpub.api.state import services
 from trustpub.logs import audit
+from trustpub.ratelimit import client_address
 from trustpub.tokens import TRUSTPUB_TOKENS
 
 
 async def exchange_jwt(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/tokens`` ``{"jwt": "..."}``."""
+    # Counted before the body is read: a flood costs us as little as possible.
+    await services(request).limiter.exchange_from(client_address(request.scope.get("client")))
     body = await web.read_json_object(request)
     jwt = web.string_field(body, "jwt")
     issued = await services(request).exchanger.exchange(jwt)

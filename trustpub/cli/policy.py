@@ -29,6 +29,7 @@ from trustpub.policies import (
     load_policies,
 )
 from trustpub.providers import PROVIDERS, FieldCheck, UnverifiedClaims, build_grant, evaluate
+from trustpub.text import fold
 
 UNVERIFIED_NOTE = (
     "NOTE: these claims were decoded WITHOUT verifying any signature, audience or expiry.\n"
@@ -288,7 +289,7 @@ def _print_table(out: Console, checks: Sequence[FieldCheck]) -> None:
 
 def _owner_of(repository: str) -> str:
     """GitHub owner or GitLab namespace: everything before the last `/`."""
-    return repository.rpartition("/")[0].lower()
+    return fold(repository.rpartition("/")[0])
 
 
 def _print_neighbours(out: Console, policies: PolicySet, issuer: Issuer, repository: str) -> None:
@@ -301,7 +302,7 @@ def _print_neighbours(out: Console, policies: PolicySet, issuer: Issuer, reposit
         out.out(f"Policies for other repositories of `{owner}` with this issuer:")
         for policy in same_owner:
             out.out(f"  {policy.id}: {policy.repository}")
-    others = [p for p in policies if p.issuer != issuer.url and p.key[1] == repository.lower()]
+    others = [p for p in policies if p.issuer != issuer.url and p.key[1] == fold(repository)]
     for policy in others:
         out.out(
             f"Policy {policy.id} names this repository but is bound to issuer "

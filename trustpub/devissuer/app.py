@@ -89,6 +89,11 @@ def create_app(issuer: DevIssuer) -> Starlette:
             )
         if not isinstance(overrides, dict):
             return _error(400, "body must be a JSON object of claim overrides")
+        if "audience" in overrides:
+            # Not a claim: someone trying to set the audience, which is `aud`.
+            return _error(
+                400, "'audience' is not a claim: set the audience with 'aud' or ?audience="
+            )
         in_body = overrides.pop("aud", None)
         audience = request.query_params.get("audience") or (
             issuer.audience if in_body is None else in_body
@@ -98,7 +103,11 @@ def create_app(issuer: DevIssuer) -> Starlette:
                 400, "audience is required (?audience=, an 'aud' string, or dev-issuer --audience)"
             )
         # Minted tokens are credentials (if only for a development issuer): never cacheable.
-        jwt = issuer.mint(audience, **overrides)
+        try:
+            jwt = issuer.mint(audience, **overrides)
+        except (TypeError, ValueError) as exc:
+            # The signing library refuses some claim types (a non-string `iss`, say).
+            return _error(400, f"cannot sign these claims: {exc}")
         if answer == "raw":
             return PlainTextResponse(jwt + "\n", headers=NO_STORE)
         return JSONResponse({"value": jwt}, headers=NO_STORE)

@@ -129,7 +129,12 @@ def _gitlab_derived(claims: Mapping[str, Any], issuer: str) -> dict[str, Any]:
     ref = str(claims.get("ref", ""))
     ref_type = str(claims.get("ref_type", "branch"))
     ref_path = f"refs/tags/{ref}" if ref_type == "tag" else f"refs/heads/{ref}"
-    host = urlsplit(claims.get("iss") or issuer).netloc
+    # `iss` may be overridden with anything, even a non-URL: derive from the real one then.
+    iss = claims.get("iss")
+    try:
+        host = urlsplit(iss if isinstance(iss, str) and iss else issuer).netloc
+    except ValueError:
+        host = urlsplit(issuer).netloc
     return {
         # Subgroups: the namespace is everything before the LAST slash.
         "namespace_path": project_path.rpartition("/")[0],

@@ -155,6 +155,8 @@ class DevIssuer:
 
     # -- minting ------------------------------------------------------------------------
 
+    # `audience` is positional-only in `claims` and `mint`: every keyword is a claim, so a
+    # claim named `audience` or `self` is an override like any other, never a collision.
     def claims(self, audience: str, /, **overrides: Any) -> dict[str, Any]:
         """The claim set ``mint`` would sign (fresh ``jti`` and times on each call)."""
         merged = dict(self.claims_overrides)

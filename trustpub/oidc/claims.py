@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from trustpub.errors import InvalidJWT
 from trustpub.oidc.issuers import Issuer
+from trustpub.text import encodable
 
 
 def optional_str_claim(claims: Mapping[str, object], name: str) -> str | None:
@@ -18,6 +19,10 @@ def optional_str_claim(claims: Mapping[str, object], name: str) -> str | None:
         raise InvalidJWT(
             f"Invalid JWT claim `{name}`: expected a string, got {type(value).__name__}"
         )
+    if not encodable(value):
+        # JSON allows a lone surrogate (`"\ud800"`); no issuer signs one, and a message
+        # or log line quoting it could not be written.
+        raise InvalidJWT(f"Invalid JWT claim `{name}`: not valid Unicode text")
     return value
 
 

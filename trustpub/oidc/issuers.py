@@ -8,6 +8,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from trustpub.errors import ConfigurationError
+from trustpub.text import fold
 
 ProviderKind = Literal["github", "gitlab"]
 PROVIDER_KINDS: tuple[ProviderKind, ...] = ("github", "gitlab")
@@ -66,7 +67,7 @@ class Issuer:
     @property
     def host(self) -> str:
         """The issuer's host (with port, if any): where its key set must live."""
-        return urlsplit(self.url).netloc.lower()
+        return fold(urlsplit(self.url).netloc)
 
 
 DEFAULT_ISSUERS: tuple[Issuer, ...] = (

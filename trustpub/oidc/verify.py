@@ -7,7 +7,10 @@ The order of the checks matters:
    a token cannot make us fetch keys from a host we did not choose);
 3. ``kid`` names the issuer's key (``KeySets`` refreshes on an unknown one, rate-limited);
 4. the RS256 signature is checked with that key (``trustpub.oidc.jws``: one parse);
-5. the claims of the verified payload are checked here, types first, with our clock.
+5. the claims of the verified payload are checked here, types first, with our clock:
+   every string is valid Unicode text, ``exp``, ``iat`` and ``nbf`` are integers of a
+   sane magnitude, and ``exp - iat`` is at most ``max_lifetime`` (so no token can ask
+   us to remember its ``jti`` for centuries, or overflow the store doing so).
 
 Every refusal is an ``InvalidJWT`` or ``UnsupportedIssuer`` whose detail starts with
 the text crates.io users know, and never contains the token.
@@ -25,6 +28,7 @@ from trustpub.oidc import jws
 from trustpub.oidc.claims import VerifiedClaims
 from trustpub.oidc.issuers import Issuer
 from trustpub.oidc.keys import KeySets
+from trustpub.text import encodable, shown
 
 # Real CI tokens are 1-2 KiB; a cap bounds the parsing work a request can cause.
 MAX_TOKEN_LENGTH: Final = 16 * 1024
@@ -33,6 +37,14 @@ MAX_ECHOED_ISSUER: Final = 200
 
 ALGORITHM: Final = "RS256"
 REQUIRED_CLAIMS: Final = ("iss", "exp", "iat", "aud", "jti")
+
+DEFAULT_MAX_LIFETIME: Final = 32 * 24 * 3600
+"""Longest ``exp - iat`` accepted by default: 32 days. GitHub tokens live 300 s; a
+GitLab id_token lives as long as its job's timeout, which GitLab caps at one month
+(project, runner and job ``timeout`` alike), so no real token comes near it."""
+# NumericDates outside [0, year 9999] are nonsense from any issuer; bounding them keeps
+# every later sum (`exp + leeway`, a store's expiry) a small, representable integer.
+MAX_NUMERIC_DATE: Final = 253_402_300_799
 
 _decode_failed = jws.decode_failed
 
@@ -47,6 +59,7 @@ class Verifier:
         keys: KeySets,
         *,
         leeway: int = 60,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
         by_url: dict[str, Issuer] = {}
@@ -58,10 +71,13 @@ class Verifier:
             raise ConfigurationError("the OIDC audience must not be empty")
         if leeway < 0:
             raise ConfigurationError("the JWT leeway must not be negative")
+        if max_lifetime <= 0:
+            raise ConfigurationError("the maximum JWT lifetime must be positive")
         self._issuers: Mapping[str, Issuer] = MappingProxyType(by_url)
         self._audience = audience
         self._keys = keys
         self._leeway = leeway
+        self._max_lifetime = max_lifetime
         self._clock = clock
 
     async def verify(self, token: str) -> VerifiedClaims:
@@ -112,6 +128,7 @@ class Verifier:
         for name in REQUIRED_CLAIMS:
             if claims.get(name) is None:
                 raise _decode_failed(f"missing required claim `{name}`")
+        _check_text(claims)
         # Types before values: JSON gives floats, booleans and lists where integers and
         # strings are expected.
         iss = _require_str(claims, "iss")
@@ -130,6 +147,16 @@ class Verifier:
             raise _decode_failed("claim `aud` must be a single string")
         if aud != self._audience:
             raise _decode_failed(f"audience does not match (expected `{self._audience}`)")
+
+        # An issuer states the lifetime; we bound it. A token claiming to live for years
+        # is forged or misconfigured, and its jti would have to be remembered as long.
+        if exp <= iat:
+            raise _decode_failed("claim `exp` must be after `iat`")
+        if exp - iat > self._max_lifetime:
+            raise _decode_failed(
+                f"token lifetime (`exp` - `iat`) of {exp - iat} s exceeds the maximum of "
+                f"{self._max_lifetime} s"
+            )
 
         now = self._clock()
         # RFC 7519: the token must not be accepted on or after `exp`; leeway absorbs
@@ -174,7 +201,29 @@ def _optional_int(claims: Mapping[str, Any], name: str) -> int | None:
     # NumericDate here must be a plain integer.
     if isinstance(value, bool) or not isinstance(value, int):
         raise _decode_failed(f"claim `{name}` must be an integer")
+    if not 0 <= value <= MAX_NUMERIC_DATE:
+        raise _decode_failed(f"claim `{name}` is out of range")
     return value
+
+
+def _check_text(claims: Mapping[str, Any]) -> None:
+    """Refuse a claim set holding a string that is not valid Unicode text.
+
+    JSON lets a string carry a lone surrogate (`"\\ud800"`); no issuer signs one, and any
+    message, log line or store key built from it could not be encoded. Every key and
+    string value is checked, nested ones too (the token size cap bounds the walk).
+    """
+    pending: list[object] = [claims]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not encodable(item):
+                raise _decode_failed(f"a claim holds invalid Unicode text: `{shown(item)}`")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def _printable(value: str) -> str:

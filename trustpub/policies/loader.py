@@ -29,6 +29,7 @@ from trustpub.oidc.issuers import (
 from trustpub.policies.model import DEFAULT_TOKEN_TTL, JobWorkflowRule, Policy
 from trustpub.policies.patterns import PatternError, RefPattern
 from trustpub.policies.policyset import PolicySet
+from trustpub.text import fold
 
 DEFAULT_POLICY_DIR = "policies"
 
@@ -58,6 +59,8 @@ _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _CRATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _NAME_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _DIGITS = re.compile(r"[0-9]+")
+# GitLab's own rule for environment names: ASCII letters, digits, spaces, `-_/${}.`.
+_GITLAB_ENVIRONMENT = re.compile(r"[A-Za-z0-9 _/${}.-]+")
 
 
 def load_policies(
@@ -103,6 +106,9 @@ def parse_policy_file(
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return [], [PolicyProblem(file, None, None, f"invalid TOML: {exc}")]
+    except RecursionError:
+        # tomllib recurses on nesting; no policy nests more than three levels.
+        return [], [PolicyProblem(file, None, None, "invalid TOML: nested too deeply")]
     problems: list[PolicyProblem] = []
     for key in sorted(set(document) - {"policy"}):
         problems.append(
@@ -228,7 +234,7 @@ class _PolicyReader:
         ttl = self._ttl()
         owners = self._owners(operations)
         refs = self._refs("refs", self.table.get("refs"), allow_sha=False, list_expected=True)
-        environment = self.string("environment", required=False)
+        environment = self._environment(provider, self.string("environment", required=False))
 
         repository = workflow = owner_id = namespace_id = None
         job_workflow: JobWorkflowRule | None = None
@@ -347,7 +353,7 @@ class _PolicyReader:
                 )
                 return None
             # Registries treat names equal up to case and `-`/`_` as the same crate.
-            canonical = crate.lower().replace("-", "_")
+            canonical = fold(crate).replace("-", "_")
             if canonical in seen:
                 self.problem("crates", f'"{crate}": listed twice')
                 return None
@@ -438,6 +444,24 @@ class _PolicyReader:
             self.problem(key, f'"{text}": expected a numeric id (digits only)')
             return None
         return text
+
+    def _environment(self, provider: ProviderKind | None, value: str | None) -> str | None:
+        # Compared to the token's `environment` with ASCII letters folded and every other
+        # character exact (trustpub.text); GitLab cannot produce non-ASCII names at all,
+        # so such a GitLab policy could never match and is refused here.
+        if value is None:
+            return None
+        if not value.isprintable():
+            self.problem("environment", f"{value!r}: contains unprintable characters")
+            return None
+        if provider == "gitlab" and not _GITLAB_ENVIRONMENT.fullmatch(value):
+            self.problem(
+                "environment",
+                f'"{value}": GitLab environment names use ASCII letters, digits, spaces and '
+                "`-`, `_`, `/`, `$`, `{`, `}`, `.`",
+            )
+            return None
+        return value
 
     def _github_repository(self, field: str, value: str | None) -> str | None:
         if value is None:

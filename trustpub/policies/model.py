@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from trustpub.grants import Operation
 from trustpub.oidc.issuers import ProviderKind
 from trustpub.policies.patterns import RefPattern
+from trustpub.text import fold
 
 DEFAULT_TOKEN_TTL = 30 * 60
 """Seconds a token lives when its policy does not say (crates.io's 30 minutes)."""
@@ -72,4 +73,4 @@ class Policy:
     @property
     def key(self) -> tuple[str, str]:
         """The index key: (issuer URL, lower-cased repository or project path)."""
-        return (self.issuer, self.repository.lower())
+        return (self.issuer, fold(self.repository))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from trustpub.policies.model import Policy
+from trustpub.text import fold
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -42,7 +43,7 @@ class PolicySet:
         # The issuer is part of the key, so a policy for the canonical GitHub issuer is
         # never a candidate for a token from another issuer (a GHES instance, a test
         # issuer) that happens to carry the same repository name.
-        return self._index.get((issuer, repository.lower()), ())
+        return self._index.get((issuer, fold(repository)), ())
 
     def __len__(self) -> int:
         return len(self.policies)

@@ -17,6 +17,7 @@ from trustpub.grants import Provenance
 from trustpub.oidc.claims import optional_str_claim, required_str_claim
 from trustpub.oidc.issuers import Issuer, ProviderKind
 from trustpub.policies.model import Policy
+from trustpub.text import same_folded
 
 
 class ClaimSource(Protocol):
@@ -156,7 +157,9 @@ def check_environment(policy: Policy, facts: TokenFacts, pin: str | None) -> Fie
     if policy.environment is None:
         # A policy without an environment accepts any (crates.io's rule).
         return FieldCheck("environment", ANY_SHOWN, got, True)
-    ok = facts.environment is not None and (facts.environment.lower() == policy.environment.lower())
+    # ASCII letters fold, nothing else: `Kube-prod` spelt with the Kelvin sign is not
+    # `kube-prod` (see trustpub.text).
+    ok = facts.environment is not None and same_folded(facts.environment, policy.environment)
     return FieldCheck("environment", policy.environment, got, ok)
 
 

@@ -30,6 +30,7 @@ from trustpub.providers.base import (
     numeric_list,
     optional_nonempty,
 )
+from trustpub.text import same_folded
 
 # These triggers run with the base repository's identity on behalf of code or events an
 # outsider controls (a fork's pull request, another workflow's artifacts); a token minted
@@ -52,7 +53,7 @@ def parse_workflow_ref(value: str) -> WorkflowRef | None:
     never contains ``/`` and the refs GitHub puts here (``refs/...``) always do.
     """
     parts = value.split("/", 2)
-    if len(parts) != 3 or not parts[0] or not parts[1]:
+    if len(parts) != 3 or not _OWNER_NAME.fullmatch(f"{parts[0]}/{parts[1]}"):
         return None
     owner, repo, rest = parts
     if not rest.startswith(_WORKFLOWS_DIR):
@@ -85,6 +86,14 @@ def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
     environment = optional_nonempty(source, "environment")
     ref = optional_nonempty(source, "ref")
     job_workflow_ref = optional_nonempty(source, "job_workflow_ref")
+    if job_workflow_ref is not None and not all(
+        part.isascii() for part in job_workflow_ref.split("/", 2)[:2]
+    ):
+        # GitHub owner and repository names are ASCII: a reusable workflow repository
+        # spelt with the Kelvin sign is a forgery, not a near match.
+        raise InvalidJWT(
+            "Unexpected `job_workflow_ref` value: GitHub owner and repository names are ASCII"
+        )
     # An unparseable job_workflow_ref is kept as None: it only matters to a policy that
     # requires a job workflow, and such a policy then refuses it.
     job_workflow = parse_workflow_ref(job_workflow_ref) if job_workflow_ref else None
@@ -166,7 +175,7 @@ def check_job_workflow(policy: Policy, facts: TokenFacts, pin: str | None) -> Fi
     job = facts.job_workflow
     ok = (
         job is not None
-        and job.repository.lower() == rule.repository.lower()
+        and same_folded(job.repository, rule.repository)
         and job.filename == rule.workflow
         and (rule.ref is None or rule.ref.matches(job.ref))
     )

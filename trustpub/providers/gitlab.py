@@ -35,6 +35,7 @@ from trustpub.providers.base import (
     numeric_list,
     optional_nonempty,
 )
+from trustpub.text import fold, same_folded, shown
 
 _DIGITS = re.compile(r"[0-9]+")
 # ASCII only (GitLab paths are): see the note on lower-casing in github.py.
@@ -50,7 +51,7 @@ def namespace_pin_key(issuer_url: str, project_path: str) -> str:
 
     ``|`` cannot occur in a project path, so the key is unambiguous read from the right.
     """
-    return f"{issuer_url}|{project_path.lower()}"
+    return f"{issuer_url}|{fold(project_path)}"
 
 
 class InMemoryNamespacePins:
@@ -120,6 +121,13 @@ def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
     if ci_config is None:
         raise InvalidJWT("Unexpected `ci_config_ref_uri` value")
     environment = optional_nonempty(source, "environment")
+    if environment is not None and not environment.isascii():
+        # GitLab environment names are ASCII (letters, digits, spaces, `-_/${}.`): a
+        # token carrying anything else was not made by GitLab for a real environment.
+        raise InvalidJWT(
+            f"Unexpected `environment` value `{shown(environment)}`: GitLab environment "
+            "names are ASCII"
+        )
     ref_path = optional_nonempty(source, "ref_path")
     event = optional_nonempty(source, "pipeline_source")
     provenance = Provenance(
@@ -195,13 +203,13 @@ def check_ci_config_source(policy: Policy, facts: TokenFacts, pin: str | None) -
     # would let them publish under a policy written for this project's own file.
     # Case-insensitive: GitLab paths and host names are.
     expected, got = _config_source(facts)
-    return FieldCheck("ci_config_ref_uri", expected, got, got.lower() == expected.lower())
+    return FieldCheck("ci_config_ref_uri", expected, got, same_folded(got, expected))
 
 
 def ci_config_source_refusal(facts: TokenFacts, policies: Sequence[Policy], pin: str | None) -> str:
     config = facts.ci_config
     host = issuer_host(facts.provenance.issuer)
-    if config is not None and config.host.lower() != host.lower():
+    if config is not None and not same_folded(config.host, host):
         return (
             f"{config_prefix(facts)} requires the CI configuration to come from the "
             f"issuer's instance `{host}`, but the JWT's `ci_config_ref_uri` names the host "

@@ -8,7 +8,9 @@ Two kinds of token reach the registry:
   operations its policies granted, only on the crates it names.
 
 The checks are pure functions of the caller and the crate's stored state, so they run
-inside the same database transaction as the change they guard.
+inside the same database transaction as the change they guard. ``check_publish`` also
+runs once before a publish body's ``.crate`` is decompressed: a caller without the right
+to publish that name never makes the registry unpack anything.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from trustpub.grants import Operation
-from trustpub.registry.errors import forbidden
+from trustpub.logs import audit
+from trustpub.registry.errors import conflict, forbidden
 from trustpub.registry.names import canonical_name
+from trustpub.text import fold
 from trustpub.tokens.record import TokenRecord
 
 SCOPES = ("publish-new", "publish-update", "yank", "change-owners", "trusted-publishing")
@@ -66,6 +70,17 @@ class TrustedToken:
                 return ops
         return None
 
+    def policy_owners(self, crate: str) -> tuple[str, ...]:
+        """The logins the token's policies name as owners of ``crate`` (any spelling of
+        the name: ``my_lib`` and ``my-lib`` are one crate)."""
+        wanted = canonical_name(crate)
+        return tuple(
+            login
+            for name, logins in self.new_crate_owners.items()
+            if canonical_name(name) == wanted
+            for login in logins
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class UserActor:
@@ -100,6 +115,61 @@ TRUSTPUB_ONLY_REFUSED = (
     "published through Trusted Publishing (ask an owner to disable `trustpub_only` to "
     "publish with an API token)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingCrate:
+    """What publishing checks need of a crate already registered."""
+
+    name: str
+    owner_ids: frozenset[int]
+    owner_logins: tuple[str, ...]
+    trustpub_only: bool = False
+
+
+def check_publish(actor: Actor, name: str, existing: ExistingCrate | None) -> None:
+    """Refuse unless ``actor`` may publish a version of ``name`` (``existing`` is the
+    registered crate of that canonical name, None when there is none).
+
+    A new crate needs ``publish-new``; an existing one ``publish-update``, ownership (API
+    tokens), Trusted Publishing when the owners require it, and, for a trustpub token
+    whose policies name owners for this crate, at least one of those owners among the
+    crate's: otherwise whoever registered the name first (a squatter) would receive the
+    CI's releases while the owners the policy chose stay locked out. That refusal is a
+    409 and is audited.
+    """
+    if existing is None:
+        require(actor, Operation.PUBLISH_NEW, name, (), exists=False)
+        return
+    require(actor, Operation.PUBLISH_UPDATE, existing.name, existing.owner_ids)
+    if isinstance(actor, UserActor):
+        if existing.trustpub_only:
+            # The owners chose Trusted Publishing as the only way in: a leaked or
+            # long-lived API token must not bypass it.
+            raise forbidden(TRUSTPUB_ONLY_REFUSED.format(name=existing.name))
+        return
+    wanted = actor.token.policy_owners(name)
+    if wanted and not {fold(w) for w in wanted} & {fold(o) for o in existing.owner_logins}:
+        audit(
+            "publish",
+            outcome="refused",
+            reason="crate-owned-by-others",
+            crate=existing.name,
+            owners=sorted(existing.owner_logins),
+            policy_owners=sorted(wanted),
+            policies=list(actor.token.record.policies),
+        )
+        raise conflict(
+            f"crate `{existing.name}` already exists and is owned by "
+            f"{_logins(existing.owner_logins)}, none of whom the trust policy names as an "
+            f"owner ({_logins(wanted)}); Trusted Publishing does not publish into a crate "
+            "registered by someone else. Ask its owners to add one of the policy's owners, "
+            "or rename the crate"
+        )
+
+
+def _logins(logins: Collection[str]) -> str:
+    return ", ".join(f"`{login}`" for login in sorted(logins)) or "nobody"
 
 
 def require(

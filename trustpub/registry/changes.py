@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator, Sequence
 from trustpub.grants import Operation
 from trustpub.logins import unique_logins
 from trustpub.registry.actors import (
-    TRUSTPUB_ONLY_REFUSED,
     Actor,
+    ExistingCrate,
     TrustpubActor,
     UserActor,
+    check_publish,
     require,
 )
 from trustpub.registry.db import (
@@ -147,6 +148,22 @@ def user_actor(db: RegistryDB, token_hash: bytes) -> UserActor | None:
 # -- crates ----------------------------------------------------------------------------------
 
 
+def _existing(state: CrateState | None) -> ExistingCrate | None:
+    if state is None:
+        return None
+    return ExistingCrate(
+        state.crate.name, state.owner_ids, state.owner_logins, state.crate.trustpub_only
+    )
+
+
+def check_publish_right(db: RegistryDB, actor: Actor, name: str) -> None:
+    """The publish checks against the crate as stored now, before anything of the upload
+    is unpacked (``publish`` checks again inside its transaction)."""
+    with worded():
+        state = db.crate_state(name)
+    check_publish(actor, name, _existing(state))
+
+
 def publish(
     db: RegistryDB,
     actor: Actor,
@@ -158,14 +175,8 @@ def publish(
     meta = request.metadata
 
     def authorize(state: CrateState | None) -> None:
-        if state is None:
-            require(actor, Operation.PUBLISH_NEW, meta.name, (), exists=False)
-            return
-        require(actor, Operation.PUBLISH_UPDATE, state.crate.name, state.owner_ids)
-        if state.crate.trustpub_only and isinstance(actor, UserActor):
-            # The owners chose Trusted Publishing as the only way in: a leaked or
-            # long-lived API token must not bypass it.
-            raise forbidden(TRUSTPUB_ONLY_REFUSED.format(name=state.crate.name))
+        # The same checks as before the upload was unpacked, now inside the transaction.
+        check_publish(actor, meta.name, _existing(state))
 
     if isinstance(actor, UserActor):
         owners: tuple[str, ...] = (actor.login,)

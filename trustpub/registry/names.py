@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from trustpub.registry.errors import bad_request
+from trustpub.text import fold, shown
 
 MAX_NAME_LENGTH = 64
 
@@ -35,7 +36,7 @@ RESERVED_NAMES = frozenset(
 
 def canonical_name(name: str) -> str:
     """Two names are the same crate when they differ only in case or ``-``/``_``."""
-    return name.lower().replace("-", "_")
+    return fold(name).replace("-", "_")
 
 
 def check_crate_name(name: str) -> None:
@@ -44,14 +45,17 @@ def check_crate_name(name: str) -> None:
         raise bad_request("The crate name is empty")
     if len(name) > MAX_NAME_LENGTH:
         raise bad_request(
-            f"The crate name `{name[:MAX_NAME_LENGTH]}…` is too long "
+            f"The crate name `{shown(name, MAX_NAME_LENGTH)}` is too long "
             f"(max {MAX_NAME_LENGTH} characters)"
         )
     if not (name[0].isascii() and name[0].isalpha()):
-        raise bad_request(f"Invalid crate name `{name}`: the name must start with an ASCII letter")
+        raise bad_request(
+            f"Invalid crate name `{shown(name)}`: the name must start with an ASCII letter"
+        )
     if not _NAME.fullmatch(name):
         raise bad_request(
-            f"Invalid crate name `{name}`: only ASCII letters, digits, `-` and `_` are allowed"
+            f"Invalid crate name `{shown(name)}`: only ASCII letters, digits, `-` and `_` "
+            "are allowed"
         )
     if canonical_name(name) in {canonical_name(r) for r in RESERVED_NAMES}:
         raise bad_request(f"The crate name `{name}` is reserved")
@@ -59,7 +63,7 @@ def check_crate_name(name: str) -> None:
 
 def index_path(name: str) -> str:
     """The crate's file in the sparse index, relative to the index root (lower-cased)."""
-    lower = name.lower()
+    lower = fold(name)
     if len(lower) == 1:
         return f"1/{lower}"
     if len(lower) == 2:

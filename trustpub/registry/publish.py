@@ -2,6 +2,13 @@
 
 The body is ``u32 LE length, JSON metadata, u32 LE length, .crate bytes``. Everything
 here is pure (no database, no files): a request that fails here leaves no trace.
+
+Both parsers that read hostile text here recurse on nesting (``json`` in C, ``tomllib``
+in Python), so a few kilobytes of ``[[[[...`` would exhaust the stack: ``nesting_depth``
+measures the depth first, with one regular expression that skips strings and comments
+(C speed; a byte-by-byte Python loop over a large manifest would cost seconds), and
+anything deeper than ``MAX_NESTING`` is refused before a parser sees it. Real metadata
+nests four levels deep, a real ``Cargo.toml`` rarely more than three.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import struct
 import tarfile
 import tomllib
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from trustpub.registry.errors import bad_request, too_large
 from trustpub.registry.names import check_crate_name
 from trustpub.registry.versions import Version, parse_version
+from trustpub.text import encodable, shown
 
 _FEATURE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
 _DEP_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -29,6 +37,37 @@ DEP_KINDS = ("normal", "build", "dev")
 MAX_DEPS = 500
 MAX_FEATURES = 300
 MAX_KEYWORDS = 5
+MAX_NESTING = 32
+
+# One token of TOML (or JSON, whose strings are TOML basic strings): a string or a
+# comment, skipped whole, or a bracket that opens or closes a level.
+_NESTING_TOKEN = re.compile(
+    r'"""(?:[^"\\]|\\.|"(?!""))*"""'
+    r"|'''.*?'''"
+    r'|"(?:[^"\\\n]|\\.)*"'
+    r"|'[^'\n]*'"
+    r"|#[^\n]*"
+    r"|[\[\]{}]",
+    re.DOTALL,
+)
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting of TOML or JSON ``text``, strings and comments aside.
+
+    An unterminated string makes its opening quote unmatched; the scan then goes on as
+    if it were not there, which can only count more brackets, never fewer than a
+    parser would reach before failing on the same text.
+    """
+    depth = deepest = 0
+    for match in _NESTING_TOKEN.finditer(text):
+        lexeme = match.group()
+        if lexeme in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif lexeme in ("]", "}"):
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,21 +197,60 @@ def split_body(body: bytes, limits: Limits) -> tuple[bytes, bytes]:
     return metadata, bytes(view[offset : offset + crate_len])
 
 
-def parse_publish(body: bytes, limits: Limits) -> PublishRequest:
-    """Split, parse and validate a publish body, including the .crate archive."""
+def parse_publish(
+    body: bytes,
+    limits: Limits,
+    authorize: Callable[[PublishMetadata], None] | None = None,
+) -> PublishRequest:
+    """Split, parse and validate a publish body, including the .crate archive.
+
+    ``authorize`` receives the validated metadata BEFORE the .crate is decompressed and
+    raises to refuse: a caller with no right to publish that name cannot make the
+    registry unpack anything (a gzip bomb costs it a JSON parse, nothing more).
+    """
     raw_metadata, crate = split_body(body, limits)
     try:
-        data = json.loads(raw_metadata)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw_metadata.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("Invalid publish metadata: not valid JSON (not UTF-8 text)") from None
+    if nesting_depth(text) > MAX_NESTING:
+        raise bad_request(f"Invalid publish metadata: nested more than {MAX_NESTING} levels deep")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
         raise bad_request(f"Invalid publish metadata: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise bad_request("Invalid publish metadata: expected a JSON object")
+    _check_text(data)
     metadata = parse_metadata(data)
+    if authorize is not None:
+        authorize(metadata)
     check_crate_archive(crate, metadata.name, metadata.vers, limits)
     return PublishRequest(metadata, crate)
 
 
 # -- metadata --------------------------------------------------------------------------
+
+
+def _check_text(data: object) -> None:
+    """Refuse metadata holding a string that is not valid Unicode text.
+
+    JSON escapes can spell a lone surrogate (``"\\ud800"``); no cargo sends one, and the
+    index, the database and every message quoting the value need encodable text.
+    """
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not encodable(item):
+                raise bad_request(
+                    f"Invalid publish metadata: `{shown(item)}` is not valid Unicode text"
+                )
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 class _Fields:
@@ -232,7 +310,7 @@ def parse_metadata(data: Mapping[str, Any]) -> PublishMetadata:
     rust_version = fields.opt_text("rust_version")
     if rust_version is not None and not _RUST_VERSION.fullmatch(rust_version):
         raise bad_request(
-            f"Invalid `rust_version` `{rust_version}`: expected a Rust version like `1.70`"
+            f"Invalid `rust_version` `{shown(rust_version)}`: expected a Rust version like `1.70`"
         )
     keywords = fields.text_list("keywords")
     if len(keywords) > MAX_KEYWORDS:
@@ -265,16 +343,16 @@ def _parse_dep(raw: object, position: int) -> Dependency:
     f = _Fields(raw, where)
     name = f.text("name")
     if not _DEP_NAME.fullmatch(name) or len(name) > 64:
-        raise bad_request(f"Invalid dependency name `{name}`")
+        raise bad_request(f"Invalid dependency name `{shown(name)}`")
     req = f.text("version_req")
     if not req.strip() or len(req) > 256:
-        raise bad_request(f"Invalid version requirement for dependency `{name}`")
+        raise bad_request(f"Invalid version requirement for dependency `{shown(name)}`")
     kind = raw.get("kind") or "normal"
     if kind not in DEP_KINDS:
         f.fail("kind", "one of normal, build, dev")
     explicit = f.opt_text("explicit_name_in_toml")
     if explicit is not None and (not _DEP_NAME.fullmatch(explicit) or len(explicit) > 64):
-        raise bad_request(f"Invalid dependency rename `{explicit}` for `{name}`")
+        raise bad_request(f"Invalid dependency rename `{shown(explicit)}` for `{shown(name)}`")
     return Dependency(
         name=name,
         req=req,
@@ -296,10 +374,10 @@ def _parse_features(raw: object) -> dict[str, tuple[str, ...]]:
     features: dict[str, tuple[str, ...]] = {}
     for name, values in raw.items():
         if not _FEATURE.fullmatch(name) or len(name) > 64:
-            raise bad_request(f"Invalid feature name `{name}`")
+            raise bad_request(f"Invalid feature name `{shown(name)}`")
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise bad_request(
-                f"Invalid publish metadata: feature `{name}` must be a list of strings"
+                f"Invalid publish metadata: feature `{shown(name)}` must be a list of strings"
             )
         features[name] = tuple(values)
     return features
@@ -348,28 +426,38 @@ def _check_member(member: tarfile.TarInfo, prefix: str) -> None:
     path = member.name
     parts = path.split("/")
     if path.startswith("/") or "\\" in path or ".." in parts or parts[0] != prefix:
-        raise bad_request(f"Invalid .crate file: entry `{path[:200]}` is outside `{prefix}/`")
+        raise bad_request(f"Invalid .crate file: entry `{shown(path)}` is outside `{prefix}/`")
     if not (member.isfile() or member.isdir()):
         raise bad_request(
-            f"Invalid .crate file: entry `{path[:200]}` is not a regular file or directory"
+            f"Invalid .crate file: entry `{shown(path)}` is not a regular file or directory"
         )
 
 
 def _check_manifest(manifest: bytes, name: str, vers: str) -> None:
     try:
-        document = tomllib.loads(manifest.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = manifest.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("Invalid .crate file: `Cargo.toml` is not valid UTF-8") from None
+    if nesting_depth(text) > MAX_NESTING:
+        raise bad_request(
+            f"Invalid .crate file: `Cargo.toml` is nested more than {MAX_NESTING} levels deep"
+        )
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         raise bad_request("Invalid .crate file: `Cargo.toml` is not valid TOML") from None
     package = document.get("package")
     if not isinstance(package, dict):
         raise bad_request("Invalid .crate file: `Cargo.toml` has no [package] table")
     if package.get("name") != name:
+        named = shown(str(package.get("name")))
         raise bad_request(
-            f"Invalid .crate file: `Cargo.toml` names package `{package.get('name')}`, "
+            f"Invalid .crate file: `Cargo.toml` names package `{named}`, "
             f"but the metadata says `{name}`"
         )
     if package.get("version") != vers:
+        version = shown(str(package.get("version")))
         raise bad_request(
-            f"Invalid .crate file: `Cargo.toml` has version `{package.get('version')}`, "
+            f"Invalid .crate file: `Cargo.toml` has version `{version}`, "
             f"but the metadata says `{vers}`"
         )

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trustpub.errors import ConfigurationError
+from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_address
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import RemoteAuthority, TokenAuthority
@@ -81,6 +82,8 @@ class Registry:
         self.files = CrateFiles(self.directory)
         self._authority: TokenAuthority | None = None
         self._open = False
+        # Per process; the trustpub service replaces it with its own (shared on Redis).
+        self.rate_limiter = RateLimiter(RateLimits(), MemoryBackend())
         crates = paths.CRATES
         self.routes: list[BaseRoute] = [
             Route(f"{paths.INDEX}/config.json", self._h(self.config_json), methods=["GET"]),
@@ -171,10 +174,20 @@ class Registry:
 
     async def actor(self, request: Request) -> Actor:
         """Who sends the request. Cargo sends the token as the bare header value;
-        ``Bearer <token>`` is accepted too."""
+        ``Bearer <token>`` is accepted too. Failed token checks are rate-limited per
+        client address; past the limit the address is refused before any check."""
         token = bearer_credential(request)
         if not token:
             raise forbidden("this action requires authentication (no `Authorization` header)")
+        client = client_address(request.scope.get("client"))
+        await self.rate_limiter.check_auth_allowed(client)
+        try:
+            return await self._authenticate(token)
+        except RegistryRefused:
+            await self.rate_limiter.auth_failed(client)
+            raise
+
+    async def _authenticate(self, token: str) -> Actor:
         if REGISTRY_TOKENS.is_well_formed(token):
             digest = REGISTRY_TOKENS.hash(token)
             user = await self._db(lambda: changes.user_actor(self.db, digest))
@@ -237,7 +250,14 @@ class Registry:
     async def publish(self, request: Request) -> Response:
         actor = await self.actor(request)
         body = await read_body(request, self.limits.body)
-        parsed = await anyio.to_thread.run_sync(parse_publish, body, self.limits)
+        # The right to publish the name is checked from the metadata, before the .crate
+        # is unpacked or anything is written.
+        parsed = await anyio.to_thread.run_sync(
+            parse_publish,
+            body,
+            self.limits,
+            lambda meta: changes.check_publish_right(self.db, actor, meta.name),
+        )
         vers = parsed.metadata.vers
         staged = await self._db(lambda: self.files.stage(parsed.crate))
         try:

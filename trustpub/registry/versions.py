@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from trustpub.registry.errors import bad_request
+from trustpub.text import shown
 
 _NUMBER = r"0|[1-9][0-9]*"
 _IDENT = r"[0-9A-Za-z-]+"
@@ -49,21 +50,23 @@ def parse_version(text: str) -> Version:
         raise bad_request(f"The version is too long (max {MAX_VERSION_LENGTH} characters)")
     match = _SEMVER.fullmatch(text)
     if match is None:
-        raise bad_request(f"Invalid version `{text}`: expected a SemVer version like `1.2.3`")
+        raise bad_request(
+            f"Invalid version `{shown(text)}`: expected a SemVer version like `1.2.3`"
+        )
     pre = match.group("pre")
     pre_parts = tuple(pre.split(".")) if pre else ()
     for part in pre_parts:
         # SemVer forbids leading zeros in numeric pre-release identifiers.
         if part.isdigit() and len(part) > 1 and part.startswith("0"):
             raise bad_request(
-                f"Invalid version `{text}`: numeric pre-release identifiers must not "
+                f"Invalid version `{shown(text)}`: numeric pre-release identifiers must not "
                 "have leading zeros"
             )
     try:
         major, minor, patch = (int(match.group(k)) for k in ("major", "minor", "patch"))
     except ValueError:  # pragma: no cover - the pattern only admits digits
-        raise bad_request(f"Invalid version `{text}`") from None
+        raise bad_request(f"Invalid version `{shown(text)}`") from None
     # Cargo parses the numbers as u64.
     if max(major, minor, patch) >= 2**64:
-        raise bad_request(f"Invalid version `{text}`: a number is too large")
+        raise bad_request(f"Invalid version `{shown(text)}`: a number is too large")
     return Version(major, minor, patch, pre_parts, match.group("build"))

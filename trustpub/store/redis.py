@@ -112,6 +112,11 @@ class RedisStore:
     def prefix(self) -> str:
         return self._prefix
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client, for other state kept beside the store (rate limits)."""
+        return self._client
+
     async def _call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             return await operation()

@@ -32,7 +32,7 @@ CLIENT_CLOSED_REQUEST = 499
 
 async def _trustpub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TrustpubError)
-    return error_response(exc.status_code, exc.detail)
+    return error_response(exc.status_code, exc.detail, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

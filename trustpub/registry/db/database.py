@@ -21,6 +21,7 @@ from trustpub.registry.db import queries, writes
 from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
+    CrateState,
     NewVersion,
     OwnersChanged,
     User,
@@ -139,6 +140,15 @@ class RegistryDB:
     def crate(self, name: str) -> CrateRow | None:
         """The crate ``name`` denotes, up to case and ``-``/``_``."""
         return self._engine.run(lambda c: queries.crate(c, name))
+
+    def crate_state(self, name: str) -> CrateState | None:
+        """The crate ``name`` denotes and its owners, as stored now."""
+
+        def read(conn: queries.Connection) -> CrateState | None:
+            found = queries.crate(conn, name)
+            return queries.state_of(conn, found) if found is not None else None
+
+        return self._engine.run(read)
 
     def index_crate(self, lower_name: str) -> tuple[CrateRow, list[VersionRow]] | None:
         """The crate whose index file is ``lower_name`` (exact up to case), with its

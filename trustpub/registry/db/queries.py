@@ -96,7 +96,13 @@ def crate_state(conn: Connection, name: str) -> CrateState:
     found = crate(conn, name)
     if found is None:
         raise CrateNotFound(name)
-    return CrateState(found, frozenset(u.id for u in owner_users(conn, found.id)))
+    return state_of(conn, found)
+
+
+def state_of(conn: Connection, found: CrateRow) -> CrateState:
+    """``found`` with its owners' ids and logins."""
+    owners = owner_users(conn, found.id)
+    return CrateState(found, frozenset(u.id for u in owners), tuple(u.login for u in owners))
 
 
 def search(conn: Connection, query: str, limit: int, offset: int) -> tuple[list[CrateRow], int]:

@@ -59,11 +59,12 @@ class CrateRow:
 
 @dataclass(frozen=True, slots=True)
 class CrateState:
-    """A crate and its owners' user ids, read inside the transaction that changes it:
-    what an authorization check decides on."""
+    """A crate and its owners (user ids and logins), read inside the transaction that
+    changes it: what an authorization check decides on."""
 
     crate: CrateRow
     owner_ids: frozenset[int]
+    owner_logins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,8 +153,7 @@ def publish(
                 crate_id, crate_name = found.id, found.name
                 if found.name != new.crate:
                     raise NameConflict(new.crate, found.name)
-                owners = frozenset(u.id for u in queries.owner_users(conn, crate_id))
-                authorize(CrateState(found, owners))
+                authorize(queries.state_of(conn, found))
                 existing = queries.existing_version(conn, crate_id, new.num_no_build)
                 if existing is not None:
                     raise VersionExists(found.name, existing)

@@ -1,0 +1,173 @@
+"""Rate limits: GCRA in process and on Redis (the real server), and their settings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from trustpub.ratelimit import (
+    Limit,
+    MemoryBackend,
+    RateLimited,
+    RateLimiter,
+    RateLimits,
+    RedisBackend,
+    parse_limit,
+)
+
+pytestmark = pytest.mark.anyio
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def redis_backend() -> AsyncIterator[RedisBackend]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    try:
+        yield RedisBackend(client, prefix)
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_memory_backend_allows_a_burst_then_one_per_interval() -> None:
+    clock = Clock()
+    backend = MemoryBackend(clock=clock)
+    limit = Limit("t", 10, 60)
+    for _ in range(10):
+        assert await backend.excess("a", limit, consume=True) == 0.0
+    over = await backend.excess("a", limit, consume=True)
+    assert over == pytest.approx(6.0)
+    # Another key has its own budget.
+    assert await backend.excess("b", limit, consume=True) == 0.0
+    clock.now += 6.0
+    assert await backend.excess("a", limit, consume=True) == 0.0
+    assert await backend.excess("a", limit, consume=True) > 0
+
+
+async def test_a_peek_does_not_consume() -> None:
+    backend = MemoryBackend(clock=Clock())
+    limit = Limit("t", 1, 60)
+    for _ in range(5):
+        assert await backend.excess("a", limit, consume=False) == 0.0
+    assert await backend.excess("a", limit, consume=True) == 0.0
+    assert await backend.excess("a", limit, consume=False) > 0
+
+
+async def test_memory_backend_bounds_its_keys() -> None:
+    clock = Clock()
+    backend = MemoryBackend(clock=clock, max_keys=100)
+    limit = Limit("t", 5, 60)
+    for i in range(1000):
+        await backend.excess(f"k{i}", limit, consume=True)
+    assert len(backend._arrivals) <= 100
+
+
+async def test_redis_backend_allows_a_burst_then_refuses(redis_backend: RedisBackend) -> None:
+    limit = Limit("t", 5, 3600)
+    for _ in range(5):
+        assert await redis_backend.excess("a", limit, consume=True) == 0.0
+    over = await redis_backend.excess("a", limit, consume=True)
+    assert 0 < over <= 720.0
+    assert await redis_backend.excess("b", limit, consume=True) == 0.0
+
+
+async def test_redis_backend_is_shared_by_every_process(redis_backend: RedisBackend) -> None:
+    # Two backends on one prefix stand for two processes.
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        other = RedisBackend(client, redis_backend._prefix)
+        limit = Limit("t", 4, 3600)
+        for backend in (redis_backend, other, redis_backend, other):
+            assert await backend.excess("shared", limit, consume=True) == 0.0
+        assert await other.excess("shared", limit, consume=True) > 0
+        assert await redis_backend.excess("shared", limit, consume=False) > 0
+    finally:
+        await client.aclose()
+
+
+async def test_a_workspace_of_200_crates_in_a_minute_passes_the_defaults() -> None:
+    limiter = RateLimiter(RateLimits(), MemoryBackend(clock=Clock()))
+    for _ in range(200):
+        await limiter.exchange_from("192.0.2.1")
+        await limiter.exchange_for("https://token.actions.githubusercontent.com", "o/ws")
+
+
+async def test_past_the_limit_a_429_with_retry_after() -> None:
+    limits = RateLimits(exchange_per_repository=Limit("exchange-repository", 2, 60))
+    limiter = RateLimiter(limits, MemoryBackend(clock=Clock()))
+    await limiter.exchange_for("iss", "Octo/Lib")
+    await limiter.exchange_for("iss", "octo/lib")
+    with pytest.raises(RateLimited) as exc:
+        await limiter.exchange_for("iss", "OCTO/LIB")
+    assert exc.value.status_code == 429
+    assert exc.value.headers == {"Retry-After": "30"}
+    # The Kelvin sign is another repository, with its own budget.
+    await limiter.exchange_for("iss", "octo/li\u212a")
+
+
+async def test_failed_authentication_blocks_the_address_before_checking() -> None:
+    limits = RateLimits(failed_auth_per_client=Limit("failed-auth-client", 3, 60))
+    limiter = RateLimiter(limits, MemoryBackend(clock=Clock()))
+    for _ in range(3):
+        await limiter.check_auth_allowed("198.51.100.7")
+        await limiter.auth_failed("198.51.100.7")
+    with pytest.raises(RateLimited):
+        await limiter.check_auth_allowed("198.51.100.7")
+    await limiter.check_auth_allowed("198.51.100.8")
+
+
+async def test_a_limit_switched_off_never_refuses() -> None:
+    limiter = RateLimiter(RateLimits(None, None, None), MemoryBackend(clock=Clock()))
+    for _ in range(5000):
+        await limiter.exchange_from("a")
+        await limiter.auth_failed("a")
+    await limiter.check_auth_allowed("a")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("600/1m", (600, 60)), ("10/30s", (10, 30)), ("1/1h", (1, 3600))],
+)
+def test_parse_limit(text: str, expected: tuple[int, int]) -> None:
+    limit = parse_limit("x", text)
+    assert limit is not None
+    assert (limit.count, limit.period) == expected
+
+
+@pytest.mark.parametrize("off", [0, "0", "off", False])
+def test_parse_limit_off(off: object) -> None:
+    assert parse_limit("x", off) is None
+
+
+@pytest.mark.parametrize("bad", ["600", "0/1m", "-1/1m", "\u00b2/1m", "10/0s", "a/b", 5, "1/1m/2"])
+def test_parse_limit_refuses_nonsense(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"expected|positive|zero"):
+        parse_limit("x", bad)
+
+
+async def test_a_redis_failure_denies_as_a_store_outage() -> None:
+    from trustpub.errors import StoreUnavailable
+
+    # Nothing listens on port 1: the check cannot be made, so the request is refused.
+    client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        backend = RedisBackend(client, "trustpub-test:down:")
+        with pytest.raises(StoreUnavailable):
+            await backend.excess("a", Limit("t", 1, 60), consume=True)
+    finally:
+        await client.aclose()

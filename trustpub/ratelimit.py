@@ -1,0 +1,259 @@
+"""Rate limits: how often one client address or one repository may ask.
+
+Three limits, each ``count`` requests per ``period`` for one key:
+
+- ``exchange_per_client``: exchanges from one client address;
+- ``exchange_per_repository``: exchanges for one repository (GitHub ``repository``, GitLab
+  ``project_path``, with its issuer), counted once the JWT is verified, so nobody can
+  spend another repository's budget without its tokens;
+- ``failed_auth_per_client``: failed token or credential checks from one client address
+  at the registry and at introspection. Once over it, the address is refused BEFORE its
+  credentials are checked, so guessing cannot go on at the pace of the refusals.
+
+The algorithm is GCRA (a token bucket kept as one timestamp per key, the "theoretical
+arrival time"): ``count`` requests may come at once, then one every ``period / count``
+seconds. It is written here rather than taken from a library because it is twelve lines
+and must run in two places that share its arithmetic exactly: in process (the SQLite
+deployment has one process) and as one atomic Lua script on Redis, with Redis's clock,
+so every process behind a load balancer sees the same budget.
+
+Refusals are ``RateLimited`` (429 with ``Retry-After``). A Redis failure is a
+``StoreUnavailable`` like any other store failure: a limit that cannot be checked denies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from trustpub.durations import parse_duration
+from trustpub.errors import StoreUnavailable, TrustpubError
+from trustpub.text import fold
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``count`` requests per ``period`` seconds for one key of ``name``."""
+
+    name: str
+    count: int
+    period: int
+
+    def __post_init__(self) -> None:
+        if self.count <= 0 or self.period <= 0:
+            raise ValueError("a rate limit needs a positive count and period")
+
+    @property
+    def emission(self) -> float:
+        """Seconds one request adds to the key's theoretical arrival time."""
+        return self.period / self.count
+
+    @property
+    def tolerance(self) -> float:
+        """How far ahead of now the arrival time may run: a burst of ``count``."""
+        return self.period - self.emission
+
+    def describe(self) -> str:
+        return f"{self.count}/{self.period}s"
+
+
+def parse_limit(name: str, value: object) -> Limit | None:
+    """``"600/1m"`` (count per duration) or ``0``/``"off"`` (no limit)."""
+    if value in (0, "0", "off", False):
+        return None
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise ValueError(f'expected "COUNT/DURATION" like "600/1m", or "off", got {value!r}')
+    count_text, period_text = value.split("/")
+    if not (count_text.isascii() and count_text.isdigit()) or int(count_text) <= 0:
+        raise ValueError(f"expected a positive whole count before the `/`, got {count_text!r}")
+    return Limit(name, int(count_text), parse_duration(period_text))
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """The configured limits; None switches one off."""
+
+    exchange_per_client: Limit | None = Limit("exchange-client", 1200, 60)
+    exchange_per_repository: Limit | None = Limit("exchange-repository", 300, 60)
+    failed_auth_per_client: Limit | None = Limit("failed-auth-client", 120, 60)
+
+
+class RateLimited(TrustpubError):
+    """Too many requests for one key: 429, retry after ``retry_after`` seconds."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class Backend(Protocol):
+    async def excess(self, key: str, limit: Limit, *, consume: bool) -> float:
+        """Seconds until the key's next request is allowed; 0.0 when it is allowed now.
+
+        ``consume`` records a request when it is allowed (a refused one costs nothing,
+        so a client that waits its ``Retry-After`` gets through).
+        """
+        ...
+
+
+class MemoryBackend:
+    """Limits held in this process: for the single-process SQLite deployment and tests.
+
+    ``max_keys`` bounds the memory a flood of distinct addresses can take: past it,
+    keys whose budget is whole again are dropped, then the ones closest to it.
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
+        self._clock = clock
+        self._max_keys = max_keys
+        self._arrivals: dict[str, float] = {}
+
+    async def excess(self, key: str, limit: Limit, *, consume: bool) -> float:
+        now = self._clock()
+        arrival = max(self._arrivals.get(key, now), now)
+        over = arrival - now - limit.tolerance
+        if over > 0:
+            return over
+        if consume:
+            self._arrivals[key] = arrival + limit.emission
+            if len(self._arrivals) > self._max_keys:
+                self._evict(now)
+        return 0.0
+
+    def _evict(self, now: float) -> None:
+        live = {k: t for k, t in self._arrivals.items() if t > now}
+        if len(live) > self._max_keys:
+            keep = sorted(live.items(), key=lambda item: item[1])[-self._max_keys // 2 :]
+            live = dict(keep)
+        self._arrivals = live
+
+
+# One atomic step of GCRA with the server's clock. Numbers travel as strings: Redis would
+# truncate a Lua float reply to an integer.
+_GCRA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local emission = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+local arrival = math.max(stored, now)
+local over = arrival - now - tolerance
+if over > 0 then
+  return tostring(over)
+end
+if ARGV[3] == '1' then
+  local nxt = arrival + emission
+  redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 1)
+end
+return '0'
+"""
+
+
+class RedisBackend:
+    """Limits shared by every process using one Redis (the store's, under its prefix)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._prefix = prefix
+        self._script = client.register_script(_GCRA)
+
+    async def excess(self, key: str, limit: Limit, *, consume: bool) -> float:
+        # Hashed: a key is an address or a repository name, of any length and alphabet.
+        digest = hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+        redis_key = f"{self._prefix}ratelimit:{limit.name}:{digest}"
+        args = [repr(limit.emission), repr(limit.tolerance), "1" if consume else "0"]
+        try:
+            reply = await self._script(keys=[redis_key], args=args)
+        except (RedisError, OSError) as exc:
+            # Logged here, where it happened, as the store logs its own failures.
+            detail = f"Token store unavailable: rate limit check failed ({type(exc).__name__})"
+            logger.warning(detail)
+            raise StoreUnavailable(detail) from exc
+        text = reply.decode() if isinstance(reply, bytes) else str(reply)
+        return max(0.0, float(text))
+
+
+class RateLimiter:
+    """The service's limits over one backend."""
+
+    def __init__(self, limits: RateLimits, backend: Backend) -> None:
+        self.limits = limits
+        self._backend = backend
+
+    async def _take(self, limit: Limit | None, key: str, what: str) -> None:
+        if limit is None:
+            return
+        over = await self._backend.excess(key, limit, consume=True)
+        if over > 0:
+            raise RateLimited(_message(what, limit), over)
+
+    async def exchange_from(self, client: str) -> None:
+        """Count one exchange from ``client``; RateLimited past the limit."""
+        await self._take(
+            self.limits.exchange_per_client, client, "token exchanges from this address"
+        )
+
+    async def exchange_for(self, issuer: str, repository: str) -> None:
+        """Count one exchange for ``repository`` (already verified) of ``issuer``."""
+        await self._take(
+            self.limits.exchange_per_repository,
+            f"{issuer}|{fold(repository)}",
+            "token exchanges for this repository",
+        )
+
+    async def check_auth_allowed(self, client: str) -> None:
+        """Refuse ``client`` while its failed authentications are over the limit."""
+        limit = self.limits.failed_auth_per_client
+        if limit is None:
+            return
+        over = await self._backend.excess(client, limit, consume=False)
+        if over > 0:
+            raise RateLimited(_message("failed authentications from this address", limit), over)
+
+    async def auth_failed(self, client: str) -> None:
+        """Count one failed authentication from ``client`` (never raises RateLimited:
+        the failure itself is answered as it is; the next attempt is refused)."""
+        limit = self.limits.failed_auth_per_client
+        if limit is not None:
+            await self._backend.excess(client, limit, consume=True)
+
+
+def limiter_for(store: object, limits: RateLimits) -> RateLimiter:
+    """Shared on the store's Redis (every process counts together), in process otherwise
+    (the embedded SQLite store serves one process)."""
+    from trustpub.store.redis import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RateLimiter(limits, RedisBackend(store.client, store.prefix))
+    return RateLimiter(limits, MemoryBackend())
+
+
+def client_address(scope_client: tuple[str, int] | None) -> str:
+    """The peer's address, the key of the per-client limits."""
+    # TODO(forwarded): take the address from trustpub.web.forwarded (forwarding headers
+    # from trusted proxies only) once it exists; behind a proxy every client is the proxy.
+    return scope_client[0] if scope_client else "unknown"
+
+
+def _message(what: str, limit: Limit) -> str:
+    return (
+        f"Too many {what} (limit {limit.count} per {limit.period} s); "
+        "retry after the time in `Retry-After`"
+    )
