@@ -67,6 +67,7 @@ class KeyServer:
                 if self.mode == "fail":
                     await self._send(writer, 500, b"{}")
                     continue
+                body: dict[str, object]
                 if path.endswith("/openid-configuration"):
                     body = {"issuer": self.url, "jwks_uri": f"{self.url}/.well-known/jwks"}
                 else:
