@@ -108,7 +108,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/store.db"
         return
     prefix = f"trustpub-test:{uuid.uuid4().hex}:"
-    yield f"{REDIS_URL}?prefix={prefix}"
+    # The shared test server runs without persistence: opt in explicitly.
+    yield f"{REDIS_URL}?prefix={prefix}&allow_volatile=1"
     _redis_cleanup(prefix)
 
 

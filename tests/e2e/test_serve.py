@@ -72,7 +72,7 @@ async def fire(urls: list[str], jwt: str, count: int) -> list[httpx.Response]:
 def test_two_processes_on_one_redis_issue_exactly_one_token_per_jwt(
     tmp_path: Path, issuer: DevIssuer, redis_prefix: str
 ) -> None:
-    store = f"redis://127.0.0.1:6379/0?prefix={redis_prefix}"
+    store = f"redis://127.0.0.1:6379/0?prefix={redis_prefix}&allow_volatile=1"
     common = {
         "issuers": [issuer.trustpub_issuer()],
         "policies": policy_for(issuer),
@@ -137,7 +137,7 @@ def test_redis_going_away_gives_503_and_the_service_recovers(
             tmp_path,
             issuers=[issuer.trustpub_issuer()],
             policies=policy_for(issuer),
-            store_url=f"redis://127.0.0.1:{port}/0",
+            store_url=f"redis://127.0.0.1:{port}/0?allow_volatile=1",
             extra_config=f'audience = "{AUDIENCE}"',
         ) as svc:
             ok = httpx.post(f"{svc.url}{TOKENS}", json={"jwt": issuer.mint(AUDIENCE)})
