@@ -129,13 +129,13 @@ async def test_a_timeout_after_the_claim_was_sent_says_the_outcome_is_unknown(
     try:
         await store.ping()  # a pooled connection, ready to send
         # The server holds write commands (as a stalled Redis would), then runs them.
-        await admin.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        await admin.client_pause(1500, all=False)
         with pytest.raises(StoreUnavailable) as info:
             await store.issue(h("jti"), later(), h("token"), b"record", later())
         assert info.value.detail == OUTCOME_UNKNOWN
         assert "Retry with a new OIDC token" in info.value.detail
         # Not a blind retry: the claim was sent once, whatever became of it.
-        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.client_unpause()
         assert await store.issue(h("jti-2"), later(), h("token-2"), b"r", later())
     finally:
         await admin.aclose()
