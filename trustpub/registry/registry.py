@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from trustpub.api.bodies import read_body, read_json_object
 from trustpub.api.errors import NO_STORE, error_response
 from trustpub.errors import TrustpubError
+from trustpub.metrics import RegistryMetrics
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import (
     RemoteAuthority,
@@ -54,7 +55,7 @@ PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
 }
 
 
-def _handled(endpoint: Endpoint) -> Endpoint:
+def _handled(endpoint: Endpoint, refused: Callable[[int], None] = lambda status: None) -> Endpoint:
     """Map refusals to the errors shape here, so the routes behave the same whichever
     application hosts them (with or without trustpub's exception handlers)."""
 
@@ -62,8 +63,10 @@ def _handled(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except TrustpubError as exc:
+            refused(exc.status_code)
             return error_response(exc.status_code, exc.detail, NO_STORE)
         except HTTPException as exc:
+            refused(exc.status_code)
             return error_response(exc.status_code, exc.detail, NO_STORE)
 
     return wrapper
@@ -83,7 +86,9 @@ class Registry:
         *,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: RegistryMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
@@ -121,7 +126,7 @@ class Registry:
                 raise RegistryRefused("The registry is not running", 503)
             return await endpoint(request)
 
-        return _handled(guarded)
+        return _handled(guarded, self.metrics.refused)
 
     @contextlib.asynccontextmanager
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
@@ -201,7 +206,9 @@ class Registry:
             "Cache-Control": "no-cache",
         }
         if _not_modified(request, etag, crate.index_updated_at):
+            self.metrics.index_requests.inc("not_modified")
             return Response(status_code=304, headers=headers)
+        self.metrics.index_requests.inc("ok")
         return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
 
     # -- web API -----------------------------------------------------------------------
@@ -223,6 +230,7 @@ class Registry:
             )
         finally:
             self.files.discard(staged)
+        self.metrics.publishes.inc("trustpub" if isinstance(actor, TrustpubActor) else "api-token")
         log.info(
             "published",
             extra={
@@ -312,6 +320,7 @@ class Registry:
             raise bad_request('Expected a body like {"users": ["login"]}')
         add = request.method == "PUT"
         msg = await self._db(lambda: self.db.change_owners(actor, name, logins, add))
+        self.metrics.owner_changes.inc("add" if add else "remove", amount=len(logins))
         return JSONResponse({"ok": True, "msg": msg})
 
     async def version_info(self, request: Request) -> Response:
@@ -333,6 +342,7 @@ class Registry:
                 extra={"fields": {"crate": version.crate_name, "version": version.num}},
             )
             raise RegistryRefused("The .crate file is missing from the registry", 500)
+        self.metrics.downloads.inc()
         return Response(
             data,
             media_type="application/gzip",
@@ -352,6 +362,7 @@ class Registry:
         name, num = request.path_params["name"], request.path_params["version"]
         actor = await self.actor(request)
         await self._db(lambda: self.db.set_yanked(actor, name, num, yanked))
+        self.metrics.yanks.inc("yank" if yanked else "unyank")
         return JSONResponse({"ok": True})
 
 
