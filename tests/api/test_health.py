@@ -23,7 +23,7 @@ def wait_ready(service: Service) -> httpx.Response:
     """/readyz once the key sets fetched in the background at start-up are in."""
     deadline = time.monotonic() + 10
     while True:
-        response = service.client.get("/readyz")
+        response: httpx.Response = service.client.get("/readyz")
         if response.status_code == 200 or time.monotonic() > deadline:
             return response
         time.sleep(0.01)
@@ -57,7 +57,8 @@ def test_a_broken_policy_file_keeps_readiness_and_the_last_good_set(service: Ser
     response = service.client.get("/readyz")
     assert response.status_code == 200
     # Nothing about files or problems for anyone who can reach /readyz.
-    assert "policies.toml" not in response.text and "unknown_key" not in response.text
+    assert "policies.toml" not in response.text
+    assert "unknown_key" not in response.text
     # The last good set still serves; the problem shows on /metrics and /status.
     assert service.exchange(service.github_jwt()).status_code == 200
     assert "trustpub_policy_files_broken 1.0" in service.client.get("/metrics").text
@@ -90,11 +91,15 @@ def test_status_is_for_operators_only(service: Service) -> None:
     assert response.status_code == 200
     body = response.json()
     github = next(i for i in body["issuers"] if i["issuer"].startswith("https://token.actions"))
-    assert github["loaded"] is True and github["keys"] == 1
-    assert github["age_seconds"] >= 0 and github["failed_fetches"] == 0
-    assert body["policies"]["loaded"] == 1 and body["policies"]["problems"] == []
+    assert github["loaded"] is True
+    assert github["keys"] == 1
+    assert github["age_seconds"] >= 0
+    assert github["failed_fetches"] == 0
+    assert body["policies"]["loaded"] == 1
+    assert body["policies"]["problems"] == []
     assert body["stores"]["tokens"]["ok"] is True
-    assert body["build"]["python"] and body["build"]["version"]
+    assert body["build"]["python"]
+    assert body["build"]["version"]
 
 
 def test_status_is_disabled_without_credentials(service_factory: ServiceFactory) -> None:
