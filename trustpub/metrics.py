@@ -14,8 +14,11 @@ worker answers. Counters of a worker that died stay counted. Process metrics are
 worker (a ``pid`` label), refreshed every few seconds by each worker; gauges of state
 (policies loaded, policy files broken) show the most recently written value.
 
-prometheus-client replaced a hand-written registry: bench/RESULTS.md records the
-exchange throughput with both (the cost was within the run-to-run noise).
+prometheus-client replaced a hand-written registry. Measured per exchange (one counter
+increment and one histogram observation, ``timeit`` on the shared 2-core machine under
+load): 8 µs hand-written, 20 µs prometheus-client, 31 µs in multiprocess mode, against
+about 1.5 ms of server CPU per exchange on the same machine at the time (bench/run):
+1-2 %, under the 3 % allowed.
 """
 
 from __future__ import annotations
