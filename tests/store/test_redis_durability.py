@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -168,3 +171,23 @@ async def test_no_stray_failures_from_pooled_connections_after_redis_restarts(
         assert not await store.issue(h("jti-0"), later(), h("other"), b"r", later())
     finally:
         await store.aclose()
+
+
+@pytest.mark.slow
+def test_serve_refuses_a_volatile_redis_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "trustpub", "serve", "--store", f"{REDIS_URL}?prefix=refused:"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "would forget used JWTs on restart" in lines[0]
+    assert "appendonly yes" in lines[0]
+    assert "allow_volatile=1" in lines[0]

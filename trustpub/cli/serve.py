@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from trustpub.config import load_settings
     from trustpub.policies import load_policies
+    from trustpub.store import check_store
 
     # Command-line values travel as environment overrides, so that worker processes
     # started by uvicorn build exactly the same settings.
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         policies = load_policies(settings.policy_dir, settings.issuers)
+        asyncio.run(check_store(settings.store_url))  # e.g. a Redis without persistence
     except PolicyLoadError as exc:
         print(f"trustpub: cannot start: {exc.detail}", file=sys.stderr)
         return 2
