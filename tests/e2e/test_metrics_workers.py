@@ -1,8 +1,10 @@
-"""Metrics with two real uvicorn workers sharing a multiprocess directory: whichever
-worker answers ``/metrics``, counters never go backwards and add up every worker's."""
+"""Metrics with two real uvicorn workers (``trustpub serve --workers 2``, which gives
+them one multiprocess directory): whichever worker answers ``/metrics``, counters never
+go backwards and add up every worker's."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,15 +24,10 @@ WORKER = re.compile(r'^process_resident_memory_bytes\{pid="(\d+)"\}', re.M)
 
 @pytest.mark.slow
 def test_counters_never_go_backwards_across_two_workers(tmp_path: Path) -> None:
-    metrics_dir = tmp_path / "metrics"
-    metrics_dir.mkdir()
     requests = 40
-    with run_service(
-        tmp_path,
-        issuers=DEFAULT_ISSUERS,
-        env={MULTIPROC_ENV: str(metrics_dir)},
-        args=["--workers", "2"],
-    ) as svc:
+    # serve sets the directory up itself; none is inherited from this process.
+    assert MULTIPROC_ENV not in os.environ
+    with run_service(tmp_path, issuers=DEFAULT_ISSUERS, args=["--workers", "2"]) as svc:
         last = 0.0
         workers: set[str] = set()
         for i in range(requests):

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -100,6 +101,14 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("trustpub: cannot start: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        # Workers add up their metrics in one directory (trustpub.metrics), set before
+        # any of them starts.
+        from trustpub.metrics import MULTIPROC_ENV, setup_multiprocess
+
+        setup_multiprocess(
+            os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="trustpub-metrics-")
+        )
     print(start_banner(settings, len(policies)), file=sys.stderr)
     uvicorn.run(
         "trustpub.api.app:app_from_environment",
