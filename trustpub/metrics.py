@@ -91,14 +91,23 @@ class Counter:
         self._metric = prometheus_client.Counter(
             name.removesuffix("_total"), help, labels, registry=registry
         )
+        # The child of each label set, looked up once: prometheus-client's labels()
+        # validates and locks on every call, which would be most of an inc's cost.
+        self._children: dict[tuple[str, ...], prometheus_client.Counter] = {}
+
+    def _child(self, labels: tuple[str, ...]) -> prometheus_client.Counter:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._metric.labels(*labels) if labels else self._metric
+            self._children[labels] = child
+        return child
 
     def inc(self, *labels: str, amount: float = 1) -> None:
-        (self._metric.labels(*labels) if labels else self._metric).inc(amount)
+        self._child(labels).inc(amount)
 
     def value(self, *labels: str) -> float:
         """This process's count (tests and tools)."""
-        child = self._metric.labels(*labels) if labels else self._metric
-        return float(child._value.get())
+        return float(self._child(labels)._value.get())
 
 
 class Gauge:
