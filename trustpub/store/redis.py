@@ -19,9 +19,10 @@ Commands run on a connection taken from redis-py's pool and are sent and read he
 not through ``Redis.execute_command``, because only here do we know whether a failure
 came before the command left (then nothing happened on the server and one retry on a
 fresh connection is safe, which also absorbs connections left stale by a Redis restart)
-or after (then the server may have run it: a read is retried, but a JWT claim is not,
-and the client is told the outcome is unknown). redis-py's own retry cannot make that
-distinction for us.
+or after. After, a read is retried; a JWT claim is not: when the server closed the
+connection, the claim ran entirely or not at all, and reading its keys tells which;
+after a timeout it may still run, so the client is told the outcome is unknown and to
+retry with a new OIDC token. redis-py's own retry cannot make these distinctions.
 """
 
 from __future__ import annotations
@@ -164,9 +165,11 @@ class RedisStore:
         """Run one command; errors become ``StoreUnavailable`` (error replies too, unless
         ``replies``: then they are raised as redis-py's ``ResponseError``).
 
-        A failure before the command was sent is retried once on a fresh connection
-        (a pooled connection may be stale after a Redis restart). A failure after it
-        was sent is retried once only when the command is ``idempotent``. Otherwise,
+        A connection that fails before the command was sent is replaced, and the
+        command sent once more (a pooled connection may be stale after a Redis
+        restart); so is one closed after sending, when the command is ``idempotent``.
+        A timeout is not retried (a server that did not answer in time would not answer
+        the retry either). For a command that is not idempotent,
         when the server closed the connection (it then either ran the command before
         or never will), ``reconcile`` finds out what happened on a fresh connection;
         after a timeout (the command may still run) the outcome is unknown, and the
@@ -175,8 +178,8 @@ class RedisStore:
         for attempt in (1, 2):
             try:
                 return await self._send_and_read(args, idempotent)
-            except _NotSent as exc:
-                if attempt == 2:
+            except _Failed as exc:
+                if not exc.retry or attempt == 2:
                     raise self._unavailable(what, exc.cause) from exc.cause
                 logger.info("redis %s: retrying on a fresh connection (%s)", what, exc.cause)
             except _OutcomeUnknown as exc:
@@ -200,25 +203,31 @@ class RedisStore:
     async def _send_and_read(self, args: tuple[EncodableT, ...], idempotent: bool) -> object:
         pool = self._client.connection_pool
         try:
-            # The pool reconnects a connection whose socket was closed meanwhile.
+            # The pool reconnects a connection whose socket was closed meanwhile. When
+            # this fails (server down, pool exhausted for `timeout`), a retry would only
+            # double the wait.
             connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         except _CONNECTION_ERRORS as exc:
-            raise _NotSent(exc) from exc
+            raise _Failed(exc, retry=False) from exc
         try:
             try:
                 await connection.send_command(*args)
             except _TIMEOUTS as exc:
-                # A write that timed out may still leave: only a read may be retried.
-                raise (_NotSent(exc) if idempotent else _OutcomeUnknown(exc)) from exc
+                # A write that timed out may still leave.
+                raise (_Failed(exc, retry=False) if idempotent else _OutcomeUnknown(exc)) from exc
             except _CONNECTION_ERRORS as exc:
-                raise _NotSent(exc) from exc
+                # Not sent: typically a connection left stale by a Redis restart.
+                raise _Failed(exc, retry=True) from exc
             try:
                 return await connection.read_response()
             except ResponseError:
                 raise  # an error reply: the connection is fine
+            except _TIMEOUTS as exc:
+                # A server that does not answer in time would not answer a retry either.
+                raise (_Failed(exc, retry=False) if idempotent else _OutcomeUnknown(exc)) from exc
             except _CONNECTION_ERRORS as exc:
                 # redis-py closed the connection. The server may have run the command.
-                raise (_NotSent(exc) if idempotent else _OutcomeUnknown(exc)) from exc
+                raise (_Failed(exc, retry=True) if idempotent else _OutcomeUnknown(exc)) from exc
         finally:
             await pool.release(connection)
 
@@ -396,12 +405,14 @@ def _as_bytes(value: object) -> bytes:
     )
 
 
-class _NotSent(Exception):
-    """The command did not reach the server: nothing happened there."""
+class _Failed(Exception):
+    """The command failed without running, or may be run again; ``retry`` says whether
+    one more attempt on a fresh connection may help."""
 
-    def __init__(self, cause: BaseException) -> None:
+    def __init__(self, cause: BaseException, *, retry: bool) -> None:
         super().__init__(str(cause))
         self.cause = cause
+        self.retry = retry
 
 
 class _OutcomeUnknown(Exception):
