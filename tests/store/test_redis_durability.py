@@ -191,3 +191,76 @@ def test_serve_refuses_a_volatile_redis_in_one_line(tmp_path: Path) -> None:
     assert "would forget used JWTs on restart" in lines[0]
     assert "appendonly yes" in lines[0]
     assert "allow_volatile=1" in lines[0]
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy to a Redis server that, once armed, forwards the next EVALSHA and
+    then closes the client's connection instead of passing the reply on: the claim
+    ran, its answer was lost with the connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.armed = False
+        self.dropped = 0
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self.target_port
+        )
+        drop = asyncio.Event()
+
+        async def to_server() -> None:
+            while data := await reader.read(65536):
+                if self.armed and b"EVALSHA" in data:
+                    self.armed = False
+                    drop.set()
+                upstream_writer.write(data)
+                await upstream_writer.drain()
+            upstream_writer.close()
+
+        async def to_client() -> None:
+            while data := await upstream_reader.read(65536):
+                if drop.is_set():
+                    self.dropped += 1
+                    break
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+            upstream_writer.close()
+
+        await asyncio.gather(to_server(), to_client(), return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_a_claim_whose_reply_was_lost_with_the_connection_is_reconciled(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(workdir=tmp_path)
+    await server.start()
+    proxy = ReplyDroppingProxy(server.port)
+    await proxy.start()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0?allow_volatile=1")
+    try:
+        assert await store.issue(h("jti-0"), later(), h("t0"), b"r", later())  # loads the script
+        proxy.armed = True
+        # The claim ran; its reply was lost. Reading the keys finds our token: issued.
+        assert await store.issue(h("jti-1"), later(), h("t1"), b"record", later())
+        assert proxy.dropped == 1
+        assert await store.lookup(h("t1")) == b"record"
+        # And the JWT is used: the same jti cannot be claimed again.
+        assert not await store.issue(h("jti-1"), later(), h("t2"), b"r", later())
+    finally:
+        await store.aclose()
+        await proxy.stop()
+        await server.stop()
