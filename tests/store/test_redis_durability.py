@@ -121,6 +121,29 @@ async def test_without_config_the_store_reads_info_persistence(
 
 
 @pytest.mark.slow
+async def test_a_server_that_hides_its_persistence_settings_is_refused(tmp_path: Path) -> None:
+    server = RedisServer(
+        "--appendonly",
+        "yes",
+        "--rename-command",
+        "CONFIG",
+        "",
+        "--rename-command",
+        "INFO",
+        "",
+        workdir=tmp_path,
+    )
+    await server.start()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{server.port}/0")
+    try:
+        with pytest.raises(StoreNotDurable, match="persistence cannot be checked"):
+            await store.ping()
+    finally:
+        await store.aclose()
+        await server.stop()
+
+
+@pytest.mark.slow
 async def test_a_timeout_after_the_claim_was_sent_says_the_outcome_is_unknown(
     tmp_path: Path,
 ) -> None:

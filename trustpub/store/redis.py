@@ -286,7 +286,13 @@ class RedisStore:
         except ResponseError:
             # CONFIG is disabled or renamed (managed services do that): INFO still
             # says whether the append-only file is on, though not what else is set.
-            info = _info_fields(await self._execute("persistence check", "INFO", "persistence"))
+            try:
+                info = _info_fields(
+                    await self._execute("persistence check", "INFO", "persistence", replies=True)
+                )
+            except ResponseError:
+                # Unknown counts as volatile: the operator can still opt in.
+                return "neither CONFIG nor INFO may be run, so persistence cannot be checked"
             if info.get("aof_enabled") == "1":
                 return None
             return "INFO persistence says aof_enabled:0"
