@@ -14,11 +14,13 @@ worker answers. Counters of a worker that died stay counted. Process metrics are
 worker (a ``pid`` label), refreshed every few seconds by each worker; gauges of state
 (policies loaded, policy files broken) show the most recently written value.
 
-prometheus-client replaced a hand-written registry. Measured per exchange (one counter
-increment and one histogram observation, ``timeit`` on the shared 2-core machine under
-load): 8 µs hand-written, 20 µs prometheus-client, 31 µs in multiprocess mode, against
-about 1.5 ms of server CPU per exchange on the same machine at the time (bench/run):
-1-2 %, under the 3 % allowed.
+prometheus-client replaced a hand-written registry; the allowance was 3 % of exchange
+throughput. Measured on the shared 2-core machine (load average 12, so every figure is
+inflated alike): the metrics of one exchange (a counter increment and a histogram
+observation, ``timeit``, best of 5 x 200k) cost 4.0-4.5 µs hand-written, 7.7-8.1 µs with
+prometheus-client, 16.5-20.6 µs in multiprocess mode, against 1.5-2.3 ms of server CPU
+per exchange (``bench/load.py``, old and new interleaved, 3 rounds each): at most
++16 µs, under 1 %. Throughput itself varied by more than 3 % from run to run there.
 """
 
 from __future__ import annotations
