@@ -133,7 +133,7 @@ listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 audience = "{AUDIENCE}"
 policy_dir = "{policies}"
-store = "{REDIS_URL}?prefix={prefix}"
+store = "{REDIS_URL}?prefix={prefix}&allow_volatile=1"
 data_dir = "{home / "data"}"
 introspection_credentials = ["{CREDENTIAL}"]
 

@@ -84,6 +84,8 @@ FACES: dict[str, list[str]] = {
         "RedisStore",
         "SQLiteStore",
         "Store",
+        "StoreNotDurable",
+        "check_store",
         "open_store",
     ],
     "trustpub.tokens": [
@@ -143,11 +145,16 @@ FACES: dict[str, list[str]] = {
         "log_fields",
     ],
     "trustpub.metrics": [
+        "CONTENT_TYPE",
         "Counter",
         "DEFAULT_BUCKETS",
         "Gauge",
         "Histogram",
+        "MULTIPROC_ENV",
         "MetricsRegistry",
+        "RegistryMetrics",
+        "setup_multiprocess",
+        "worker_exited",
     ],
 }
 

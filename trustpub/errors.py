@@ -6,7 +6,7 @@
     │   ├── UnsupportedIssuer      the token's ``iss`` is not a configured issuer
     │   ├── PolicyMismatch         verified claims match no trust policy
     │   └── JWTReplayed            the token's ``jti`` was already exchanged
-    ├── KeySetUnavailable          no usable key set for an issuer (HTTP 500)
+    ├── KeySetUnavailable          no usable key set for an issuer (HTTP 503, retryable)
     ├── StoreUnavailable           the token store cannot be reached (HTTP 503)
     └── ConfigurationError         the server configuration is invalid
         └── PolicyLoadError        policy files are invalid; ``problems`` lists each one
@@ -76,9 +76,13 @@ class JWTReplayed(ExchangeRefused):
 
 
 class KeySetUnavailable(TrustpubError):
-    """No usable JSON Web Key Set could be loaded for an issuer."""
+    """No usable JSON Web Key Set could be loaded for an issuer.
 
-    status_code = 500
+    503, not crates.io's 500: the issuer (or our way to it) is down for now, and the
+    client may retry with a fresh token later; nothing is wrong with its request.
+    """
+
+    status_code = 503
 
     def __init__(self, detail: str = "Failed to load OIDC key set") -> None:
         super().__init__(detail)

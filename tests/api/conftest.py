@@ -108,7 +108,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/store.db"
         return
     prefix = f"trustpub-test:{uuid.uuid4().hex}:"
-    yield f"{REDIS_URL}?prefix={prefix}"
+    # The shared test server runs without persistence: opt in explicitly.
+    yield f"{REDIS_URL}?prefix={prefix}&allow_volatile=1"
     _redis_cleanup(prefix)
 
 
@@ -121,7 +122,7 @@ def service_factory(
 ) -> Iterator[ServiceFactory]:
     clients: list[TestClient] = []
 
-    def start(policies: str = GITHUB_POLICY, **changes: Any) -> Service:
+    def start(policies: str = GITHUB_POLICY, issuer_status: int = 200, **changes: Any) -> Service:
         policy_dir = tmp_path / "policies"
         policy_dir.mkdir(exist_ok=True)
         (policy_dir / "policies.toml").write_text(policies)
@@ -140,6 +141,9 @@ def service_factory(
         fake = FakeIssuers()
         for issuer in DEFAULT_ISSUERS:
             fake.publish(issuer, signing_key)
+        # Key sets are fetched in the background from start-up: an issuer that must
+        # fail does so from the start.
+        fake.status = issuer_status
         http = httpx.AsyncClient(transport=httpx.MockTransport(fake))
         client = TestClient(create_app(settings, http_client=http), raise_server_exceptions=False)
         client.__enter__()

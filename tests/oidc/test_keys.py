@@ -59,7 +59,9 @@ async def test_cached_set_is_reused_until_max_age(
     await keys.get_key(GITHUB, KID)
     assert fake_issuers.jwks_fetches == 1
     key_clock.advance(1)
+    # Expired: served as it is while a refresh runs in the background.
     await keys.get_key(GITHUB, KID)
+    await keys.settle()
     assert fake_issuers.jwks_fetches == 2
 
 
@@ -170,7 +172,7 @@ async def test_issuers_have_separate_key_sets(
 
 
 async def test_failed_fetch_without_cached_set_is_unavailable(
-    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
 ) -> None:
     fake_issuers.status = 503
     keys = make_key_sets()
@@ -183,34 +185,49 @@ async def test_failed_fetch_without_cached_set_is_unavailable(
         key_count=0,
         age=None,
         last_error="discovery document returned HTTP 503",
+        failures=1,
     )
     assert keys.fetch_outcomes[(GITHUB.url, "http_error")] == 1
-    # With nothing to serve, the next request retries at once (and recovers).
+    # During the back-off (1 s after a first failure) requests are refused at once.
     fake_issuers.status = 200
+    key_clock.advance(0.5)
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert fake_issuers.discoveries == 1
+    # Then the next request fetches again (and recovers).
+    key_clock.advance(0.5)
     await keys.get_key(GITHUB, KID)
     assert keys.status(GITHUB).last_error is None
+    assert keys.status(GITHUB).failures == 0
 
 
 async def test_stale_set_serves_while_fetches_fail_until_staleness_limit(
     make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
 ) -> None:
-    keys = make_key_sets(max_age=3600, refresh_cooldown=60, max_stale=86400)
+    keys = make_key_sets(max_age=3600, max_stale=86400, backoff_base=10, backoff_max=40)
     await keys.get_key(GITHUB, KID)
     fake_issuers.status = 500
     key_clock.advance(3600)
-    await keys.get_key(GITHUB, KID)  # refresh fails, old set serves
+    await keys.get_key(GITHUB, KID)  # old set serves; its refresh fails in the background
+    await keys.settle()
     assert fake_issuers.discoveries == 2
-    key_clock.advance(30)
-    await keys.get_key(GITHUB, KID)  # within the cooldown: no new attempt
-    assert fake_issuers.discoveries == 2
-    key_clock.advance(30)
-    await keys.get_key(GITHUB, KID)  # cooldown over: one more attempt
-    assert fake_issuers.discoveries == 3
+    # The back-off doubles after each failure (10 s, 20 s, 40 s) and stays capped.
+    for delay in (10, 20, 40, 40):
+        key_clock.advance(delay - 1)
+        await keys.get_key(GITHUB, KID)  # within the back-off: no new attempt
+        await keys.settle()
+        attempts = fake_issuers.discoveries
+        key_clock.advance(1)
+        await keys.get_key(GITHUB, KID)  # back-off over: one more attempt
+        await keys.settle()
+        assert fake_issuers.discoveries == attempts + 1
     status = keys.status(GITHUB)
     assert status.loaded
+    assert status.failures == 5
     assert status.last_error == "discovery document returned HTTP 500"
     key_clock.now = 1000.0 + 86400
     await keys.get_key(GITHUB, KID)  # exactly at the limit: still served
+    await keys.settle()
     key_clock.advance(1)
     with pytest.raises(KeySetUnavailable):
         await keys.get_key(GITHUB, KID)
@@ -228,11 +245,13 @@ async def test_empty_key_set_is_never_cached_nor_used(
     assert not keys.status(GITHUB).loaded
 
     fake_issuers.set_keys(GITHUB, make_signing_key(KID))
+    key_clock.advance(1)  # after the back-off
     await keys.get_key(GITHUB, KID)
     # An empty set later does not replace the good one.
     fake_issuers.set_keys(GITHUB)
     key_clock.advance(3600)
     await keys.get_key(GITHUB, KID)
+    await keys.settle()
     assert keys.fetch_outcomes[(GITHUB.url, "empty")] == 2
     assert keys.status(GITHUB).key_count == 1
 
@@ -410,7 +429,7 @@ async def test_fetch_failure_is_logged_with_issuer_and_reason_only(
         (
             "trustpub.oidc",
             "OIDC key set fetch failed for https://token.actions.githubusercontent.com: "
-            "jwks_uri is not on the issuer's host",
+            "jwks_uri is not on the issuer's host (next attempt in 1 s at the earliest)",
         )
     ]
 
@@ -555,7 +574,14 @@ def test_status_of_unseen_issuer_is_not_loaded(make_key_sets: KeySetsFactory) ->
 
 @pytest.mark.parametrize(
     "options",
-    [{"max_age": 0}, {"max_age": 100, "max_stale": 50}, {"timeout": 0}, {"max_bytes": 0}],
+    [
+        {"max_age": 0},
+        {"max_age": 100, "max_stale": 50},
+        {"timeout": 0},
+        {"max_bytes": 0},
+        {"backoff_base": 10, "backoff_max": 5},
+        {"backoff_base": -1},
+    ],
 )
 def test_nonsensical_configuration_is_refused(
     make_key_sets: KeySetsFactory, options: dict[str, Any]

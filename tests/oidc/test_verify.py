@@ -297,7 +297,7 @@ async def test_key_set_unavailable_propagates(env: OIDCEnv) -> None:
     with pytest.raises(KeySetUnavailable) as exc:
         await env.verifier.verify(env.signing_key.sign(claims()))
     assert exc.value.detail == "Failed to load OIDC key set"
-    assert exc.value.status_code == 500
+    assert exc.value.status_code == 503  # retryable: the issuer is down for now
 
 
 # -- audience ------------------------------------------------------------------------

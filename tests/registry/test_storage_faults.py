@@ -123,7 +123,7 @@ def test_readyz_reports_the_registry_and_names_no_file(tmp_path: Path) -> None:
         (tmp_path / "data" / "registry" / "registry.db").unlink()
         response = client.get("/readyz")
         assert response.status_code == 503
-        assert "registry: the registry's storage is unavailable" in response.json()["problems"]
+        assert response.json()["checks"]["registry"] == "failed"
         assert str(tmp_path) not in response.text
 
 

@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 from trustpub.store import RedisStore, SQLiteStore, Store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+# The shared test server runs without persistence: the stores under test opt in.
+STORE_URL = f"{REDIS_URL}?allow_volatile=1"
 
 StoreFactory = Callable[[], Awaitable[Store]]
 
@@ -40,7 +42,7 @@ async def redis_prefix() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def redis_store(redis_prefix: str) -> AsyncIterator[RedisStore]:
-    store = RedisStore.from_url(REDIS_URL, prefix=redis_prefix)
+    store = RedisStore.from_url(STORE_URL, prefix=redis_prefix)
     # Fails (not skips) when no Redis runs at 127.0.0.1:6379.
     await store.ping()
     yield store
@@ -64,7 +66,7 @@ async def store_factory(
     async def make() -> Store:
         store: Store
         if request.param == "redis":
-            store = RedisStore.from_url(REDIS_URL, prefix=redis_prefix)
+            store = RedisStore.from_url(STORE_URL, prefix=redis_prefix)
         else:
             store = SQLiteStore(tmp_path / "store" / "trustpub.db")
         opened.append(store)

@@ -12,11 +12,12 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from tests.store.conftest import REDIS_URL
+from tests.store.conftest import REDIS_URL, STORE_URL
 from trustpub.errors import StoreUnavailable
 from trustpub.store import RedisStore
 
@@ -58,6 +59,7 @@ async def test_keys_live_under_the_prefix_and_expire_at_the_given_times(
             f"{prefix}jti:{h('jti').hex()}",
             f"{prefix}token:{h('token').hex()}",
             f"{prefix}pin:https://gitlab.com\ngroup/project",
+            f"{prefix}ping",  # the fixture's ping: a write, expiring within a minute
         ]
     )
     assert await raw_redis.expiretime(f"{prefix}jti:{h('jti').hex()}") == jti_at
@@ -69,7 +71,7 @@ async def test_keys_live_under_the_prefix_and_expire_at_the_given_times(
 async def test_stores_with_different_prefixes_do_not_see_each_other(
     redis_store: RedisStore, redis_prefix: str
 ) -> None:
-    other = RedisStore.from_url(REDIS_URL, prefix=redis_prefix + "other:")
+    other = RedisStore.from_url(STORE_URL, prefix=redis_prefix + "other:")
     try:
         await redis_store.issue(h("jti"), later(), h("token"), b"r", later())
         assert await other.lookup(h("token")) is None
@@ -113,10 +115,16 @@ async def test_silent_server_times_out_instead_of_hanging() -> None:
 
 
 class RedisServer:
-    """A private redis-server process on a free port, which tests may stop and restart."""
+    """A private redis-server process on a free port, which tests may stop and restart.
 
-    def __init__(self) -> None:
+    Without persistence unless ``options`` say otherwise (they are appended to the
+    command line, so a later ``--appendonly yes`` wins); files go to ``workdir``.
+    """
+
+    def __init__(self, *options: str, workdir: Path | None = None) -> None:
         self.port = free_port()
+        self.options = options
+        self.workdir = workdir
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -132,6 +140,8 @@ class RedisServer:
             "",
             "--appendonly",
             "no",
+            *(("--dir", str(self.workdir)) if self.workdir is not None else ()),
+            *self.options,
             stdout=asyncio.subprocess.DEVNULL,
         )
         client = aioredis.Redis(port=self.port)
@@ -164,7 +174,7 @@ async def private_redis() -> AsyncIterator[RedisServer]:
 async def test_store_recovers_by_itself_when_the_server_comes_back(
     private_redis: RedisServer,
 ) -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0")
+    store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0?allow_volatile=1")
     try:
         assert await store.issue(h("jti-1"), later(), h("t1"), b"r", later())
         await private_redis.stop()
@@ -186,7 +196,7 @@ async def test_store_recovers_by_itself_when_the_server_comes_back(
 async def test_read_only_server_is_unavailable_then_recovers(
     private_redis: RedisServer,
 ) -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0")
+    store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0?allow_volatile=1")
     admin = aioredis.Redis(port=private_redis.port)
     try:
         await store.ping()
@@ -202,7 +212,7 @@ async def test_read_only_server_is_unavailable_then_recovers(
 
 
 async def test_a_burst_beyond_the_pool_size_queues_instead_of_failing(redis_prefix: str) -> None:
-    store = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, max_connections=4)
+    store = RedisStore.from_url(STORE_URL, prefix=redis_prefix, max_connections=4)
     try:
         results = await asyncio.gather(
             *(

@@ -21,7 +21,7 @@ from trustpub.api.state import Services, services
 from trustpub.config import Settings
 from trustpub.errors import StoreUnavailable
 from trustpub.exchange import Exchanger
-from trustpub.metrics import Gauge, MetricsRegistry
+from trustpub.metrics import MetricsRegistry
 from trustpub.oidc import KeySets, Verifier
 from trustpub.policies import LivePolicies, load_policies
 from trustpub.ratelimit import limiter_for
@@ -40,6 +40,7 @@ ROUTES: list[BaseRoute] = [
     Route(paths.HEALTHZ, health.healthz, methods=["GET"]),
     Route(paths.READYZ, health.readyz, methods=["GET"]),
     Route(paths.METRICS, health.metrics, methods=["GET"]),
+    Route(paths.STATUS, health.status, methods=["GET"]),
 ]
 
 
@@ -55,30 +56,38 @@ def create_app(
     # Companion Cargo registry (trustpub.registry): its routes join ours, and it is
     # opened in our lifespan, because Starlette does not run a mounted app's lifespan.
     routes = list(ROUTES)
+    # Built here, not in the lifespan: the error boundary and the registry count into it.
+    metrics = MetricsRegistry()
     cargo_registry: CargoRegistry | None = None
     if settings.registry_enabled:
-        cargo_registry = CargoRegistry(settings.data_dir / "registry", settings.public_url)
+        cargo_registry = CargoRegistry(
+            settings.data_dir / "registry", settings.public_url, metrics=metrics.registry
+        )
         routes += cargo_registry.routes
-    # Built here, not in the lifespan: the error boundary counts into it.
-    metrics = MetricsRegistry()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         async with contextlib.AsyncExitStack() as stack:
             services = await _build_services(settings, stack, http_client, store, metrics)
+            # Readiness checks: the registry's own probe joins this list.
+            readiness = health.default_checks(services)
             if cargo_registry is not None:
                 # In-process: trustpub tokens are checked against our own store.
                 authority = LocalAuthority(services.tokens)
                 cargo_registry.rate_limiter = services.limiter
                 await stack.enter_async_context(cargo_registry.open(authority))
+                readiness.append(health.ReadinessCheck("registry", cargo_registry.writable))
             # Also on app.state, for operators' tooling and tests; handlers use the
             # lifespan state through trustpub.api.state.services().
             app.state.services = services
             async with anyio.create_task_group() as tasks:
                 if settings.policy_reload_interval > 0:
                     tasks.start_soon(services.policies.watch, settings.policy_reload_interval)
+                tasks.start_soon(metrics.sample_process_forever)
                 _on_sighup(services.policies.reload)
-                yield {"services": services}
+                for issuer in settings.issuers:
+                    services.keys.ready(issuer)  # fetch the key sets in the background
+                yield {"services": services, "readiness": readiness}
                 tasks.cancel_scope.cancel()
 
     app = Starlette(
@@ -91,7 +100,7 @@ def create_app(
         exception_handlers=exception_handlers({StoreUnavailable: _count_store_outage}),
         lifespan=lifespan,
     )
-    app.state.cargo_registry = cargo_registry  # /readyz checks it can write
+    app.state.cargo_registry = cargo_registry  # for operators' tooling and tests
     return app
 
 
@@ -112,7 +121,9 @@ async def _build_services(
         max_age=settings.key_sets.max_age,
         refresh_cooldown=settings.key_sets.refresh_cooldown,
         max_stale=settings.key_sets.max_stale,
+        on_fetch=metrics.key_fetches.inc,
     )
+    stack.push_async_callback(keys.aclose)
     if store is None:
         store = open_store(settings.store_url)
         stack.push_async_callback(store.aclose)
@@ -125,8 +136,9 @@ async def _build_services(
     policies = LivePolicies(
         settings.policy_dir,
         lambda: load_policies(settings.policy_dir, settings.issuers),
-        on_reload=lambda result: metrics.policy_reloads.inc(result),
+        on_reload=lambda result: metrics.policies_reloaded(result, len(policies.current)),
     )
+    metrics.observe_policies(len(policies.current), policies.last_error is not None)
     token_service = TokenService(store)
     verifier = Verifier(
         settings.issuers,
@@ -145,22 +157,6 @@ async def _build_services(
         max_ttl=settings.max_token_ttl,
         leeway=settings.jwt_leeway,
         limiter=limiter,
-    )
-    metrics.add_gauge(
-        Gauge(
-            "trustpub_policies",
-            "Policies in the live set.",
-            lambda: [((), float(len(policies.current)))],
-        )
-    )
-    metrics.add_gauge(
-        Gauge(
-            "trustpub_key_fetches_total",
-            "Key set fetches by issuer and result.",
-            lambda: [((i, r), float(n)) for (i, r), n in sorted(keys.fetch_outcomes.items())],
-            labels=("issuer", "result"),
-            kind="counter",
-        )
     )
     return Services(settings, store, keys, policies, token_service, exchanger, metrics, limiter)
 

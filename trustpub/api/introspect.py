@@ -29,11 +29,17 @@ def credential_digests(credentials: tuple[str, ...]) -> tuple[bytes, ...]:
     )
 
 
-def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
+def require_credential(
+    request: Request,
+    credentials: tuple[str, ...],
+    *,
+    disabled: str = "Introspection is disabled: no registry credentials are configured",
+    invalid: str = "Invalid registry credential",
+) -> None:
+    """Refuse unless the request presents one of ``credentials`` (introspection, and the
+    operators' ``/status``): 403 ``disabled`` when none is configured, 401 otherwise."""
     if not credentials:
-        raise HTTPException(
-            403, "Introspection is disabled: no registry credentials are configured"
-        )
+        raise HTTPException(403, disabled)
     presented = web.bearer_credential(request)
     if presented is None:
         raise HTTPException(401, "Missing `Authorization` header")
@@ -44,7 +50,7 @@ def _authenticate(request: Request, credentials: tuple[str, ...]) -> None:
     for expected in credential_digests(credentials):
         matched |= hmac.compare_digest(digest, expected)
     if not matched:
-        raise HTTPException(401, "Invalid registry credential")
+        raise HTTPException(401, invalid)
 
 
 async def introspect(request: Request) -> Response:
@@ -54,7 +60,7 @@ async def introspect(request: Request) -> Response:
     # An address that failed too often is refused before its credential is checked.
     await svc.limiter.check_auth_allowed(client)
     try:
-        _authenticate(request, svc.settings.introspection_credentials)
+        require_credential(request, svc.settings.introspection_credentials)
     except HTTPException as exc:
         if exc.status_code == 401:
             await svc.limiter.auth_failed(client)

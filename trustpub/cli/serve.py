@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import tempfile
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     from trustpub.config import load_settings
     from trustpub.policies import load_policies
+    from trustpub.store import check_store
 
     # Command-line values travel as environment overrides, so that worker processes
     # started by uvicorn build exactly the same settings.
@@ -88,10 +91,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
     try:
         settings = load_settings()
         policies = load_policies(settings.policy_dir, settings.issuers)
+        asyncio.run(check_store(settings.store_url))  # e.g. a Redis without persistence
     except ConfigurationError as exc:  # policy problems too: PolicyLoadError is one
         raise usage_error(f"cannot start: {exc.detail}") from None
     if args.workers < 1:
         raise usage_error("--workers must be at least 1")
+    if args.workers > 1:
+        # Workers add up their metrics in one directory (trustpub.metrics), set before
+        # any of them starts.
+        from trustpub.metrics import MULTIPROC_ENV, setup_multiprocess
+
+        setup_multiprocess(
+            os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="trustpub-metrics-")
+        )
     console.raw_err(start_banner(settings, len(policies)))
     uvicorn.run(
         "trustpub.api.app:app_from_environment",

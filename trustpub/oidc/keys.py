@@ -4,13 +4,23 @@ One ``KeySets`` serves every issuer. For each one it fetches
 ``{issuer}/.well-known/openid-configuration``, then the document's ``jwks_uri``, keeps
 the RSA signing keys it can use, and caches them:
 
-- a set is used for ``max_age`` seconds, then refetched;
+- a set is fresh for ``max_age`` seconds; an older ("stale") set keeps serving while a
+  refresh runs in the background, so no request waits on a fetch it does not need (a
+  key server that hangs costs the requests nothing while stale keys are usable);
+- a request waits only when it must: no usable set at all, or an unknown ``kid``;
 - an unknown ``kid`` refetches at most once per ``refresh_cooldown`` (a token's ``kid`` is
   chosen by whoever sent it, so it must not be able to make us fetch on every request);
 - concurrent requests that need a fetch share one;
-- when a fetch fails, the last good set keeps serving until it is ``max_stale`` old;
+- a failed fetch backs off: the next attempt waits ``backoff_base`` seconds (1 s), then
+  twice as long after each further failure, capped at ``backoff_max`` (60 s); a success
+  resets it. During a back-off requests are answered at once from what is cached
+  (``KeySetUnavailable`` when nothing usable is), never by a new fetch;
+- when fetches fail, the last good set keeps serving until it is ``max_stale`` old;
 - an empty set is never cached nor used (a verifier with no keys must deny, and a
   "set" that replaced good keys with nothing would turn an issuer outage into ours).
+
+``ready()`` answers from this cache without waiting (for ``/readyz``), starting a
+background fetch where one is due.
 """
 
 from __future__ import annotations
@@ -66,6 +76,10 @@ class KeySetStatus:
     key_count: int
     age: float | None
     last_error: str | None
+    failures: int = 0
+    """Consecutive failed fetches (0 after a success)."""
+    refreshing: bool = False
+    """A fetch is under way."""
 
 
 class _FetchError(Exception):
@@ -84,6 +98,8 @@ class _IssuerState:
     last_attempt: float | None = None
     last_error: str | None = None
     inflight: asyncio.Task[None] | None = None
+    failures: int = 0
+    retry_at: float | None = None
 
 
 class KeySets:
@@ -98,12 +114,21 @@ class KeySets:
         max_stale: float = 86400,
         timeout: float = 5.0,
         max_bytes: int = 256 * 1024,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        on_fetch: Callable[[str, str], None] = lambda issuer, outcome: None,
     ) -> None:
-        if not 0 < max_age <= max_stale or refresh_cooldown < 0 or timeout <= 0 or max_bytes <= 0:
+        if (
+            not 0 < max_age <= max_stale
+            or refresh_cooldown < 0
+            or timeout <= 0
+            or max_bytes <= 0
+            or not 0 <= backoff_base <= backoff_max
+        ):
             raise ConfigurationError(
                 "key sets: expected 0 < max_age <= max_stale, refresh_cooldown >= 0, "
-                "timeout > 0 and max_bytes > 0"
+                "timeout > 0, max_bytes > 0 and 0 <= backoff_base <= backoff_max"
             )
         self._http = http
         self._max_age = max_age
@@ -111,7 +136,10 @@ class KeySets:
         self._max_stale = max_stale
         self._timeout = timeout
         self._max_bytes = max_bytes
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
         self._clock = clock
+        self._on_fetch = on_fetch
         self._states: dict[Issuer, _IssuerState] = {}
         self.fetch_outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
 
@@ -123,17 +151,27 @@ class KeySets:
         (rate-limited) refresh that an unknown ``kid`` triggers.
         """
         state = self._state(issuer)
-        await self._ensure_loaded(issuer, state)
         keys = self._usable_keys(state)
         if keys is None:
-            raise KeySetUnavailable()
+            # Nothing usable: this request needs a fetch (joined if one is under way),
+            # unless the last failure's back-off says not yet.
+            if self._inflight(state) is not None or self._backoff_over(state):
+                await self._refresh(issuer, state)
+                keys = self._usable_keys(state)
+            if keys is None:
+                raise KeySetUnavailable()
+        elif self._expired(state):
+            # Stale but usable: serve it now, refresh for the requests to come.
+            self._refresh_in_background(issuer, state)
         key = keys.get(kid)
         if key is not None:
             return key
         # An unknown kid may mean the issuer rotated its keys, so refetch; but kid is
         # chosen by the sender, so at most once per cooldown (a fetch already under way
         # is free to join).
-        if state.inflight is not None or self._cooldown_over(state):
+        if self._inflight(state) is not None or (
+            self._cooldown_over(state) and self._backoff_over(state)
+        ):
             await self._refresh(issuer, state)
             keys = self._usable_keys(state)
             if keys is None:
@@ -143,15 +181,29 @@ class KeySets:
                 return key
         raise InvalidJWT("Invalid JWT key ID")
 
-    async def warm(self, issuer: Issuer) -> bool:
-        """Fetch the issuer's key set if needed; True when a usable set is held.
+    def ready(self, issuer: Issuer) -> bool:
+        """True when the issuer has a usable key set (stale included). Never waits.
 
-        For readiness checks: never raises.
+        A set that is missing or expired gets a background fetch (when the back-off
+        allows), so a later call can answer True.
+        """
+        state = self._state(issuer)
+        if self._usable_keys(state) is None or self._expired(state):
+            self._refresh_in_background(issuer, state)
+        return self._usable_keys(state) is not None
+
+    async def warm(self, issuer: Issuer) -> bool:
+        """Fetch the issuer's key set if it has none usable; True when a usable set is
+        held. Waits for the fetch (for start-up and tools; ``/readyz`` uses ``ready``).
+        Never raises.
         """
         try:
             state = self._state(issuer)
-            await self._ensure_loaded(issuer, state)
-            return self._usable_keys(state) is not None
+            if self._usable_keys(state) is None and (
+                self._inflight(state) is not None or self._backoff_over(state)
+            ):
+                await self._refresh(issuer, state)
+            return self.ready(issuer)
         except Exception:  # a health check reports, it does not fail
             logger.exception("OIDC key set warm-up failed for %s", issuer.url)
             return False
@@ -160,14 +212,27 @@ class KeySets:
         """A snapshot of the issuer's key set (no network access)."""
         state = self._states.get(issuer, _IssuerState())
         keys = self._usable_keys(state)
-        age = None if state.fetched_at is None else self._clock() - state.fetched_at
         return KeySetStatus(
             issuer=issuer.url,
             loaded=keys is not None,
             key_count=0 if keys is None else len(keys),
-            age=age,
+            age=self._age(state),
             last_error=state.last_error,
+            failures=state.failures,
+            refreshing=self._inflight(state) is not None,
         )
+
+    async def settle(self) -> None:
+        """Wait for the fetches under way (background refreshes included) to finish."""
+        tasks = [t for s in self._states.values() if (t := self._inflight(s)) is not None]
+        await asyncio.gather(*(asyncio.shield(t) for t in tasks))
+
+    async def aclose(self) -> None:
+        """Cancel the fetches under way (at shutdown)."""
+        tasks = [t for s in self._states.values() if (t := self._inflight(s)) is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- cache rules -------------------------------------------------------------------
 
@@ -176,6 +241,10 @@ class KeySets:
 
     def _age(self, state: _IssuerState) -> float | None:
         return None if state.fetched_at is None else self._clock() - state.fetched_at
+
+    def _expired(self, state: _IssuerState) -> bool:
+        age = self._age(state)
+        return age is None or age >= self._max_age
 
     def _usable_keys(self, state: _IssuerState) -> Mapping[str, RSAPublicKey] | None:
         age = self._age(state)
@@ -190,36 +259,47 @@ class KeySets:
             or self._clock() - state.last_attempt >= self._refresh_cooldown
         )
 
-    async def _ensure_loaded(self, issuer: Issuer, state: _IssuerState) -> None:
-        age = self._age(state)
-        if state.keys is not None and age is not None and age < self._max_age:
-            return
-        if state.inflight is not None:
-            await self._refresh(issuer, state)
-        elif self._usable_keys(state) is None:
-            # Nothing usable: every request may retry (concurrent ones share a fetch).
-            await self._refresh(issuer, state)
-        elif self._cooldown_over(state):
-            # Expired but still usable: refresh, yet after a failure keep serving the
-            # old set and retry at most once per cooldown instead of on every request.
-            await self._refresh(issuer, state)
+    def _backoff_over(self, state: _IssuerState) -> bool:
+        return state.retry_at is None or self._clock() >= state.retry_at
+
+    @staticmethod
+    def _inflight(state: _IssuerState) -> asyncio.Task[None] | None:
+        """The fetch under way on this event loop, if any.
+
+        A fetch left pending by another event loop (a closed test client, say) can never
+        finish here, so it does not count.
+        """
+        task = state.inflight
+        if task is None or task.done():
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return task if task.get_loop() is loop else None
+
+    def _start_fetch(self, issuer: Issuer, state: _IssuerState) -> asyncio.Task[None]:
+        task = self._inflight(state)
+        if task is not None:
+            return task
+        state.last_attempt = self._clock()
+        task = asyncio.get_running_loop().create_task(self._fetch_and_store(issuer, state))
+        state.inflight = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if state.inflight is finished:
+                state.inflight = None
+
+        task.add_done_callback(done)
+        return task
+
+    def _refresh_in_background(self, issuer: Issuer, state: _IssuerState) -> None:
+        if self._inflight(state) is None and self._backoff_over(state):
+            self._start_fetch(issuer, state)
 
     async def _refresh(self, issuer: Issuer, state: _IssuerState) -> None:
         """Join the fetch under way for this issuer, or start one. Never raises."""
-        task = state.inflight
-        loop = asyncio.get_running_loop()
-        # A fetch left pending by another event loop (a closed test client, say) can never
-        # finish here: start a fresh one.
-        if task is None or task.get_loop() is not loop:
-            state.last_attempt = self._clock()
-            task = loop.create_task(self._fetch_and_store(issuer, state))
-            state.inflight = task
-
-            def done(finished: asyncio.Task[None]) -> None:
-                if state.inflight is finished:
-                    state.inflight = None
-
-            task.add_done_callback(done)
+        task = self._start_fetch(issuer, state)
         # shield: a caller that is cancelled (client went away) must not cancel the
         # fetch the other waiters depend on.
         await asyncio.shield(task)
@@ -237,15 +317,29 @@ class KeySets:
         state.keys = keys
         state.fetched_at = self._clock()
         state.last_error = None
-        self.fetch_outcomes[(issuer.url, "ok")] += 1
+        state.failures = 0
+        state.retry_at = None
+        self._count(issuer, "ok")
+
+    def _count(self, issuer: Issuer, outcome: FetchOutcome) -> None:
+        self.fetch_outcomes[(issuer.url, outcome)] += 1
+        self._on_fetch(issuer.url, outcome)
 
     def _record_failure(
         self, issuer: Issuer, state: _IssuerState, outcome: FetchOutcome, reason: str
     ) -> None:
         # The last good set, if any, is kept: _usable_keys decides how long it serves.
         state.last_error = reason
-        self.fetch_outcomes[(issuer.url, outcome)] += 1
-        logger.warning("OIDC key set fetch failed for %s: %s", issuer.url, reason)
+        state.failures += 1
+        delay = min(self._backoff_base * 2 ** min(state.failures - 1, 32), self._backoff_max)
+        state.retry_at = self._clock() + delay
+        self._count(issuer, outcome)
+        logger.warning(
+            "OIDC key set fetch failed for %s: %s (next attempt in %g s at the earliest)",
+            issuer.url,
+            reason,
+            delay,
+        )
 
     # -- fetching ----------------------------------------------------------------------
 

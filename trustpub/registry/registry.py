@@ -22,12 +22,14 @@ from typing import TypeVar
 import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trustpub.errors import ConfigurationError
+from trustpub.errors import ConfigurationError, TrustpubError
+from trustpub.metrics import RegistryMetrics
 from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_address
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
@@ -74,7 +76,9 @@ class Registry:
         *,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: RegistryMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
@@ -107,9 +111,14 @@ class Registry:
 
     def _h(self, endpoint: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
-            if not self._open:
-                raise RegistryRefused("The registry is not running", 503)
-            return await endpoint(request)
+            try:
+                if not self._open:
+                    raise RegistryRefused("The registry is not running", 503)
+                return await endpoint(request)
+            except (TrustpubError, HTTPException) as exc:
+                # Counted here; answered by the one error mapping (trustpub.web).
+                self.metrics.refused(exc.status_code)
+                raise
 
         return guarded
 
@@ -169,6 +178,14 @@ class Registry:
             raise RegistryRefused("the registry's storage is full", 507) from exc
         except StorageUnavailable as exc:
             raise RegistryRefused("the registry's storage is unavailable", 503) from exc
+
+    async def writable(self) -> bool:
+        """``check_writable`` as a readiness check: True when a publish could be taken."""
+        try:
+            await self.check_writable()
+        except RegistryRefused:
+            return False
+        return True
 
     # -- authentication ----------------------------------------------------------------
 
@@ -242,7 +259,9 @@ class Registry:
             "Cache-Control": "no-cache",
         }
         if _not_modified(request, etag, crate.index_updated_at):
+            self.metrics.index_requests.inc("not_modified")
             return Response(status_code=304, headers=headers)
+        self.metrics.index_requests.inc("ok")
         return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
 
     # -- web API -----------------------------------------------------------------------
@@ -272,6 +291,7 @@ class Registry:
             )
         finally:
             self.files.discard(staged)
+        self.metrics.publishes.inc("trustpub" if isinstance(actor, TrustpubActor) else "api-token")
         log.info(
             "published",
             extra={
@@ -361,6 +381,7 @@ class Registry:
             raise bad_request('Expected a body like {"users": ["login"]}')
         add = request.method == "PUT"
         msg = await self._db(lambda: changes.change_owners(self.db, actor, name, logins, add))
+        self.metrics.owner_changes.inc("add" if add else "remove", amount=len(logins))
         return JSONResponse({"ok": True, "msg": msg})
 
     async def version_info(self, request: Request) -> Response:
@@ -382,6 +403,7 @@ class Registry:
                 extra={"fields": {"crate": version.crate_name, "version": version.num}},
             )
             raise RegistryRefused("The .crate file is missing from the registry", 500)
+        self.metrics.downloads.inc()
         return Response(
             data,
             media_type="application/gzip",
@@ -401,6 +423,7 @@ class Registry:
         name, num = request.path_params["name"], request.path_params["version"]
         actor = await self.actor(request)
         await self._db(lambda: changes.set_yanked(self.db, actor, name, num, yanked))
+        self.metrics.yanks.inc("yank" if yanked else "unyank")
         return JSONResponse({"ok": True})
 
 

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from trustpub.errors import ConfigurationError
-from trustpub.store.base import NamespacePins, Store
+from trustpub.errors import ConfigurationError, StoreUnavailable
+from trustpub.store.base import NamespacePins, Store, StoreNotDurable
 from trustpub.store.redis import DEFAULT_PREFIX, RedisStore
 from trustpub.store.sqlite import SQLiteStore
 
-__all__ = ["NamespacePins", "RedisStore", "SQLiteStore", "Store", "open_store"]
+__all__ = [
+    "NamespacePins",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "StoreNotDurable",
+    "check_store",
+    "open_store",
+]
 
 _SQLITE_SCHEME = "sqlite:///"
 
@@ -49,6 +57,23 @@ def open_store(url: str) -> Store:
             "(expected redis://, rediss://, sqlite:/// or a file path)"
         )
     return _open_sqlite(url)
+
+
+async def check_store(url: str) -> None:
+    """Start-up check of the store ``url`` names, before any worker starts.
+
+    Raises ``ConfigurationError`` for a URL no backend understands, and
+    ``StoreNotDurable`` for a Redis that would forget used JWTs on restart (one line
+    naming the fix). A store that cannot be reached now is not an error: the service
+    starts, answers 503 until it returns, and checks it again then.
+    """
+    store = open_store(url)
+    try:
+        await store.ping()
+    except StoreUnavailable:
+        pass
+    finally:
+        await store.aclose()
 
 
 def _open_sqlite(path: str) -> SQLiteStore:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from trustpub.errors import ConfigurationError
+
 
 class NamespacePins(Protocol):
     """GitLab namespace ids recorded on a policy's first successful use.
@@ -71,3 +73,9 @@ def check_expiry(*timestamps: int) -> None:
     for ts in timestamps:
         if isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0:
             raise ValueError("expiry timestamps must be positive integer unix seconds")
+
+
+class StoreNotDurable(ConfigurationError):
+    """The store would forget claimed JWT ids on a restart (a Redis server without
+    persistence, say), so a used JWT could be exchanged again. Start-up stops with this
+    one-line message, which names the fix."""

@@ -12,6 +12,7 @@ INTROSPECT = "/api/v1/trusted_publishing/introspect"
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
 METRICS = "/metrics"
+STATUS = "/status"
 
 # Cargo registry protocol
 INDEX = "/index"
