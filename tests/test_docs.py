@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import importlib
 import inspect
 import io
@@ -398,6 +399,9 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "key_sets.refresh_cooldown": s.key_sets.refresh_cooldown,
         "key_sets.max_stale": s.key_sets.max_stale,
         "registry.enabled": s.registry_enabled,
+        **{f"server.{f.name}": getattr(s.server, f.name) for f in dataclasses.fields(s.server)},
+        "trusted_proxies": s.trusted_proxies,
+        "forwarded_header": s.forwarded_header,
     }
 
 

@@ -25,7 +25,7 @@ from trustpub.metrics import Gauge, Registry
 from trustpub.oidc.keys import KeySets
 from trustpub.oidc.verify import Verifier
 from trustpub.policies import load_policies
-from trustpub.policies.live import LivePolicies
+from trustpub.policies.live import LivePolicies, policy_snapshot
 from trustpub.registry import LocalAuthority
 from trustpub.registry import Registry as CargoRegistry
 from trustpub.store import open_store
@@ -81,7 +81,13 @@ def create_app(
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AccessLog)],
+        middleware=[
+            Middleware(
+                AccessLog,
+                trusted_proxies=settings.trusted_proxies,
+                forwarded_header=settings.forwarded_header,
+            )
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -118,6 +124,7 @@ async def _build_services(
         settings.policy_dir,
         lambda: load_policies(settings.policy_dir, settings.issuers),
         on_reload=lambda result: metrics.policy_reloads.inc(result),
+        snapshot=policy_snapshot(settings),
     )
     token_service = TokenService(store)
     verifier = Verifier(settings.issuers, settings.audience, keys, leeway=settings.jwt_leeway)
