@@ -1,4 +1,4 @@
-"""How ``trustpub serve`` runs (``trustpub.server.supervisor.serve``): the process model and the connection limits.
+"""How ``trustpub serve`` runs: the process model and the connection limits.
 
 - ``supervisor``: bind, announce, start N workers and keep them running; SIGHUP reloads
   policies in place, SIGTERM stops within a deadline.
