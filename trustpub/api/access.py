@@ -1,5 +1,5 @@
 """Access log: one JSON line per request (method, path, status, duration, request id,
-client address, user agent).
+client address, user agent, worker pid).
 
 Each request gets an id: the client's ``X-Request-Id`` when it is sane (at most 128
 characters from a safe set), else a new one; it is returned in the response's
@@ -14,6 +14,7 @@ Headers other than these two, and bodies, where tokens travel, are never logged.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -56,6 +57,8 @@ class AccessLog:
     ) -> None:
         self.app = app
         self.client_address = ClientAddress(trusted_proxies, forwarded_header)
+        # Which worker process served the request (the app is built in the worker).
+        self.pid = os.getpid()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,5 +96,6 @@ class AccessLog:
                     "client": client,
                     "request_id": rid,
                     "user_agent": user_agent(headers),
+                    "pid": self.pid,
                 },
             )

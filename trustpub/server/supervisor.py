@@ -46,7 +46,9 @@ from trustpub.server.worker import (
     EXIT_OK,
     LISTEN_FD,
     SUPERVISOR_PID,
+    install_stop_handlers,
     run_worker,
+    stop_requested,
 )
 
 if TYPE_CHECKING:
@@ -110,6 +112,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop
+        self._stop = stop_requested()  # a SIGTERM before these handlers
         self.slots = [Slot(i) for i in range(self.workers)]
         try:
             for slot in self.slots:
@@ -222,6 +225,7 @@ class Supervisor:
 
 def serve(settings: Settings, workers: int, announce: str) -> int:
     """Bind, announce, serve until stopped; the exit status."""
+    install_stop_handlers()  # the supervisor installs its own once it runs
     try:
         sock = bind(settings.host, settings.port)
     except BindError as exc:

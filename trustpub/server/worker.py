@@ -148,6 +148,34 @@ def effective_max_connections(configured: int) -> int:
     return max(8, min(configured, soft - RESERVED_DESCRIPTORS))
 
 
+class _Stop:
+    """A stop requested by SIGTERM or SIGINT, before or while uvicorn serves."""
+
+    requested = False
+    server: uvicorn.Server | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        if self.server is not None:
+            self.server.should_exit = True
+
+
+_stop = _Stop()
+
+
+def stop_requested() -> bool:
+    return _stop.requested
+
+
+def install_stop_handlers() -> None:
+    """Catch a stop from the process's first moment: a signal that arrives before uvicorn
+    installs its own handlers (or after it restored ours and raised the signal again,
+    which it does once it has shut down) stops the server instead of killing the
+    process, so that it exits with its own status."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+
+
 def run_worker(settings: Settings, sock: socket.socket) -> int:
     """Serve on ``sock`` until told to stop; the exit status."""
     from trustpub.api.app import create_app
@@ -158,10 +186,8 @@ def run_worker(settings: Settings, sock: socket.socket) -> int:
         log.error(f"cannot start: {exc.detail}")
         return EXIT_CONFIGURATION
     server = uvicorn.Server(server_config(settings, served))
-    # uvicorn re-raises the stop signal once it has shut down; a handler that does
-    # nothing lets the worker return its own status instead of dying by the signal.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: None)
+    _stop.server = server
+    server.should_exit = _stop.requested
     try:
         asyncio.run(server.serve(sockets=[sock]))
     except SystemExit:  # uvicorn's way to say the application failed to start
@@ -194,6 +220,7 @@ def main() -> int:
     from trustpub.config import load_settings
     from trustpub.logs import configure
 
+    install_stop_handlers()
     _die_with_supervisor(int(os.environ[SUPERVISOR_PID]))
     # Until the application installs its SIGHUP handler, a reload must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
