@@ -41,7 +41,7 @@ from trustpub.registry.auth import USER_TOKEN_PREFIX
 from trustpub.tokens import format as token_format
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "policies/README.md", "action/README.md")
+DOCS = ("README.md", "policies/README.md", "action/README.md", "docs/operating.md")
 QUICK_START = "## Quick start"  # its blocks are run by tests/test_quickstart.py
 
 
