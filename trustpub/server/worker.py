@@ -148,6 +148,15 @@ def effective_max_connections(configured: int) -> int:
     return max(8, min(configured, soft - RESERVED_DESCRIPTORS))
 
 
+class _DropStartupFailure(logging.Filter):
+    def __init__(self, served: Served) -> None:
+        super().__init__()
+        self.served = served
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.served.configuration_error is None or record.levelno < logging.ERROR
+
+
 class _Stop:
     """A stop requested by SIGTERM or SIGINT, before or while uvicorn serves."""
 
@@ -186,6 +195,9 @@ def run_worker(settings: Settings, sock: socket.socket) -> int:
         log.error(f"cannot start: {exc.detail}")
         return EXIT_CONFIGURATION
     server = uvicorn.Server(server_config(settings, served))
+    # Its "Application startup failed" would be a second line for one configuration error.
+    quiet = _DropStartupFailure(served)
+    logging.getLogger("uvicorn.error").addFilter(quiet)
     _stop.server = server
     server.should_exit = _stop.requested
     try:
@@ -195,6 +207,8 @@ def run_worker(settings: Settings, sock: socket.socket) -> int:
     except Exception:
         log.exception("the server failed")
         return EXIT_FAILURE
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
     if served.configuration_error is not None:
         log.error(f"cannot start: {served.configuration_error.detail}")
         return EXIT_CONFIGURATION
