@@ -43,13 +43,11 @@ def test_a_configuration_error_at_start_up_is_one_line_and_status_2(
 
 @pytest.mark.anyio
 async def test_requests_past_the_bound_are_answered_503_at_once() -> None:
-    release: list[Message] = []
-    started = 0
+    entered, release = anyio.Event(), anyio.Event()
 
     async def slow(scope: Scope, receive: Receive, send: Send) -> None:
-        nonlocal started
-        started += 1
-        await receive()  # held until the test sends a message
+        entered.set()
+        await release.wait()
 
     served = Served(slow, max_requests=1)
     sent: list[Message] = []
@@ -58,21 +56,17 @@ async def test_requests_past_the_bound_are_answered_503_at_once() -> None:
         sent.append(message)
 
     async def receive() -> Message:
-        while not release:
-            await anyio.sleep(0.001)
-        return release[0]
+        return {"type": "http.disconnect"}
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(served, {"type": "http"}, receive, send)
-        while started == 0:
-            await anyio.sleep(0.001)
+        await entered.wait()
         await served({"type": "http"}, receive, send)  # the second: over the bound
         assert sent[0]["status"] == 503
         assert (b"retry-after", b"1") in sent[0]["headers"]
         assert json.loads(sent[1]["body"])["errors"][0]["detail"]
-        release.append({"type": "http.disconnect"})
+        release.set()
     assert served.active == 0
-    assert started == 1
 
 
 def test_the_connection_cap_fits_the_descriptor_limit() -> None:
