@@ -226,6 +226,9 @@ class Supervisor:
 def serve(settings: Settings, workers: int, announce: str) -> int:
     """Bind, announce, serve until stopped; the exit status."""
     install_stop_handlers()  # the supervisor installs its own once it runs
+    # Until a handler is installed (the application's, or the supervisor's), a SIGHUP
+    # must not end the process: the policies are read at start anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         sock = bind(settings.host, settings.port)
     except BindError as exc:
