@@ -93,8 +93,11 @@ def run_service(
     port: int | None = None,
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
+    files_limit: int | None = None,
 ) -> Iterator[LiveService]:
-    """Start ``trustpub serve`` with a config under ``workdir/name``; stop it on exit."""
+    """Start ``trustpub serve`` with a config under ``workdir/name``; stop it on exit.
+
+    ``files_limit``: the service's descriptor limit (RLIMIT_NOFILE), when given."""
     home = workdir / name
     home.mkdir(parents=True, exist_ok=True)
     policy_dir = home / "policies"
@@ -122,6 +125,7 @@ def run_service(
             stderr=subprocess.STDOUT,
             env=environment,
             cwd=home,
+            preexec_fn=None if files_limit is None else lambda: _limit_files(files_limit),
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -129,6 +133,12 @@ def run_service(
         yield LiveService(url, f"127.0.0.1:{port}", process, config, log)
     finally:
         stop(process)
+
+
+def _limit_files(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -218,3 +218,49 @@ def test_an_issuer_listed_twice_in_the_environment_is_refused() -> None:
         load_settings(
             environ={"TRUSTPUB_ISSUERS": "gitlab=https://g.example,gitlab=https://g.example"}
         )
+
+
+def test_the_server_table_sets_processes_and_limits(tmp_path: Path) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text(
+        '[server]\nworkers = 4\nhead_timeout = "5s"\nbody_timeout = 20\nmax_connections = 64\n'
+    )
+    server = load_settings(config, environ={}).server
+    assert (server.workers, server.head_timeout, server.body_timeout) == (4, 5, 20)
+    assert server.max_connections == 64
+    assert server.keep_alive_timeout == 5  # untouched keys keep their defaults
+
+
+def test_trustpub_workers_overrides_one_key_of_the_server_table(tmp_path: Path) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text("[server]\nworkers = 4\nhead_timeout = 3\n")
+    server = load_settings(config, environ={"TRUSTPUB_WORKERS": "2"}).server
+    assert (server.workers, server.head_timeout) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nworkers = 0\n", "server.workers: expected 1..64"),
+        ("[server]\nmax_requests = true\n", "server.max_requests: expected an integer"),
+        ("[server]\nhead_timeout = 0\n", "server.head_timeout"),
+        ("[server]\nmax_connections = 2\n", "server.max_connections: expected 16..1000000"),
+        ("[server]\nthreads = 2\n", "server: unknown key(s): threads"),
+        ('trusted_proxies = ["proxy.internal"]\n', "trusted_proxies: not an address or CIDR"),
+        ('trusted_proxies = "10.0.0.1"\n', "trusted_proxies: expected a list"),
+        ('forwarded_header = "x-real-ip"\n', "forwarded_header: expected one of"),
+    ],
+)
+def test_bad_server_settings_name_their_key(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(config, environ={})
+
+
+def test_trusted_proxies_from_the_environment() -> None:
+    settings = load_settings(environ={"TRUSTPUB_TRUSTED_PROXIES": "10.0.0.0/8, ::1"})
+    assert settings.trusted_proxies == ("10.0.0.0/8", "::1")
+    assert settings.forwarded_header == "x-forwarded-for"
+    with pytest.raises(ConfigurationError, match="TRUSTPUB_WORKERS"):
+        load_settings(environ={"TRUSTPUB_WORKERS": "-1"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import importlib
 import inspect
 import io
@@ -40,7 +41,7 @@ from trustpub.registry.auth import USER_TOKEN_PREFIX
 from trustpub.tokens import format as token_format
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "policies/README.md", "action/README.md")
+DOCS = ("README.md", "policies/README.md", "action/README.md", "docs/operating.md")
 QUICK_START = "## Quick start"  # its blocks are run by tests/test_quickstart.py
 
 
@@ -407,6 +408,9 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
                 ("failed_auth_per_client", s.rate_limits.failed_auth_per_client),
             )
         },
+        **{f"server.{f.name}": getattr(s.server, f.name) for f in dataclasses.fields(s.server)},
+        "trusted_proxies": s.trusted_proxies,
+        "forwarded_header": s.forwarded_header,
     }
 
 

@@ -106,6 +106,7 @@ FACES: dict[str, list[str]] = {
     ],
     "trustpub.web": [
         "CLIENT_CLOSED_REQUEST",
+        "ClientAddress",
         "ErrorBoundary",
         "JSONResponse",
         "JSON_LIMIT",
@@ -115,6 +116,7 @@ FACES: dict[str, list[str]] = {
         "error_response",
         "exception_handlers",
         "parse_json",
+        "parse_networks",
         "paths",
         "query_int",
         "read_body",
@@ -144,6 +146,7 @@ FACES: dict[str, list[str]] = {
         "configure",
         "log_fields",
     ],
+    "trustpub.server": ["serve"],
     "trustpub.metrics": [
         "CONTENT_TYPE",
         "Counter",

@@ -1,5 +1,6 @@
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,19 +34,46 @@ def test_json_formatter_includes_exceptions() -> None:
     assert "RuntimeError: boom" in entry["exc"]
 
 
+@pytest.fixture
+def restored_loggers() -> Iterator[None]:
+    """``configure`` changes process-wide loggers: put them back afterwards."""
+    names = ["trustpub", "uvicorn", "uvicorn.error", "uvicorn.access", ""]
+    saved = [
+        (logger, logger.handlers[:], logger.level, logger.propagate)
+        for logger in (logging.getLogger(name) for name in names)
+    ]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
+    logging.captureWarnings(False)
+
+
+@pytest.mark.usefixtures("restored_loggers")
 def test_configure_sends_trustpub_logs_to_stderr_as_json(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    root = logging.getLogger("trustpub")
-    saved = (root.handlers[:], root.level, root.propagate)
-    try:
-        configure("debug")
-        logging.getLogger("trustpub.test").debug("hello", extra={"fields": {"n": 1}})
-        entry = json.loads(capsys.readouterr().err.strip())
-        assert entry["msg"] == "hello"
-        assert entry["n"] == 1
-    finally:
-        root.handlers[:], root.level, root.propagate = saved
+    configure("debug")
+    logging.getLogger("trustpub.test").debug("hello", extra={"fields": {"n": 1}})
+    entry = json.loads(capsys.readouterr().err.strip())
+    assert entry["msg"] == "hello"
+    assert entry["n"] == 1
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_uvicorn_asyncio_and_other_libraries_log_json_lines_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure("info")
+    logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+    logging.getLogger("asyncio").error("socket.accept() out of system resource")
+    logging.getLogger("uvicorn.error").info("Started server process [1]")  # below warning
+    lines = capsys.readouterr().err.strip().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [(e["logger"], e["level"]) for e in entries] == [
+        ("uvicorn.error", "warning"),
+        ("asyncio", "error"),
+    ]
 
 
 def _record_at(created: float) -> logging.LogRecord:

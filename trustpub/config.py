@@ -43,6 +43,26 @@ class KeySetSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """How ``trustpub serve`` runs: processes and connection limits (``[server]``).
+
+    Timeouts in seconds; connection and request limits are per worker process. See
+    trustpub/server/ for what each bounds and why.
+    """
+
+    workers: int = 1
+    head_timeout: int = 10
+    body_timeout: int = 15
+    keep_alive_timeout: int = 5
+    shutdown_timeout: int = 8
+    max_connections: int = 1024
+    max_requests: int = 256
+
+
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to start. Build with ``load_settings``."""
 
@@ -63,6 +83,10 @@ class Settings:
     key_sets: KeySetSettings = field(default_factory=KeySetSettings)
     registry_enabled: bool = True
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
+    trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: str = "x-forwarded-for"
 
     def issuer(self, url: str) -> Issuer | None:
         for issuer in self.issuers:
@@ -88,6 +112,9 @@ _TOP_KEYS = {
     "key_sets",
     "registry",
     "rate_limits",
+    "server",
+    "trusted_proxies",
+    "forwarded_header",
 }
 
 ENV_VARS = {
@@ -103,6 +130,8 @@ ENV_VARS = {
     "TRUSTPUB_INTROSPECTION_CREDENTIALS": "introspection_credentials",
     "TRUSTPUB_ISSUERS": "issuers",
     "TRUSTPUB_REGISTRY": "registry",
+    "TRUSTPUB_WORKERS": "server",
+    "TRUSTPUB_TRUSTED_PROXIES": "trusted_proxies",
 }
 
 
@@ -134,7 +163,10 @@ def load_settings(
         )
     for var, key in ENV_VARS.items():
         if var in env:
-            raw[key] = _from_env(var, key, env[var])
+            value = _from_env(var, key, env[var])
+            if isinstance(value, dict) and isinstance(raw.get(key), dict):
+                value = {**raw[key], **value}  # one key of a table: keep the file's others
+            raw[key] = value
     return _build(raw, source)
 
 
@@ -143,6 +175,12 @@ def _from_env(var: str, key: str, value: str) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()]
     if key == "issuers":
         return parse_issuer_specs([v for v in value.split(",") if v.strip()], var)
+    if key == "trusted_proxies":
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if key == "server":  # TRUSTPUB_WORKERS
+        if not (value.isascii() and value.strip().isdigit()):
+            raise ConfigurationError(f"{var}: expected a number of worker processes")
+        return {"workers": int(value)}
     if key in ("max_token_ttl", "max_jwt_lifetime") and value.strip().isdigit():
         return int(value)
     if key == "registry":
@@ -299,6 +337,18 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source
         )
+    if "server" in raw:
+        changes["server"] = _parse_server(_expect(raw, "server", dict, source), source)
+    if "trusted_proxies" in raw:
+        changes["trusted_proxies"] = _parse_trusted_proxies(raw["trusted_proxies"], source)
+    if "forwarded_header" in raw:
+        header = _expect(raw, "forwarded_header", str, source).lower()
+        if header not in FORWARDED_HEADERS:
+            raise ConfigurationError(
+                f"{source}: forwarded_header: expected one of {', '.join(FORWARDED_HEADERS)}, "
+                f"got {header[:40]!r}"
+            )
+        changes["forwarded_header"] = header
     return replace(s, **changes)
 
 
@@ -381,3 +431,48 @@ def _parse_key_sets(value: Mapping[str, Any], source: str) -> KeySetSettings:
             f"max_age ({result.max_age} s)"
         )
     return result
+
+
+# (key, lowest, highest): a value outside is a mistake, not a tuning choice.
+_SERVER_LIMITS = {
+    "workers": (1, 64),
+    "head_timeout": (1, 300),
+    "body_timeout": (1, 3600),
+    "keep_alive_timeout": (1, 3600),
+    "shutdown_timeout": (1, 3600),
+    "max_connections": (16, 1_000_000),
+    "max_requests": (1, 1_000_000),
+}
+
+
+def _parse_server(value: Mapping[str, Any], source: str) -> ServerSettings:
+    extra = sorted(set(value) - set(_SERVER_LIMITS))
+    if extra:
+        raise ConfigurationError(f"{source}: server: unknown key(s): {', '.join(extra)}")
+    changes: dict[str, int] = {}
+    for key, item in value.items():
+        low, high = _SERVER_LIMITS[key]
+        if key.endswith("_timeout"):
+            number = parse_duration(item, f"{source}: server.{key}")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            number = item
+        else:
+            raise ConfigurationError(f"{source}: server.{key}: expected an integer")
+        if not low <= number <= high:
+            raise ConfigurationError(f"{source}: server.{key}: expected {low}..{high}")
+        changes[key] = number
+    return replace(ServerSettings(), **changes)
+
+
+def _parse_trusted_proxies(value: object, source: str) -> tuple[str, ...]:
+    from trustpub.web import parse_networks
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(
+            f"{source}: trusted_proxies: expected a list of addresses or CIDRs"
+        )
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{source}: trusted_proxies: {exc}") from None
+    return tuple(value)

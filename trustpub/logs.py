@@ -8,6 +8,7 @@ a JWT.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -18,6 +19,12 @@ __all__ = ["JSONFormatter", "access_log", "audit", "audit_log", "configure", "lo
 
 audit_log = logging.getLogger("trustpub.audit")
 access_log = logging.getLogger("trustpub.access")
+
+# The request being served (its id and client address), set by the access log
+# middleware, so that audit lines name them without every caller passing them on.
+request_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "trustpub_request_context", default=None
+)
 
 # Built once: json.dumps with any option constructs a new encoder on every call.
 # ensure_ascii (the default) writes every character, a lone surrogate included, as
@@ -70,14 +77,36 @@ class JSONFormatter(logging.Formatter):
             return _ENCODER.encode(entry)
 
 
+# uvicorn's own loggers: their lines are JSON too. Its access log is off (ours has the
+# fields), and its error log keeps warnings and worse: start and stop lines at info come
+# from trustpub.server instead.
+_SERVER_LOGGERS = {"uvicorn": "WARNING", "uvicorn.error": "WARNING", "uvicorn.access": "WARNING"}
+
+
+class _JSONHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``configure`` installs (a class of its own, to find it again)."""
+
+
 def configure(level: str = "info") -> None:
-    """Send every ``trustpub`` logger to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send every log line of the process to stderr as JSON: ``trustpub``'s loggers at
+    ``level``, uvicorn's, asyncio's and any library's (through the root logger) too."""
+    handler = _JSONHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
     root = logging.getLogger("trustpub")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    for name, floor in _SERVER_LOGGERS.items():
+        server_logger = logging.getLogger(name)
+        server_logger.handlers[:] = []
+        server_logger.propagate = True
+        server_logger.setLevel(max(logging.getLevelName(floor), root.level))
+    # Everything else (uvicorn, asyncio, httpx, redis) reaches the root logger.
+    # Ours replaces the previous one of ours; handlers others added (pytest's) stay.
+    others = [h for h in logging.root.handlers if not isinstance(h, _JSONHandler)]
+    logging.root.handlers[:] = [*others, handler]
+    logging.root.setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)
 
 
 def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, Any]) -> None:
@@ -95,4 +124,6 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
 
 
 def audit(event: str, **fields: Any) -> None:
-    log_fields(audit_log, logging.INFO, event, {"event": event, **fields})
+    log_fields(
+        audit_log, logging.INFO, event, {"event": event, **(request_context.get() or {}), **fields}
+    )

@@ -246,9 +246,9 @@ def limiter_for(store: object, limits: RateLimits) -> RateLimiter:
 
 
 def client_address(scope_client: tuple[str, int] | None) -> str:
-    """The peer's address, the key of the per-client limits."""
-    # TODO(forwarded): take the address from trustpub.web.forwarded (forwarding headers
-    # from trusted proxies only) once it exists; behind a proxy every client is the proxy.
+    """The client's address, the key of the per-client limits: the access log middleware
+    has already put in ``scope["client"]`` what a trusted proxy forwarded
+    (trustpub.web.forwarded), else the peer's address."""
     return scope_client[0] if scope_client else "unknown"
 
 

@@ -24,6 +24,7 @@ from trustpub.exchange import Exchanger
 from trustpub.metrics import MetricsRegistry
 from trustpub.oidc import KeySets, Verifier
 from trustpub.policies import LivePolicies, load_policies
+from trustpub.policies.live import policy_snapshot
 from trustpub.ratelimit import limiter_for
 from trustpub.registry import LocalAuthority
 from trustpub.registry import Registry as CargoRegistry
@@ -94,7 +95,11 @@ def create_app(
         routes=routes,
         # The access log sees the answer the error boundary gives.
         middleware=[
-            Middleware(AccessLog),
+            Middleware(
+                AccessLog,
+                trusted_proxies=settings.trusted_proxies,
+                forwarded_header=settings.forwarded_header,
+            ),
             Middleware(ErrorBoundary, on_unexpected=metrics.unexpected_errors.inc),
         ],
         exception_handlers=exception_handlers({StoreUnavailable: _count_store_outage}),
@@ -137,6 +142,7 @@ async def _build_services(
         settings.policy_dir,
         lambda: load_policies(settings.policy_dir, settings.issuers),
         on_reload=lambda result: metrics.policies_reloaded(result, len(policies.current)),
+        snapshot=policy_snapshot(settings),
     )
     metrics.observe_policies(len(policies.current), policies.last_error is not None)
     token_service = TokenService(store)

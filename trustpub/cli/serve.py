@@ -1,9 +1,10 @@
-"""``trustpub serve``: run the service under uvicorn."""
+"""``trustpub serve``: run the service (trustpub.server: processes and connection limits)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -44,9 +45,9 @@ def plural(count: int, singular: str, plural_form: str) -> str:
 
 
 def start_banner(settings: Settings, policy_count: int) -> str:
-    """The line ``trustpub serve`` prints at start (to stderr)."""
+    """The line ``trustpub serve`` logs once its port is bound."""
     return (
-        f"trustpub: serving {settings.public_url} (audience {settings.audience!r}, "
+        f"serving {settings.public_url} (audience {settings.audience!r}, "
         f"{plural(policy_count, 'policy', 'policies')} from {settings.policy_dir}, "
         f"store {redact_url(settings.store_url)})"
     )
@@ -67,36 +68,48 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--store", metavar="URL", help="sqlite:///PATH or redis://HOST:PORT/DB")
     parser.add_argument("--policy-dir", metavar="DIR", help="directory of policy files")
     parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes, 1 to 64 (default: server.workers, 1)",
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    import uvicorn
-
     from trustpub.config import load_settings
+    from trustpub.logs import configure
     from trustpub.policies import load_policies
+    from trustpub.policies.live import load_or_last_good, policy_snapshot
+    from trustpub.server import serve
     from trustpub.store import check_store
 
     # Command-line values travel as environment overrides, so that worker processes
-    # started by uvicorn build exactly the same settings.
+    # build exactly the same settings.
     overrides = {
         "TRUSTPUB_CONFIG": args.config,
         "TRUSTPUB_LISTEN": args.listen,
         "TRUSTPUB_STORE": args.store,
         "TRUSTPUB_POLICY_DIR": args.policy_dir,
+        "TRUSTPUB_WORKERS": None if args.workers is None else str(args.workers),
     }
     os.environ.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = load_settings()
-        policies = load_policies(settings.policy_dir, settings.issuers)
+        policies, broken = load_or_last_good(
+            lambda: load_policies(settings.policy_dir, settings.issuers),
+            policy_snapshot(settings),
+        )
         asyncio.run(check_store(settings.store_url))  # e.g. a Redis without persistence
     except ConfigurationError as exc:  # policy problems too: PolicyLoadError is one
         raise usage_error(f"cannot start: {exc.detail}") from None
-    if args.workers < 1:
-        raise usage_error("--workers must be at least 1")
-    if args.workers > 1:
+    configure(settings.log_level)
+    if broken is not None:
+        logging.getLogger("trustpub.policies").error(
+            "policy files are broken; serving the last good set",
+            extra={"fields": {"problems": [str(p) for p in broken.problems]}},
+        )
+    if settings.server.workers > 1:
         # Workers add up their metrics in one directory (trustpub.metrics), set before
         # any of them starts.
         from trustpub.metrics import MULTIPROC_ENV, setup_multiprocess
@@ -104,16 +117,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
         setup_multiprocess(
             os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="trustpub-metrics-")
         )
-    console.raw_err(start_banner(settings, len(policies)))
-    uvicorn.run(
-        "trustpub.api.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=args.workers,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-    )
-    return 0
+    return serve(settings, settings.server.workers, start_banner(settings, len(policies)))

@@ -7,6 +7,7 @@
 - ``responses``: JSON responses that always encode, crates.io's error body
 - ``errors``: the one mapping of errors to responses, and the boundary no exception
   passes
+- ``forwarded``: the client address, from a trusted proxy's forwarding header
 - ``times``: RFC 3339 timestamps; ``paths``: the wire paths (``web.paths.TOKENS``)
 
 Import from ``trustpub.web``; the modules are its internals.
@@ -23,6 +24,7 @@ from trustpub.web.bodies import (
     string_field,
 )
 from trustpub.web.errors import CLIENT_CLOSED_REQUEST, ErrorBoundary, exception_handlers
+from trustpub.web.forwarded import ClientAddress, parse_networks
 from trustpub.web.query import query_int
 from trustpub.web.responses import NO_STORE, JSONResponse, error_response, render_json
 from trustpub.web.times import rfc3339
@@ -32,12 +34,14 @@ __all__ = [
     "JSON_LIMIT",
     "MAX_JSON_DEPTH",
     "NO_STORE",
+    "ClientAddress",
     "ErrorBoundary",
     "JSONResponse",
     "bearer_credential",
     "error_response",
     "exception_handlers",
     "parse_json",
+    "parse_networks",
     "paths",
     "query_int",
     "read_body",

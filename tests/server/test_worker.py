@@ -1,0 +1,77 @@
+"""The worker's exit statuses and its request bound, in process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from pathlib import Path
+
+import anyio
+import pytest
+from starlette.types import Message, Receive, Scope, Send
+
+from trustpub.config import Settings
+from trustpub.server.worker import (
+    EXIT_CONFIGURATION,
+    Served,
+    effective_max_connections,
+    run_worker,
+)
+
+
+def test_a_configuration_error_at_start_up_is_one_line_and_status_2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The supervisor checks policies before starting workers; a worker can still meet a
+    # broken directory (edited in between) and no last good set.
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.toml").write_text('[[policy]]\nname = "x"\n')
+    settings = Settings(policy_dir=policies, data_dir=tmp_path / "data", registry_enabled=False)
+    with socket.socket() as sock, caplog.at_level(logging.INFO):
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        status = run_worker(settings, sock)
+    assert status == EXIT_CONFIGURATION
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    (line,) = errors
+    assert line.getMessage().startswith("cannot start: ")
+    assert "p.toml" in line.getMessage()
+    assert line.name == "trustpub.server"
+
+
+@pytest.mark.anyio
+async def test_requests_past_the_bound_are_answered_503_at_once() -> None:
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        entered.set()
+        await release.wait()
+
+    served = Served(slow, max_requests=1)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(served, {"type": "http"}, receive, send)
+        await entered.wait()
+        await served({"type": "http"}, receive, send)  # the second: over the bound
+        assert sent[0]["status"] == 503
+        assert (b"retry-after", b"1") in sent[0]["headers"]
+        assert json.loads(sent[1]["body"])["errors"][0]["detail"]
+        release.set()
+    assert served.active == 0
+
+
+def test_the_connection_cap_fits_the_descriptor_limit() -> None:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert effective_max_connections(10**6) <= soft - 64 or soft == resource.RLIM_INFINITY
+    assert effective_max_connections(16) == min(16, max(8, soft - 64))
