@@ -163,3 +163,14 @@ def test_hashed_introspection_credentials_are_accepted(tmp_path: Path) -> None:
     digest = "0" * 64
     path = write(tmp_path, f'introspection_credentials = ["sha256:{digest}"]\n')
     assert load_settings(path, environ={}).introspection_credentials == (f"sha256:{digest}",)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080"])
+def test_listening_on_all_interfaces_requires_an_explicit_public_url(listen: str) -> None:
+    with pytest.raises(ConfigurationError, match="set public_url") as exc:
+        load_settings(environ={"TRUSTPUB_LISTEN": listen})
+    assert "\n" not in exc.value.detail
+    settings = load_settings(
+        environ={"TRUSTPUB_LISTEN": listen, "TRUSTPUB_PUBLIC_URL": "https://crates.example"}
+    )
+    assert settings.audience == "crates.example"
