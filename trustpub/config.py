@@ -24,7 +24,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_STORE = "sqlite:///data/trustpub.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-ALL_INTERFACES = ("0.0.0.0", "::")
+ALL_INTERFACES = ("0.0.0.0", "::")  # noqa: S104 (compared, never bound)
 
 
 def parse_duration(value: object, where: str) -> int:
