@@ -25,15 +25,15 @@ COPY trustpub ./trustpub
 # build backend too is the pinned one (installed first, then used without isolation).
 RUN --mount=type=secret,id=ca-certificates \
     set -eu; \
-    cafile=/etc/ssl/certs/ca-certificates.crt; \
     if [ -s /run/secrets/ca-certificates ]; then \
-        cat "$cafile" /run/secrets/ca-certificates > /tmp/ca-certificates.pem; \
-        cafile=/tmp/ca-certificates.pem; \
+        cat /etc/ssl/certs/ca-certificates.crt /run/secrets/ca-certificates \
+            > /tmp/ca-certificates.pem 2>/dev/null \
+            || cp /run/secrets/ca-certificates /tmp/ca-certificates.pem; \
+        export PIP_CERT=/tmp/ca-certificates.pem; \
     fi; \
     python3 -m venv /opt/build; \
-    /opt/build/bin/pip install --no-cache-dir --cert "$cafile" \
-        --constraint constraints.txt setuptools; \
-    /opt/build/bin/pip wheel --no-cache-dir --cert "$cafile" --constraint constraints.txt \
+    /opt/build/bin/pip install --no-cache-dir --constraint constraints.txt setuptools; \
+    /opt/build/bin/pip wheel --no-cache-dir --constraint constraints.txt \
         --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
