@@ -264,3 +264,14 @@ def test_trusted_proxies_from_the_environment() -> None:
     assert settings.forwarded_header == "x-forwarded-for"
     with pytest.raises(ConfigurationError, match="TRUSTPUB_WORKERS"):
         load_settings(environ={"TRUSTPUB_WORKERS": "-1"})
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080"])
+def test_listening_on_all_interfaces_requires_an_explicit_public_url(listen: str) -> None:
+    with pytest.raises(ConfigurationError, match="set public_url") as exc:
+        load_settings(environ={"TRUSTPUB_LISTEN": listen})
+    assert "\n" not in exc.value.detail
+    settings = load_settings(
+        environ={"TRUSTPUB_LISTEN": listen, "TRUSTPUB_PUBLIC_URL": "https://crates.example"}
+    )
+    assert settings.audience == "crates.example"

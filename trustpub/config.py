@@ -25,6 +25,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_STORE = "sqlite:///data/trustpub.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ALL_INTERFACES = ("0.0.0.0", "::")  # noqa: S104 (compared, never bound)
 
 
 def parse_duration(value: object, where: str) -> int:
@@ -261,6 +262,13 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
     if "listen" in raw:
         host, port = parse_host_port(_expect(raw, "listen", str, source), f"{source}: listen")
     public_url = f"http://{'localhost' if host == DEFAULT_HOST else host}:{port}"
+    if host in ALL_INTERFACES and "public_url" not in raw:
+        # A wildcard address is no URL a client can use: the audience would silently
+        # become "0.0.0.0:PORT", which no real token carries.
+        raise ConfigurationError(
+            f"{source}: listen: {host} listens on all interfaces; set public_url "
+            "(TRUSTPUB_PUBLIC_URL) to the URL clients use, the token audience is derived from it"
+        )
     if "public_url" in raw:
         public_url = _expect(raw, "public_url", str, source).rstrip("/")
         parts = urlsplit(public_url)

@@ -184,6 +184,38 @@ function describeCrates(crates) {
     .join(', ')}`;
 }
 
+// Text for the job summary, which GitHub renders as Markdown and HTML: anything but
+// letters, digits and a few punctuation marks becomes a character reference, so a value
+// from the registry can neither format nor link nor break the table.
+function inert(value) {
+  return String(value).replace(/[^A-Za-z0-9 .:/-]/g, (c) => `&#${c.codePointAt(0)};`);
+}
+
+// What was granted, for the job's summary page: registry, crates and their operations,
+// expiry. Never the token itself.
+function grantSummary({ url, crates, expiresAt, cargoVariable }) {
+  const lines = ['### Trusted Publishing: registry token granted', ''];
+  lines.push(`Registry: ${inert(url)}`, '');
+  const names = crates && typeof crates === 'object' ? Object.keys(crates).sort() : [];
+  if (names.length) {
+    lines.push('| Crate | Operations |', '| --- | --- |');
+    for (const name of names) {
+      const ops = Array.isArray(crates[name]) ? crates[name].map(inert).join(', ') : '';
+      lines.push(`| ${inert(name)} | ${ops} |`);
+    }
+  } else {
+    lines.push('The registry did not list the crates this token covers.');
+  }
+  lines.push('');
+  lines.push(
+    `Expires: ${expiresAt ? inert(expiresAt) : 'not stated by the registry'}; ` +
+      'revoked when the job ends.',
+  );
+  if (cargoVariable) lines.push('', `Exported to the following steps as ${inert(cargoVariable)}.`);
+  lines.push('');
+  return lines.join('\n');
+}
+
 async function main(ctx, settings = DEFAULT_SETTINGS) {
   const runner = new Runner(ctx);
   try {
@@ -249,6 +281,12 @@ async function main(ctx, settings = DEFAULT_SETTINGS) {
         `${cargoVariable ? ` Exported as ${cargoVariable}.` : ''}` +
         ' It is revoked when the job ends.',
     );
+    try {
+      runner.summary(grantSummary({ url, crates: body.crates, expiresAt, cargoVariable }));
+    } catch (err) {
+      // The token is obtained and the job can publish: a summary it cannot write is no failure.
+      runner.warning(`Could not write the job summary: ${err && err.message}`);
+    }
     return 0;
   } catch (err) {
     reportFailure(runner, err);
@@ -314,6 +352,7 @@ module.exports = {
   DEFAULT_SETTINGS,
   audienceFor,
   cargoTokenVariable,
+  grantSummary,
   main,
   post,
   tokensEndpoint,

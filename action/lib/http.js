@@ -10,6 +10,12 @@ class TransientError extends Error {
   }
 }
 
+const { version } = require('../package.json');
+
+// Sent on every request, so registry and GitHub logs can tell this action (and its
+// version) from other clients.
+const USER_AGENT = `trustpub-auth-action/${version} node/${process.versions.node}`;
+
 const DEFAULT_RETRY = { attempts: 4, baseDelayMs: 1000, maxDelayMs: 15000 };
 
 // Exponential backoff with jitter (75%..125%), so that many jobs failing together do not
@@ -59,6 +65,7 @@ async function send(ctx, url, init, timeoutMs) {
   try {
     response = await ctx.fetch(url, {
       ...init,
+      headers: { ...init.headers, 'User-Agent': USER_AGENT },
       // Never follow a redirect with a credential attached; the caller reports it.
       redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
@@ -102,6 +109,7 @@ function summarize(json) {
 module.exports = {
   DEFAULT_RETRY,
   TransientError,
+  USER_AGENT,
   backoffDelay,
   errorDetails,
   retrying,

@@ -101,6 +101,15 @@ class Runner {
     this.#fileCommand('GITHUB_ENV', name, value);
   }
 
+  // Markdown for the job's summary page (GITHUB_STEP_SUMMARY). Outside a runner that
+  // offers one, there is nowhere to write it: returns false.
+  summary(markdown) {
+    const path = this.ctx.env.GITHUB_STEP_SUMMARY;
+    if (!path) return false;
+    this.ctx.appendFile(path, markdown.endsWith('\n') ? markdown : `${markdown}\n`);
+    return true;
+  }
+
   // name<<DELIMITER / value / DELIMITER: a random delimiter that appears in neither name
   // nor value, so a value cannot end the block early and inject other entries.
   #fileCommand(variable, name, value) {
