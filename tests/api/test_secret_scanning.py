@@ -8,79 +8,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import json
 import logging
-import threading
+import re
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.api.conftest import Service, ServiceFactory
+from tests.api.github_keys import GitHubKey, KeyServer
+from trustpub.api import secret_scanning
+from trustpub.api.scanning_keys import ScanningKeys
 from trustpub.config import SecretScanningSettings
 from trustpub.registry import Registry
 from trustpub.tokens import REGISTRY_TOKENS, TRUSTPUB_TOKENS
 from trustpub.web import paths
 
 GITHUB_TYPE = "trustpub_token"
-
-
-class GitHubKey:
-    """A P-256 key pair with its identifier, as GitHub holds one."""
-
-    def __init__(self, identifier: str) -> None:
-        self.identifier = identifier
-        self.private = ec.generate_private_key(ec.SECP256R1())
-
-    def entry(self, is_current: bool = True) -> dict[str, object]:
-        pem = self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return {"key_identifier": self.identifier, "key": pem.decode(), "is_current": is_current}
-
-    def sign(self, body: bytes) -> str:
-        return base64.b64encode(self.private.sign(body, ec.ECDSA(hashes.SHA256()))).decode()
-
-
-class KeyServer:
-    """GitHub's key endpoint on 127.0.0.1: serves ``keys``, counts the requests."""
-
-    def __init__(self) -> None:
-        self.keys: list[GitHubKey] = []
-        self.requests = 0
-        self.status = 200
-        self.body: bytes | None = None  # served instead of the keys when set
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests += 1
-                body = server.body
-                if body is None:
-                    body = json.dumps({"public_keys": [k.entry() for k in server.keys]}).encode()
-                self.send_response(server.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = (
-            f"http://127.0.0.1:{self.httpd.server_address[1]}/meta/public_keys/secret_scanning"
-        )
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -396,3 +345,39 @@ def test_a_key_of_another_curve_is_not_used(service: Service, key_server: KeySer
     p384.private = ec.generate_private_key(ec.SECP384R1())
     key_server.keys.append(p384)
     refused(service, token, post(service, report(token), p384), 503)
+
+
+# -- the README ---------------------------------------------------------------------------
+
+
+def leaked_tokens_section() -> str:
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    return text[text.index("## Leaked tokens") : text.index("## Container image")]
+
+
+def test_the_documented_patterns_find_exactly_our_tokens() -> None:
+    section = leaked_tokens_section()
+    patterns = re.findall(r"\| `([^`]*)` \([^|]*\) \| `([^`]+)` \|", section)
+    found = {name: re.compile(regex) for name, regex in patterns}
+    assert set(found) == {"trustpub_token", "trustpub_registry_token"}
+    for name, kind in (
+        ("trustpub_token", TRUSTPUB_TOKENS),
+        ("trustpub_registry_token", REGISTRY_TOKENS),
+    ):
+        for _ in range(20):
+            token = kind.generate()
+            match = found[name].search(f'token = "{token}"\n')
+            assert match is not None
+            assert match.group() == token
+        assert found[name].search(kind.generate()[:-1] + " ") is None  # one short
+        assert found[name].search(f"x{kind.generate()}") is None  # inside a longer word
+
+
+def test_the_documented_limits_are_the_coded_ones() -> None:
+    text = " ".join(leaked_tokens_section().split())
+    parameters = inspect.signature(ScanningKeys).parameters
+    assert f"capped at {parameters['max_bytes'].default // 1024} KiB" in text
+    assert f"and {parameters['timeout'].default:g} s" in text
+    assert f"a body over {secret_scanning.BODY_LIMIT // 1024} KiB a 413" in text
+    assert f"nested more than {secret_scanning.MAX_DEPTH} levels" in text
+    assert paths.LEAK_REPORTS in text
