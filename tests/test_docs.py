@@ -411,6 +411,10 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         **{f"server.{f.name}": getattr(s.server, f.name) for f in dataclasses.fields(s.server)},
         "trusted_proxies": s.trusted_proxies,
         "forwarded_header": s.forwarded_header,
+        **{
+            f"secret_scanning.{f.name}": getattr(s.secret_scanning, f.name)
+            for f in dataclasses.fields(s.secret_scanning)
+        },
     }
 
 

@@ -7,6 +7,7 @@ store and the policies in ``./policies``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -64,6 +65,17 @@ FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
 
 
 @dataclass(frozen=True, slots=True)
+class SecretScanningSettings:
+    """GitHub's leaked-token reports (``[secret_scanning]``, trustpub.api.secret_scanning)."""
+
+    enabled: bool = True
+    key_url: str = "https://api.github.com/meta/public_keys/secret_scanning"
+    # Plain http for a loopback key_url (a local key server), as for an issuer.
+    development: bool = False
+    refresh_cooldown: int = 60
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to start. Build with ``load_settings``."""
 
@@ -88,6 +100,7 @@ class Settings:
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
     trusted_proxies: tuple[str, ...] = ()
     forwarded_header: str = "x-forwarded-for"
+    secret_scanning: SecretScanningSettings = field(default_factory=SecretScanningSettings)
 
     def issuer(self, url: str) -> Issuer | None:
         for issuer in self.issuers:
@@ -116,6 +129,7 @@ _TOP_KEYS = {
     "server",
     "trusted_proxies",
     "forwarded_header",
+    "secret_scanning",
 }
 
 ENV_VARS = {
@@ -357,7 +371,40 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
                 f"got {header[:40]!r}"
             )
         changes["forwarded_header"] = header
+    if "secret_scanning" in raw:
+        changes["secret_scanning"] = _parse_secret_scanning(
+            _expect(raw, "secret_scanning", dict, source), f"{source}: secret_scanning"
+        )
     return replace(s, **changes)
+
+
+def _parse_secret_scanning(value: Mapping[str, Any], where: str) -> SecretScanningSettings:
+    from trustpub.api.scanning_keys import check_key_url
+
+    known = {f.name for f in dataclasses.fields(SecretScanningSettings)}
+    extra = sorted(set(value) - known)
+    if extra:
+        raise ConfigurationError(f"{where}: unknown key(s): {', '.join(extra)}")
+    changes: dict[str, Any] = {}
+    for key in ("enabled", "development"):
+        if key in value:
+            if not isinstance(value[key], bool):
+                raise ConfigurationError(f"{where}.{key}: expected true or false")
+            changes[key] = value[key]
+    if "refresh_cooldown" in value:
+        changes["refresh_cooldown"] = parse_duration(
+            value["refresh_cooldown"], f"{where}.refresh_cooldown"
+        )
+    result = replace(SecretScanningSettings(), **changes)
+    if "key_url" in value:
+        if not isinstance(value["key_url"], str):
+            raise ConfigurationError(f"{where}.key_url: expected a URL")
+        result = replace(result, key_url=value["key_url"])
+    try:
+        check_key_url(result.key_url, result.development)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}.key_url: {exc.detail}") from None
+    return result
 
 
 def _parse_rate_limits(value: Mapping[str, Any], source: str) -> RateLimits:

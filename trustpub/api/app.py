@@ -15,8 +15,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
-from trustpub.api import health, introspect, tokens
+from trustpub.api import health, introspect, secret_scanning, tokens
 from trustpub.api.access import AccessLog
+from trustpub.api.scanning_keys import ScanningKeys
 from trustpub.api.state import Services, services
 from trustpub.config import Settings
 from trustpub.errors import StoreUnavailable
@@ -42,6 +43,7 @@ ROUTES: list[BaseRoute] = [
     Route(paths.READYZ, health.readyz, methods=["GET"]),
     Route(paths.METRICS, health.metrics, methods=["GET"]),
     Route(paths.STATUS, health.status, methods=["GET"]),
+    Route(paths.LEAK_REPORTS, secret_scanning.verify, methods=["POST"]),
 ]
 
 
@@ -78,6 +80,11 @@ def create_app(
                 cargo_registry.rate_limiter = services.limiter
                 await stack.enter_async_context(cargo_registry.open(authority))
                 readiness.append(health.ReadinessCheck("registry", cargo_registry.writable))
+            state: dict[str, object] = {"services": services, "readiness": readiness}
+            if settings.secret_scanning.enabled:
+                state[secret_scanning.STATE_KEY] = await _leak_reports(
+                    settings, stack, services, cargo_registry
+                )
             # Also on app.state, for operators' tooling and tests; handlers use the
             # lifespan state through trustpub.api.state.services().
             app.state.services = services
@@ -88,7 +95,7 @@ def create_app(
                 _on_sighup(services.policies.reload)
                 for issuer in settings.issuers:
                     services.keys.ready(issuer)  # fetch the key sets in the background
-                yield {"services": services, "readiness": readiness}
+                yield state
                 tasks.cancel_scope.cancel()
 
     app = Starlette(
@@ -165,6 +172,27 @@ async def _build_services(
         limiter=limiter,
     )
     return Services(settings, store, keys, policies, token_service, exchanger, metrics, limiter)
+
+
+async def _leak_reports(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    services: Services,
+    cargo_registry: CargoRegistry | None,
+) -> secret_scanning.LeakReports:
+    config = settings.secret_scanning
+    # A client of its own (not the issuers' one a test may replace): GitHub's key
+    # server is another host, fetched rarely; redirects are not followed.
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    )
+    keys = ScanningKeys(
+        http,
+        config.key_url,
+        development=config.development,
+        refresh_cooldown=config.refresh_cooldown,
+    )
+    return secret_scanning.LeakReports(keys, services.tokens, cargo_registry)
 
 
 def _count_store_outage(request: Request) -> None:

@@ -34,7 +34,14 @@ from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_ad
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import RemoteAuthority, TokenAuthority
-from trustpub.registry.db import CrateRow, RegistryDB, StorageFull, StorageUnavailable, VersionRow
+from trustpub.registry.db import (
+    ApiToken,
+    CrateRow,
+    RegistryDB,
+    StorageFull,
+    StorageUnavailable,
+    VersionRow,
+)
 from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
 from trustpub.registry.files import CrateFiles
 from trustpub.registry.names import index_path
@@ -186,6 +193,16 @@ class Registry:
         except RegistryRefused:
             return False
         return True
+
+    async def revoke_leaked_token(self, token: str) -> ApiToken | None:
+        """Revoke a registry API token reported as leaked; it as it was before (its
+        ``revoked_at`` says whether it was revoked already), None if unknown here."""
+        if not self._open:
+            raise RegistryRefused("The registry is not running", 503)
+        if not REGISTRY_TOKENS.is_well_formed(token):
+            return None
+        digest = REGISTRY_TOKENS.hash(token)
+        return await self._db(lambda: self.db.revoke_token_by_hash(digest))
 
     # -- authentication ----------------------------------------------------------------
 

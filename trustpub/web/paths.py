@@ -13,6 +13,8 @@ HEALTHZ = "/healthz"
 READYZ = "/readyz"
 METRICS = "/metrics"
 STATUS = "/status"
+# GitHub secret scanning partner reports (crates.io's path)
+LEAK_REPORTS = "/api/github/secret-scanning/verify"
 
 # Cargo registry protocol
 INDEX = "/index"

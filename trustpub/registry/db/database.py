@@ -131,6 +131,10 @@ class RegistryDB:
     def revoke_token(self, token_id: int) -> bool:
         return self._write(lambda c, tx: writes.revoke_token(c, tx, token_id, self.now()))
 
+    def revoke_token_by_hash(self, token_hash: bytes) -> ApiToken | None:
+        """Revoke the token with this hash; it as it was before (None: unknown)."""
+        return self._write(lambda c, tx: writes.revoke_token_by_hash(c, tx, token_hash, self.now()))
+
     def use_token(self, token_hash: bytes) -> ApiToken | None:
         """The active token with this hash (its last use recorded), else None."""
         return self._engine.run(lambda c: writes.use_token(c, token_hash, self.now()))

@@ -112,6 +112,18 @@ def revoke_token(conn: Connection, tx: Transaction, token_id: int, now: int) -> 
         return cur.rowcount == 1
 
 
+def revoke_token_by_hash(
+    conn: Connection, tx: Transaction, token_hash: bytes, now: int
+) -> ApiToken | None:
+    """Revoke the token with this hash (a leaked one); it is returned as it was before,
+    so ``revoked_at`` says whether it was revoked already. None if unknown."""
+    with tx(conn):
+        token = queries.token_by_hash(conn, token_hash)
+        if token is not None and token.revoked_at is None:
+            conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (now, token.id))
+        return token
+
+
 def use_token(conn: Connection, token_hash: bytes, now: int) -> ApiToken | None:
     """The active token with this hash, its use recorded; None if unknown, revoked or
     expired."""
