@@ -215,6 +215,13 @@ async def test_losing_a_pin_race_keeps_policies_with_a_written_namespace() -> No
         ("project_path", "octo-lib", "Unexpected `project_path` value"),
         ("project_path", "octo-group/sub/octo-li\u212a", "Unexpected `project_path` value"),
         ("namespace_id", "x1", "Unexpected `namespace_id` value"),
+        # Digits only, the whole value: a numeric prefix is not an id.
+        ("namespace_id", "123abc", "Unexpected `namespace_id` value"),
+        ("namespace_id", "4242\n", "Unexpected `namespace_id` value"),
+        ("namespace_id", "", "missing required claim `namespace_id`"),
+        ("namespace_id", "\u0664\u0662", "Unexpected `namespace_id` value"),
+        ("project_path", "octo-group/octo-lib/", "Unexpected `project_path` value"),
+        ("project_path", "octo-group/octo lib", "Unexpected `project_path` value"),
         (
             "ci_config_ref_uri",
             "gitlab.com/a/b/.gitlab-ci.yml",
