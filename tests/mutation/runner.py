@@ -65,24 +65,23 @@ EQUIVALENT_FILE = Path(__file__).with_name("equivalent.txt")
 
 # The security core and, for each module, the tests that are its own.
 TARGETS: dict[str, tuple[str, ...]] = {
-    "trustpub.oidc.claims": ("tests/oidc",),
-    "trustpub.oidc.issuers": ("tests/oidc",),
+    "trustpub.policies.patterns": ("tests/policies/test_patterns.py",),
     "trustpub.oidc.jws": ("tests/oidc/test_jws.py", "tests/oidc/test_verify.py"),
-    "trustpub.oidc.keys": ("tests/oidc/test_keys.py", "tests/oidc/test_local_issuer.py"),
-    "trustpub.oidc.verify": ("tests/oidc/test_verify.py", "tests/oidc/test_local_issuer.py"),
+    "trustpub.oidc.claims": ("tests/oidc/test_claims.py",),
+    "trustpub.oidc.issuers": ("tests/oidc/test_issuers.py",),
+    "trustpub.registry.actors": ("tests/registry/test_actors.py",),
+    "trustpub.registry.auth": ("tests/registry/test_auth.py",),
+    "trustpub.tokens.format": ("tests/tokens",),
+    "trustpub.tokens.record": ("tests/tokens",),
+    "trustpub.tokens.service": ("tests/tokens",),
     "trustpub.providers.base": ("tests/providers",),
     "trustpub.providers.github": ("tests/providers",),
     "trustpub.providers.gitlab": ("tests/providers",),
     "trustpub.providers.matching": ("tests/providers",),
-    "trustpub.policies.patterns": ("tests/policies/test_patterns.py",),
-    "trustpub.tokens.format": ("tests/tokens",),
-    "trustpub.tokens.record": ("tests/tokens",),
-    "trustpub.tokens.service": ("tests/tokens",),
-    "trustpub.registry.actors": ("tests/registry/test_actors.py",),
-    "trustpub.registry.auth": ("tests/registry/test_auth.py",),
+    "trustpub.oidc.verify": ("tests/oidc/test_verify.py",),
+    "trustpub.oidc.keys": ("tests/oidc/test_keys.py", "tests/oidc/test_local_issuer.py"),
 }
 
-PYTEST_ARGS = ("-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=")
 
 _LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 
@@ -214,20 +213,31 @@ def _is_removable_call(value: ast.expr) -> bool:
     )
 
 
-def _describe(old: ast.AST, new: ast.AST) -> str:
-    def short(node: ast.AST) -> str:
-        if isinstance(node, ast.If | ast.While | ast.IfExp):
-            text = ast.unparse(node.test)
-        elif isinstance(node, ast.Raise) and node.exc is not None:
-            text = "raise " + ast.unparse(node.exc)
-        elif isinstance(node, ast.Pass):
-            text = "pass"
-        else:
-            text = ast.unparse(node)
-        text = " ".join(text.split())
-        return text if len(text) <= 70 else text[:69] + "…"
+def _describe(old: ast.AST, new: ast.AST, context: ast.AST | None) -> str:
+    """``old -> new``, short: a dropped clause shows only that clause, and a small
+    change (a number, a constant) is shown with the expression around it, so that two
+    mutants of one function read differently."""
+    if isinstance(old, ast.BoolOp) and isinstance(new, ast.BoolOp) and type(old.op) is type(new.op):
+        for before, after in zip(old.values, new.values, strict=True):
+            if before is not after:
+                return f"{_short(before)} -> {_short(after)} (in `{_short(old, 40)}`)"
+    text = f"{_short(old)} -> {_short(new)}"
+    if len(text) < 20 and context is not None:
+        text += f" (in `{_short(context, 40)}`)"
+    return text
 
-    return f"{short(old)} -> {short(new)}"
+
+def _short(node: ast.AST, limit: int = 70) -> str:
+    if isinstance(node, ast.If | ast.While | ast.IfExp):
+        text = ast.unparse(node.test)
+    elif isinstance(node, ast.Raise) and node.exc is not None:
+        text = "raise " + ast.unparse(node.exc)
+    elif isinstance(node, ast.Pass):
+        text = "pass"
+    else:
+        text = ast.unparse(node)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- finding and applying mutants -----------------------------------------------------
@@ -271,17 +281,25 @@ def _list_setter(items: list[Any], index: int) -> Callable[[ast.AST], None]:
 def _sites(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[_Site]:
     """(kind, description, node, put, replacement) for every mutation in ``function``."""
 
-    def visit(node: ast.AST, put: Callable[[ast.AST], None]) -> Iterator[_Site]:
+    def visit(
+        node: ast.AST, put: Callable[[ast.AST], None], parent: ast.AST | None
+    ) -> Iterator[_Site]:
         for kind, new in _replacements(node):
-            yield kind, _describe(node, new), node, put, new
+            context = parent if not isinstance(parent, ast.stmt) or _is_simple(parent) else None
+            yield kind, _describe(node, new, context), node, put, new
         for child, put_child in _children(node):
-            yield from visit(child, put_child)
+            yield from visit(child, put_child, node)
 
     # The body only: decorators and default values run when the function is defined.
     for i, statement in enumerate(function.body):
         if i == 0 and _is_docstring(statement):
             continue
-        yield from visit(statement, _list_setter(function.body, i))
+        yield from visit(statement, _list_setter(function.body, i), None)
+
+
+def _is_simple(statement: ast.stmt) -> bool:
+    """A statement short enough to show whole as the context of a small change."""
+    return isinstance(statement, ast.Assign | ast.AugAssign | ast.Return | ast.Expr)
 
 
 def _is_docstring(statement: ast.stmt) -> bool:
@@ -530,7 +548,6 @@ def run_module(module: str, jobs: int, verbose: bool = False) -> tuple[Outcome, 
     plugin = _MutantSession(mutants, jobs, verbose)
     args = ["-p", "no:cacheprovider", "-o", "addopts=--strict-markers"]
     args += ["-q", "--no-header"] if verbose else ["-p", "no:terminal"]
-    importlib.import_module(module)
     pytest.main([*args, *TARGETS[module]], plugins=[plugin])
     if plugin.baseline is None:
         return Outcome("baseline", "error (tests were not collected)", 0.0), []
@@ -581,7 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             command = [sys.executable, "-m", "tests.mutation.runner", module]
             command += ["--session", str(results), "-j", str(args.jobs)]
-            subprocess.run([*command, *(["-v"] if args.verbose else [])], cwd=ROOT, check=True)
+            subprocess.run([*command, *(["-v"] if args.verbose else [])], cwd=ROOT, check=False)
+            if not results.exists():
+                print(f"{module}: the mutation session failed (see above)")
+                return 2
             rows = [line.split("\t") for line in results.read_text("utf-8").splitlines()]
         finally:
             results.unlink(missing_ok=True)
