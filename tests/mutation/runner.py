@@ -426,6 +426,7 @@ class Outcome:
 
 
 _NOT_APPLICABLE = 97
+_SKIPPED = "not applicable"
 
 
 class _MutantSession:
@@ -530,7 +531,7 @@ def _status(status: int) -> str:
     if code == 1:
         return "killed"
     if code == _NOT_APPLICABLE:
-        return "error (mutant could not be applied)"
+        return _SKIPPED
     return f"error (worker exit {code})"
 
 
@@ -633,6 +634,9 @@ def report(
     """Print the survivors nobody judged, stale entries and the score; 1 if any survivor."""
     known = {m.key: m for m in everything}
     survivors = [known[o.key] for o in outcomes if o.status == "survived"]
+    # A mutant that cannot be swapped in (it drops `super()`, so the code object needs
+    # other free variables) is reported, not counted.
+    skipped = [o for o in outcomes if o.status == _SKIPPED]
     errors = [o for o in outcomes if o.status.startswith("error")]
     judged = [m for m in survivors if m.key in equivalents and equivalents[m.key].what == m.what]
     unjudged = [m for m in survivors if m not in judged]
@@ -643,9 +647,11 @@ def report(
         if e.key.split(":", 1)[0] in modules and (e.key not in known or known[e.key].what != e.what)
     ]
     killed = sum(o.status in ("killed", "timeout") for o in outcomes)
-    total = len(outcomes) - len(errors)
+    total = len(outcomes) - len(errors) - len(skipped)
     meaningful = total - len(judged)
     score = 100.0 * killed / meaningful if meaningful else 100.0
+    for o in skipped:
+        print(f"not applicable: {o.key}  {known[o.key].what}")
     for o in errors:
         print(f"ERROR {o.status}: {o.key}  {known[o.key].what}")
     for e in stale:
