@@ -25,13 +25,18 @@ walked in a fixed order and every place an operator applies is a mutant. A mutan
 named ``module:function:kind:ordinal`` (the ordinal counts that kind within that
 function), so moving code or editing other functions does not rename it; the
 equivalent list also records the mutated expression, so an entry whose name now points
-at different code is reported stale instead of silently excusing a new mutant. To run a
-mutant the runner forks a worker from a parent that has imported pytest and the package,
-compiles the mutated module, and swaps the mutated code object into the live function
-(``func.__code__``), so every reference to the function, including those the tests
-imported by name, runs the mutant; then it runs that module's tests with ``-x``. Two
-workers by default, and a timeout of five times the unmutated run (plus 10 s) per mutant,
-so a mutant that loops forever counts as killed instead of hanging the run.
+at different code is reported stale instead of silently excusing a new mutant.
+
+Running: each module gets one pytest session (in its own process) that collects that
+module's tests once and runs them unmutated in a forked worker, timing each test. Then
+it forks one worker per mutant (two at a time by default): the worker compiles the
+mutated module and swaps the mutated code object into the live function
+(``func.__code__``), so every reference to it, including names the tests imported, runs
+the mutant; then it runs the tests fastest first and stops at the first failure. Forking
+after collection keeps start-up, imports and collection out of the per-mutant cost. A
+mutant gets five times the unmutated run (plus 10 s); one that loops forever is killed
+and counts as caught. A mutant whose code cannot be swapped in (it drops ``super()``, so
+its free variables differ) is reported as not applicable and not counted.
 
 Not mutated: module-level and class-level statements (constants and compiled regexes
 are exercised through the functions that use them), string literals (messages; the
@@ -660,8 +665,8 @@ def report(
         print(f"SURVIVED {m.key}  line {m.line}  {m.what}")
     print(
         f"{total} mutants: {killed} killed, {len(judged)} equivalent (listed), "
-        f"{len(unjudged)} survived; {score:.1f} % of the non-equivalent mutants killed "
-        f"({seconds / 60:.1f} min)"
+        f"{len(unjudged)} survived, {len(skipped)} not applicable; {score:.1f} % of the "
+        f"non-equivalent mutants killed ({seconds / 60:.1f} min)"
     )
     return 1 if unjudged or errors else 0
 

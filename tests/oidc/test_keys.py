@@ -803,3 +803,14 @@ async def test_request_during_a_refresh_waits_for_the_new_set(
         assert (await first).public_numbers() == new
         assert (await second).public_numbers() == new
         assert old.public_numbers() != new
+
+
+@pytest.mark.parametrize("encoding", ["identity", "Identity", ""])
+async def test_identity_encoding_in_any_case_is_accepted(
+    fake_issuers: FakeIssuers, encoding: str
+) -> None:
+    fake_issuers.headers = {"content-encoding": encoding}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake_issuers)) as client:
+        keys = KeySets(client)
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "ok"): 1}

@@ -348,6 +348,15 @@ def test_explain_shows_missing_job_workflow_and_owner_id_as_none() -> None:
         False,
     )
     assert (checks["job_workflow"].got, checks["job_workflow"].ok) == ("(none)", False)
+    # And what the policy and the token do carry is shown as it is.
+    facts = read_facts(UnverifiedClaims(github_claims(job_workflow_ref=SHARED)), GITHUB)
+    (report,) = evaluate(PolicySet([github_policy()]), facts, GITHUB, None).reports
+    checks = {c.field: c for c in report.checks}
+    assert (checks["repository_owner_id"].expected, checks["repository_owner_id"].ok) == (
+        "131804563",
+        True,
+    )
+    assert (checks["job_workflow"].got, checks["job_workflow"].ok) == (SHARED, True)
 
 
 @pytest.mark.anyio
