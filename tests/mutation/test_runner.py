@@ -48,17 +48,19 @@ def test_every_operator_applies_where_it_should() -> None:
     mutants = described(SOURCE)
     expected = {
         "sample:check:compare:1": "len(parts) != 3 -> len(parts) == 3",
-        "sample:check:clause:1": "len(parts) != 3 or not parts[0] -> False or not parts[0]",
+        "sample:check:clause:1": (
+            "len(parts) != 3 -> False (in `len(parts) != 3 or not parts[0]`)"
+        ),
         "sample:check:raise:1": "raise ValueError('bad') -> pass",
         "sample:check:method:1": "_ID.fullmatch(value) -> _ID.match(value)",
         "sample:check:method:2": "_ID.fullmatch(value) -> _ID.search(value)",
         "sample:check:method:3": "value.startswith('0') -> value.endswith('0')",
         "sample:check:method:4": "any(parts) -> all(parts)",
         "sample:check:not:1": "not parts[0] -> parts[0]",
-        "sample:check:number:1": "3 -> 4",
+        "sample:check:number:1": "3 -> 4 (in `len(parts) != 3`)",
         "sample:Box.open:arith:1": "n += 1 -> n -= 1",
-        "sample:Box.open:boundary:1": "n <= 2 -> n < 2",
-        "sample:Box.open:constant:1": "True -> False",
+        "sample:Box.open:boundary:1": "n <= 2 -> n < 2 (in `n <= 2 and True`)",
+        "sample:Box.open:constant:1": "True -> False (in `n <= 2 and True`)",
         "sample:Box.open:boolop:1": "n <= 2 and True -> n <= 2 or True",
     }
     assert {key: mutants.get(key) for key in expected} == expected
