@@ -45,6 +45,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientError",
+    "MalformedAnswer",
     "IssuedToken",
     "Refused",
     "Unavailable",
@@ -64,7 +65,14 @@ Notify = Callable[[str], None]
 
 
 class ClientError(Exception):
-    """A request to a trustpub server (or a CI token service) failed."""
+    """A request to a trustpub server (or a CI token service) failed. ``status`` is the
+    HTTP status of the answer, when there was one."""
+
+    status: int | None = None
+
+
+class MalformedAnswer(ClientError):
+    """The server answered 200 with a body that is not what the protocol says."""
 
 
 class Refused(ClientError):
@@ -79,13 +87,18 @@ class Refused(ClientError):
 class WrongURL(ClientError):
     """The answer says this is not the API the client expected at that URL."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class Unavailable(ClientError):
     """No usable answer. ``unsent`` when the request certainly never reached the server."""
 
-    def __init__(self, message: str, *, unsent: bool) -> None:
+    def __init__(self, message: str, *, unsent: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.unsent = unsent
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +162,16 @@ def _check(response: httpx.Response, url: str) -> httpx.Response:
         raise Unavailable(
             f"{url} answered HTTP {status}" + (f" ({details})" if details else ""),
             unsent=status == 429,
+            status=status,
         )
     if 300 <= status < 400:
         raise WrongURL(
             f"{url} redirected (HTTP {status}) to {response.headers.get('location', '?')}: "
-            "use the final base URL"
+            "use the final base URL",
+            status,
         )
     if status in (404, 405):
-        raise WrongURL(f"{url} answered HTTP {status}: is the URL the server's base URL?")
+        raise WrongURL(f"{url} answered HTTP {status}: is the URL the server's base URL?", status)
     return response
 
 
@@ -165,7 +180,8 @@ def _refused(url: str, response: httpx.Response, what: str) -> ClientError:
     if not details:
         return WrongURL(
             f"{url} answered HTTP {response.status_code} without an error message: "
-            "is the URL the server's base URL?"
+            "is the URL the server's base URL?",
+            response.status_code,
         )
     lines = [f"{what} (HTTP {response.status_code}):", *(f"  - {d}" for d in details)]
     return Refused("\n".join(lines), response.status_code, details)
@@ -193,9 +209,9 @@ def _introspection(url: str, response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        raise ClientError(f"{url} answered malformed data (not JSON)") from None
+        raise MalformedAnswer(f"{url} answered malformed data (not JSON)") from None
     if not isinstance(body, dict):
-        raise ClientError(f"{url} answered malformed data (not an object)")
+        raise MalformedAnswer(f"{url} answered malformed data (not an object)")
     return body
 
 

@@ -127,6 +127,18 @@ def test_malformed_compact_serialisations_are_refused(token: str) -> None:
     assert exc.value.detail == "Failed to decode JWT"
 
 
+@pytest.mark.parametrize("extra", [".e30", ".", ".e30.e30", "." + "A" * 342])
+def test_a_correctly_signed_token_with_more_segments_is_refused(extra: str) -> None:
+    # The signature covers only the first two segments: whatever follows the third must
+    # not ride along on a valid signature.
+    token = KEY.sign(github_claims())
+    assert ours_accepts(token, KEY) is not None
+    with pytest.raises(InvalidJWT) as exc:
+        jws.parse(token + extra)
+    assert exc.value.detail == "Failed to decode JWT"
+    assert pyjwt_accepts(token + extra, KEY) is None
+
+
 @pytest.mark.parametrize(
     ("header", "payload"),
     [

@@ -619,3 +619,225 @@ def test_fetch_left_pending_by_another_event_loop_is_not_joined(signing_key: Sig
         abandoned.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         abandoned.run_until_complete(client.aclose())
         abandoned.close()
+
+
+# -- edges the mutation run found untested ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("jwks_uri", "reason"),
+    [
+        ("/.well-known/jwks", "jwks_uri is not an absolute URL"),
+        ("https:///.well-known/jwks", "jwks_uri is not an absolute URL"),
+        (
+            "https://user@token.actions.githubusercontent.com/.well-known/jwks",
+            "jwks_uri is not an absolute URL",
+        ),
+        (
+            "https://:pw@token.actions.githubusercontent.com/.well-known/jwks",
+            "jwks_uri is not an absolute URL",
+        ),
+        ("https://evil.example/.well-known/jwks", "jwks_uri is not on the issuer's host"),
+        ("ftp://token.actions.githubusercontent.com/jwks", "jwks_uri does not use https"),
+    ],
+)
+async def test_refused_jwks_uri_says_why(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, jwks_uri: str, reason: str
+) -> None:
+    fake_issuers.discovery[GITHUB.url]["jwks_uri"] = jwks_uri
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(GITHUB, KID)
+    assert keys.status(GITHUB).last_error == reason
+    assert keys.fetch_outcomes == {(GITHUB.url, "refused_uri"): 1}
+
+
+async def test_jwks_uri_host_is_compared_case_insensitively(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    uri = "https://Token.Actions.GithubUserContent.com/.well-known/jwks"
+    fake_issuers.discovery[GITHUB.url]["jwks_uri"] = uri
+    keys = make_key_sets()
+    await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "ok"): 1}
+
+
+async def test_non_http_jwks_uri_of_a_local_development_issuer_is_refused(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    issuer = Issuer("http://127.0.0.1:8080", "github", development=True)
+    fake_issuers.publish(issuer, make_signing_key(KID))
+    fake_issuers.discovery[issuer.url]["jwks_uri"] = "ftp://127.0.0.1:8080/.well-known/jwks"
+    keys = make_key_sets()
+    with pytest.raises(KeySetUnavailable):
+        await keys.get_key(issuer, KID)
+    assert keys.status(issuer).last_error == "jwks_uri does not use https"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "GZIP", "br"])
+async def test_content_encoding_is_refused_by_name(encoding: str) -> None:
+    body = json.dumps({"issuer": GITHUB.url}).encode()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        content = gzip.compress(body) if encoding.lower() == "gzip" else body
+        return httpx.Response(200, content=content, headers={"content-encoding": encoding})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+    assert keys.status(GITHUB).last_error == "discovery document is content-encoded"
+
+
+def sized_issuer(signing_key: SigningKey, size: int, declared: int) -> httpx.MockTransport:
+    """Discovery padded to ``size`` bytes, declaring ``declared``; a small key set."""
+    discovery = json.dumps({"issuer": GITHUB.url, "jwks_uri": f"{GITHUB.url}/.well-known/jwks"})
+    padded = discovery.encode().ljust(size)
+    jwks = json.dumps({"keys": [signing_key.jwk()]}).encode()
+    assert len(jwks) < size
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/jwks"):
+            return httpx.Response(200, content=jwks)
+        return httpx.Response(200, content=padded, headers={"content-length": str(declared)})
+
+    return httpx.MockTransport(handler)
+
+
+async def test_body_of_exactly_the_cap_is_accepted(signing_key: SigningKey) -> None:
+    async with httpx.AsyncClient(transport=sized_issuer(signing_key, 2000, 2000)) as client:
+        keys = KeySets(client, max_bytes=2000)
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "ok"): 1}
+
+
+async def test_declared_length_over_the_cap_is_refused_before_reading(
+    signing_key: SigningKey,
+) -> None:
+    # The body itself would fit: the declared length alone refuses it.
+    async with httpx.AsyncClient(transport=sized_issuer(signing_key, 1000, 2001)) as client:
+        keys = KeySets(client, max_bytes=2000)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "too_large"): 1}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"refresh_cooldown": 0},
+        {"max_age": 0.5},
+        {"max_age": 100, "max_stale": 100},
+        {"max_bytes": 1},
+    ],
+)
+def test_edge_configurations_are_accepted(
+    make_key_sets: KeySetsFactory, options: dict[str, Any]
+) -> None:
+    make_key_sets(**options)
+
+
+@pytest.mark.parametrize("cooldown", [-1, -0.5])
+def test_negative_cooldown_is_refused(make_key_sets: KeySetsFactory, cooldown: float) -> None:
+    with pytest.raises(ConfigurationError, match="refresh_cooldown >= 0"):
+        make_key_sets(refresh_cooldown=cooldown)
+
+
+def n_with_extra(char: str) -> str:
+    n = rsa_jwk()["n"]
+    assert isinstance(n, str)
+    return n[:10] + char + n[10:]
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        # base64url only: characters the lenient decoder would skip are refused.
+        pytest.param(rsa_jwk(n=n_with_extra(".")), id="n-with-dot"),
+        pytest.param(rsa_jwk(n=n_with_extra("+")), id="n-with-plus"),
+        pytest.param(rsa_jwk(n=rsa_jwk()["n"] + "=="), id="n-padded"),
+        pytest.param(rsa_jwk(key_ops="verify"), id="key-ops-string"),
+    ],
+)
+def test_malformed_key_fields_are_skipped(jwk: object) -> None:
+    assert list(parse_jwks({"keys": [jwk, rsa_jwk(kid="good")]})) == ["good"]
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        pytest.param(rsa_jwk(key_ops=None), id="no-key-ops"),
+        pytest.param(rsa_jwk(key_ops=["verify", "encrypt"]), id="key-ops-with-verify"),
+        # 265 bytes: 354 base64url characters, which need two `=` of padding.
+        pytest.param(rsa_jwk(n=b64url_uint(2**2119 + 1)), id="n-2120-bits"),
+        pytest.param(rsa_jwk(n=b64url_uint(2**8191 + 1)), id="n-8192-bits"),
+        pytest.param(rsa_jwk(e=b64url_uint(2**63 + 1)), id="e-64-bits"),
+    ],
+)
+def test_keys_at_the_edges_are_kept(jwk: dict[str, Any]) -> None:
+    assert list(parse_jwks({"keys": [jwk]})) == [KID]
+
+
+async def test_set_going_stale_during_a_failed_refresh_is_unavailable(
+    fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    failing = False
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if failing:
+            key_clock.advance(10_000)  # the fetch outlasts the staleness limit, then fails
+            return httpx.Response(500)
+        return await fake_issuers(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, max_age=3600, max_stale=7200, clock=key_clock)
+        await keys.get_key(GITHUB, KID)
+        key_clock.advance(100)
+        failing = True
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, "rotated-key")
+
+
+async def test_a_request_during_a_refresh_is_answered_by_the_stale_set_then_the_new_one(
+    fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    # The set has expired but is still usable; a refresh is under way. Requests for a
+    # known kid are answered from the stale set without waiting for it; once it is done,
+    # the key is as the new set has it (re-keyed, same kid).
+    release = asyncio.Event()
+    started = asyncio.Event()
+    block = False
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if block and request.url.path.endswith("/jwks"):
+            started.set()
+            await release.wait()
+        return await fake_issuers(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, max_age=3600, clock=key_clock)
+        old = await keys.get_key(GITHUB, KID)
+        rekeyed = SigningKey(KID, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        fake_issuers.set_keys(GITHUB, rekeyed)
+        key_clock.advance(3600)
+        block = True
+        assert (await keys.get_key(GITHUB, KID)).public_numbers() == old.public_numbers()
+        await started.wait()
+        assert (await keys.get_key(GITHUB, KID)).public_numbers() == old.public_numbers()
+        release.set()
+        await keys.settle()
+        new = rekeyed.private.public_key().public_numbers()
+        assert (await keys.get_key(GITHUB, KID)).public_numbers() == new
+        assert old.public_numbers() != new
+        await keys.aclose()
+
+
+@pytest.mark.parametrize("encoding", ["identity", "Identity", ""])
+async def test_identity_encoding_in_any_case_is_accepted(
+    fake_issuers: FakeIssuers, encoding: str
+) -> None:
+    fake_issuers.headers = {"content-encoding": encoding}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake_issuers)) as client:
+        keys = KeySets(client)
+        await keys.get_key(GITHUB, KID)
+    assert keys.fetch_outcomes == {(GITHUB.url, "ok"): 1}

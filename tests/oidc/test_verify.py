@@ -209,6 +209,32 @@ async def test_oversized_token_is_refused_before_decoding(env: OIDCEnv) -> None:
     assert env.fake.requests == []
 
 
+async def test_token_of_exactly_the_size_cap_is_accepted(env: OIDCEnv) -> None:
+    # Lengths move in base64 steps: vary the padding and the key id's header length
+    # until the token is exactly MAX_TOKEN_LENGTH characters.
+    base = len(env.signing_key.sign(claims(padding="")))
+    start = (MAX_TOKEN_LENGTH - base) * 3 // 4 - 6
+    exact = next(
+        token
+        for size in range(start, start + 12)
+        for extra in range(4)
+        if len(
+            token := env.signing_key.sign(
+                claims(padding="x" * size), headers={"typ": "JWT" + "x" * extra}
+            )
+        )
+        == MAX_TOKEN_LENGTH
+    )
+    await env.verifier.verify(exact)
+
+
+@pytest.mark.parametrize("token", ["", b"a.b.c", 5, None])
+async def test_token_that_is_not_a_non_empty_string_is_refused(env: OIDCEnv, token: object) -> None:
+    with pytest.raises(InvalidJWT) as info:
+        await env.verifier.verify(token)  # type: ignore[arg-type]
+    assert info.value.detail == "Failed to decode JWT"
+
+
 async def test_token_just_under_the_size_cap_is_accepted(env: OIDCEnv) -> None:
     base = len(env.signing_key.sign(claims(padding="")))
     # base64 turns 3 bytes into 4 characters.
@@ -239,12 +265,37 @@ async def test_echoed_issuer_is_bounded_and_printable(env: OIDCEnv) -> None:
     assert error.detail == "Unsupported JWT issuer: https://evil.example/?" + "a" * 178 + "…"
 
 
-@pytest.mark.parametrize("iss", [["https://token.actions.githubusercontent.com"], 42, "", None])
-async def test_issuer_of_wrong_type_is_refused_without_echo(env: OIDCEnv, iss: object) -> None:
+@pytest.mark.parametrize(
+    ("iss", "reason"),
+    [
+        (["https://token.actions.githubusercontent.com"], "claim `iss` must be a non-empty string"),
+        (42, "claim `iss` must be a non-empty string"),
+        (True, "claim `iss` must be a non-empty string"),
+        ("", "claim `iss` must be a non-empty string"),
+        (None, "missing required claim `iss`"),
+    ],
+)
+async def test_issuer_of_wrong_type_is_refused_without_echo(
+    env: OIDCEnv, iss: object, reason: str
+) -> None:
     error = await refused(env, signed_raw(env.signing_key, claims(iss=iss)))
     assert isinstance(error, InvalidJWT)
-    assert error.detail.startswith("Failed to decode JWT: ")
-    assert "iss" in error.detail
+    assert error.detail == f"Failed to decode JWT: {reason}"
+
+
+async def test_echoed_issuer_at_the_bound_is_shown_whole(env: OIDCEnv) -> None:
+    iss = "https://evil.example/" + "a" * (200 - len("https://evil.example/"))
+    error = await refused(env, env.signing_key.sign(claims(iss=iss)))
+    assert error.detail == f"Unsupported JWT issuer: {iss}"
+    error = await refused(env, env.signing_key.sign(claims(iss=iss + "b")))
+    assert error.detail == f"Unsupported JWT issuer: {iss}…"
+
+
+async def test_empty_kid_is_missing(env: OIDCEnv) -> None:
+    token = env.signing_key.sign(claims(), headers={"kid": ""})
+    error = await refused(env, token)
+    assert error.detail == "Missing JWT key ID"
+    assert env.fake.requests == []
 
 
 async def test_missing_kid_is_refused(env: OIDCEnv) -> None:
@@ -417,6 +468,13 @@ def test_issuer_configured_twice_is_refused(env: OIDCEnv) -> None:
 def test_empty_audience_is_refused(env: OIDCEnv) -> None:
     with pytest.raises(ConfigurationError):
         Verifier([GITHUB], "", env.keys)
+
+
+def test_negative_leeway_is_refused(env: OIDCEnv) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Verifier([GITHUB], AUDIENCE, env.keys, leeway=-1)
+    assert str(info.value) == "the JWT leeway must not be negative"
+    Verifier([GITHUB], AUDIENCE, env.keys, leeway=0)
 
 
 async def test_verifier_without_issuers_refuses_everything(env: OIDCEnv) -> None:

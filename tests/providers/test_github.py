@@ -7,7 +7,15 @@ from tests.policies.factories import GHES, GITHUB, github_policy, job_rule, veri
 from trustpub.errors import InvalidJWT, PolicyMismatch
 from trustpub.grants import Grant, Operation
 from trustpub.policies import Policy, PolicySet
-from trustpub.providers import InMemoryNamespacePins, WorkflowRef, match, parse_workflow_ref
+from trustpub.providers import (
+    InMemoryNamespacePins,
+    UnverifiedClaims,
+    WorkflowRef,
+    evaluate,
+    match,
+    parse_workflow_ref,
+)
+from trustpub.providers.github import read_facts
 
 MAX_TTL = 3600
 PREFIX = "The Trusted Publishing config for repository `octo-org/octo-lib`"
@@ -51,6 +59,10 @@ async def refusal(policies: list[Policy], **claims: Any) -> str:
             "o/.github/.github/workflows/ci.yaml@8c13a5f0",
             WorkflowRef("o/.github", "ci.yaml", "8c13a5f0"),
         ),
+        # The file name ends at the first `@` after `.yml`, even when the ref ends in
+        # `.yml` too; a one-character ref is a ref.
+        ("o/r/.github/workflows/a.yml@x.ymlz", WorkflowRef("o/r", "a.yml", "x.ymlz")),
+        ("o/r/.github/workflows/a.yml@x", WorkflowRef("o/r", "a.yml", "x")),
     ],
 )
 def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> None:
@@ -68,6 +80,11 @@ def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> 
         "o/r/.github/workflows/release.yml@",
         "o/r/.github/workflows/sub/release.yml@refs/heads/main",
         "//.github/workflows/release.yml@refs/heads/main",
+        "/r/.github/workflows/release.yml@refs/heads/main",
+        "o//.github/workflows/release.yml@refs/heads/main",
+        # The workflows folder exactly: not another folder of the same length.
+        "o/r/" + "x" * len(".github/workflows/") + "release.yml@refs/heads/main",
+        "o/r/.github/workflows//release.yml@refs/heads/main",
     ],
 )
 def test_malformed_workflow_refs_are_not_parsed(value: str) -> None:
@@ -308,6 +325,47 @@ async def test_job_workflow_constraint_refuses_others(job_workflow_ref: str, rul
     detail = await refusal([policy], job_workflow_ref=job_workflow_ref)
     assert detail.startswith(f"{PREFIX} does not match the job workflow `{job_workflow_ref}`")
     assert "Expected job workflows: `octo-org/" in detail
+
+
+@pytest.mark.anyio
+async def test_job_workflow_repository_compares_case_insensitively_and_any_ref() -> None:
+    policy = github_policy(job_workflow=job_rule("octo-org/shared", "publish.yml"))
+    ref = "Octo-Org/Shared/.github/workflows/publish.yml@refs/heads/anything"
+    assert (await run([policy], job_workflow_ref=ref)).crates
+
+
+def test_explain_shows_missing_job_workflow_and_owner_id_as_none() -> None:
+    claims = github_claims()
+    del claims["job_workflow_ref"]
+    facts = read_facts(UnverifiedClaims(claims), GITHUB)
+    policy = github_policy(
+        repository_owner_id=None, job_workflow=job_rule("octo-org/shared", "publish.yml")
+    )
+    (report,) = evaluate(PolicySet([policy]), facts, GITHUB, None).reports
+    checks = {c.field: c for c in report.checks}
+    assert (checks["repository_owner_id"].expected, checks["repository_owner_id"].ok) == (
+        "(none)",
+        False,
+    )
+    assert (checks["job_workflow"].got, checks["job_workflow"].ok) == ("(none)", False)
+    # And what the policy and the token do carry is shown as it is.
+    facts = read_facts(UnverifiedClaims(github_claims(job_workflow_ref=SHARED)), GITHUB)
+    (report,) = evaluate(PolicySet([github_policy()]), facts, GITHUB, None).reports
+    checks = {c.field: c for c in report.checks}
+    assert (checks["repository_owner_id"].expected, checks["repository_owner_id"].ok) == (
+        "131804563",
+        True,
+    )
+    assert (checks["job_workflow"].got, checks["job_workflow"].ok) == (SHARED, True)
+
+
+@pytest.mark.anyio
+async def test_policy_without_owner_id_never_matches_and_says_so() -> None:
+    detail = await refusal([github_policy(repository_owner_id=None)])
+    assert detail.startswith(
+        f"{PREFIX} does not match the repository owner ID (131804563) in the JWT. "
+        "Expected owner IDs: . Please update"
+    )
 
 
 @pytest.mark.anyio

@@ -215,6 +215,13 @@ async def test_losing_a_pin_race_keeps_policies_with_a_written_namespace() -> No
         ("project_path", "octo-lib", "Unexpected `project_path` value"),
         ("project_path", "octo-group/sub/octo-li\u212a", "Unexpected `project_path` value"),
         ("namespace_id", "x1", "Unexpected `namespace_id` value"),
+        # Digits only, the whole value: a numeric prefix is not an id.
+        ("namespace_id", "123abc", "Unexpected `namespace_id` value"),
+        ("namespace_id", "4242\n", "Unexpected `namespace_id` value"),
+        ("namespace_id", "", "missing required claim `namespace_id`"),
+        ("namespace_id", "\u0664\u0662", "Unexpected `namespace_id` value"),
+        ("project_path", "octo-group/octo-lib/", "Unexpected `project_path` value"),
+        ("project_path", "octo-group/octo lib", "Unexpected `project_path` value"),
         (
             "ci_config_ref_uri",
             "gitlab.com/a/b/.gitlab-ci.yml",
@@ -286,6 +293,8 @@ async def test_config_from_the_project_itself_matches(uri: str) -> None:
         ("gitlab.com/octo-group/evil/octo-lib//.gitlab-ci.yml@main", "octo-group/evil/octo-lib"),
         # A prefix of the project path is another project.
         ("gitlab.com/octo-group/sub/octo-lib2//.gitlab-ci.yml@main", "octo-group/sub/octo-lib2"),
+        # The host differs only in case: it is the same instance, the project is not.
+        ("GITLAB.COM/other/proj//.gitlab-ci.yml@refs/heads/main", "other/proj"),
     ],
 )
 async def test_config_included_from_another_project_is_refused(uri: str, named: str) -> None:
@@ -295,6 +304,60 @@ async def test_config_included_from_another_project_is_refused(uri: str, named: 
     assert detail == (
         f"{CONFIG_PREFIX} the project itself, but the JWT's `ci_config_ref_uri` names `{named}`"
     )
+
+
+@pytest.mark.anyio
+async def test_config_source_compares_host_and_project_case_insensitively() -> None:
+    uri = "GitLab.com/octo-group/sub/octo-lib//.gitlab-ci.yml@refs/tags/v1.2.3"
+    assert (await run([gitlab_policy()], ci_config_ref_uri=uri)).crates
+    assert (await run([gitlab_policy()], project_path="Octo-Group/Sub/Octo-Lib")).crates
+
+
+@pytest.mark.anyio
+async def test_issuer_host_written_in_capitals_is_the_same_instance() -> None:
+    issuer = Issuer("https://GitLab.Example", "gitlab")
+    claims = gitlab_claims(
+        iss=issuer.url, ci_config_ref_uri="gitlab.example/other/proj//.gitlab-ci.yml@main"
+    )
+    with pytest.raises(PolicyMismatch) as exc:
+        await match(
+            PolicySet([gitlab_policy(issuer=issuer.url)]),
+            verified(issuer, claims),
+            InMemoryNamespacePins(),
+            max_ttl=3600,
+        )
+    assert exc.value.detail == (
+        f"{CONFIG_PREFIX} the project itself, but the JWT's `ci_config_ref_uri` names `other/proj`"
+    )
+
+
+@pytest.mark.anyio
+async def test_pins_given_at_construction_are_used() -> None:
+    pins = InMemoryNamespacePins({KEY: "4242"})
+    assert await pins.get_namespace_pin(KEY) == "4242"
+    detail = await refusal([gitlab_policy()], pins, namespace_id="666")
+    assert "Expected namespace IDs: 4242." in detail
+    assert pins.pins == {KEY: "4242"}
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        # One-character host and path are names like any other.
+        ("h/g/p//.gitlab-ci.yml@main", CiConfigRef("h", "g/p", ".gitlab-ci.yml", "main")),
+        (
+            "gitlab.com/g/p//x@refs/heads/main",
+            CiConfigRef("gitlab.com", "g/p", "x", "refs/heads/main"),
+        ),
+        # No `//` at all, even with an `@` at the very end.
+        ("gitlab.com/g/p@", None),
+        ("gitlab.com/g/p/x.yml@main", None),
+        ("gitlab.com//x.yml@main", None),
+        ("/g/p//x.yml@main", None),
+    ],
+)
+def test_config_ref_edge_shapes(uri: str, expected: CiConfigRef | None) -> None:
+    assert parse_ci_config_ref(uri) == expected
 
 
 @pytest.mark.anyio

@@ -1,8 +1,8 @@
 import pytest
 
-from tests.conftest import github_claims
-from tests.policies.factories import GITHUB, github_policy, verified
-from trustpub.errors import InvalidJWT, PolicyMismatch
+from tests.conftest import github_claims, gitlab_claims
+from tests.policies.factories import GITHUB, GITLAB, github_policy, gitlab_policy, verified
+from trustpub.errors import InvalidJWT, PolicyMismatch, StoreUnavailable
 from trustpub.grants import Operation
 from trustpub.oidc.claims import VerifiedClaims
 from trustpub.policies import PolicySet
@@ -145,3 +145,105 @@ def test_unverified_claims_refuse_wrong_types_like_verified_ones() -> None:
     with pytest.raises(InvalidJWT) as verified_exc:
         read_facts(verified(GITHUB, bad), GITHUB)
     assert unverified_exc.value.detail == verified_exc.value.detail
+
+
+def checks_of(policy_claims: dict[str, object], **policy: object) -> dict[str, tuple[str, bool]]:
+    facts = read_facts(UnverifiedClaims(policy_claims), GITHUB)
+    result = evaluate(PolicySet([github_policy("a", **policy)]), facts, GITHUB, None)
+    return {c.field: (c.got, c.ok) for c in result.reports[0].checks}
+
+
+def test_evaluate_shows_a_missing_environment_and_ref_as_none() -> None:
+    claims = github_claims()
+    claims.pop("environment", None)
+    claims.pop("ref")
+    checks = checks_of(claims, environment="release", refs=["refs/heads/main"])
+    assert checks["environment"] == ("(none)", False)
+    assert checks["refs"] == ("(none)", False)
+    # A policy without them accepts their absence, and still shows it.
+    checks = checks_of(claims)
+    assert checks["environment"] == ("(none)", True)
+    assert checks["refs"] == ("(none)", True)
+
+
+def test_any_of_the_policy_refs_may_match() -> None:
+    claims = github_claims(environment="Release", ref="refs/heads/main")
+    refs = ["refs/tags/v*", "refs/heads/main"]
+    checks = checks_of(claims, environment="release", refs=refs)
+    assert checks["environment"] == ("Release", True)
+    assert checks["refs"] == ("refs/heads/main", True)
+    checks = checks_of(github_claims(ref="refs/heads/dev"), refs=refs)
+    assert checks["refs"] == ("refs/heads/dev", False)
+
+
+class RecordingPins(InMemoryNamespacePins):
+    """Pins in a dict, recording every store call; ``down`` makes every call fail."""
+
+    def __init__(self, down: bool = False) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.down = down
+
+    async def get_namespace_pin(self, key: str) -> str | None:
+        self.calls.append("get")
+        if self.down:
+            raise StoreUnavailable("Token store unavailable")
+        return await super().get_namespace_pin(key)
+
+    async def pin_namespace(self, key: str, namespace_id: str) -> str:
+        self.calls.append("pin")
+        if self.down:
+            raise StoreUnavailable("Token store unavailable")
+        return await super().pin_namespace(key, namespace_id)
+
+
+@pytest.mark.anyio
+async def test_github_tokens_never_touch_the_namespace_pins() -> None:
+    pins = RecordingPins()
+    assert (await match(PolicySet([github_policy()]), claims(), pins, max_ttl=60)).crates
+    assert pins.calls == []
+    assert pins.pins == {}
+
+
+@pytest.mark.anyio
+async def test_gitlab_pin_is_read_only_when_a_policy_names_the_project() -> None:
+    # No policy for the project: refused as such, without asking the (failing) store.
+    pins = RecordingPins(down=True)
+    with pytest.raises(PolicyMismatch, match="No Trusted Publishing config"):
+        await match(
+            PolicySet([gitlab_policy(repository="other/project")]),
+            verified(GITLAB, gitlab_claims()),
+            pins,
+            max_ttl=60,
+        )
+    assert pins.calls == []
+
+
+@pytest.mark.anyio
+async def test_gitlab_pin_is_written_once_then_only_read() -> None:
+    pins = RecordingPins()
+    policies = PolicySet([gitlab_policy()])
+    await match(policies, verified(GITLAB, gitlab_claims()), pins, max_ttl=60)
+    assert pins.calls == ["get", "pin"]
+    await match(policies, verified(GITLAB, gitlab_claims()), pins, max_ttl=60)
+    assert pins.calls == ["get", "pin", "get"]
+
+
+@pytest.mark.anyio
+async def test_shortest_server_lifetime_is_one_second() -> None:
+    grant = await match(PolicySet([github_policy()]), claims(), InMemoryNamespacePins(), max_ttl=1)
+    assert grant.ttl_seconds == 1
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_ttl must be positive"):
+            await match(
+                PolicySet([github_policy()]), claims(), InMemoryNamespacePins(), max_ttl=bad
+            )
+
+
+def test_a_report_is_ok_only_when_every_check_is() -> None:
+    policies = PolicySet([github_policy("a"), github_policy("b", workflow="other.yml")])
+    facts = read_facts(UnverifiedClaims(github_claims()), GITHUB)
+    ok, failed = evaluate(policies, facts, GITHUB, None).reports
+    assert ok.ok
+    assert [c.ok for c in failed.checks].count(False) == 1
+    assert not failed.ok

@@ -34,6 +34,10 @@ def test_user_and_trustpub_tokens_are_told_apart() -> None:
     assert not REGISTRY_TOKENS.is_well_formed(trusted)
     assert not REGISTRY_TOKENS.is_well_formed(user[:-1])
     assert not REGISTRY_TOKENS.is_well_formed(user[:-1] + "!")
+    # The prefix is part of the format: right length and alphabet are not enough.
+    assert not REGISTRY_TOKENS.is_well_formed("x" * len(user))
+    assert not REGISTRY_TOKENS.is_well_formed("tpreG_" + user[6:])
+    assert not REGISTRY_TOKENS.is_well_formed(user + "a")
     assert REGISTRY_TOKENS.generate() != user
 
 
@@ -169,6 +173,21 @@ async def test_remote_authority_answer_without_owners_creates_no_crate() -> None
 
 
 @pytest.mark.anyio
+async def test_remote_authority_reads_the_token_lifetime_from_the_answer() -> None:
+    trusted = await remote(Introspection(body=active_body())).introspect(generate_token())
+    assert trusted is not None
+    assert trusted.record.issued_at == NOW
+    assert trusted.record.expires_at == NOW + 1800
+    # An older trustpub does not send `issued_at` (nor `policies`): tolerated.
+    body = active_body()
+    del body["issued_at"], body["policies"]
+    trusted = await remote(Introspection(body=body)).introspect(generate_token())
+    assert trusted is not None
+    assert trusted.record.issued_at == 0
+    assert trusted.record.policies == ()
+
+
+@pytest.mark.anyio
 async def test_remote_authority_inactive_and_expired_tokens_are_none() -> None:
     assert await remote(Introspection(body={"active": False})).introspect(generate_token()) is None
     late = NOW + 1800
@@ -202,11 +221,32 @@ async def test_remote_authority_does_not_ask_about_malformed_tokens() -> None:
         Introspection(body=active_body(new_crate_owners=["demo"])),
         # Owners for a crate the token may only update: not a real grant, so refused.
         Introspection(body=active_body(new_crate_owners={"demo": ["alice"]})),
+        # Only 200 is an answer, even with a well-formed body.
+        Introspection(status=201, body=active_body()),
+        Introspection(status=203, body=active_body()),
+        # `active` must be a boolean: a truthy string or number is not `true`.
+        Introspection(body=active_body(active="true")),
+        Introspection(body=active_body(active=1)),
+        Introspection(body=active_body(active=None)),
+        Introspection(body={"crates": {"demo": ["yank"]}}),
+        # Crates: an object of non-empty operation lists.
+        Introspection(body=active_body(crates=["demo"])),
+        Introspection(body=active_body(crates={"demo": []})),
+        Introspection(body=active_body(crates={"demo": {"yank": True}})),
+        Introspection(body=active_body(crates={"demo": "yank"})),
+        # Policies: a list of strings.
+        Introspection(body=active_body(policies="ci.toml#a")),
+        Introspection(body=active_body(policies=["ci.toml#a", 7])),
+        Introspection(body=active_body(policies={"ci.toml#a": True})),
     ],
 )
 async def test_remote_authority_failures_deny_with_503(handler: Introspection) -> None:
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable) as info:
         await remote(handler).introspect(generate_token())
+    if handler.status == 200:
+        assert info.value.detail == "Token introspection answered malformed data"
+    else:
+        assert info.value.detail == f"Token introspection unavailable (HTTP {handler.status})"
 
 
 @pytest.mark.anyio

@@ -13,7 +13,7 @@ import pytest
 
 from tests.registry.helpers import dep, make_crate, manifest, metadata, publish_body
 from trustpub.registry.errors import RegistryRefused
-from trustpub.registry.publish import Limits, parse_publish
+from trustpub.registry.publish import Limits, parse_publish, split_body
 
 LIMITS = Limits()
 
@@ -259,5 +259,21 @@ def test_metadata_is_checked_before_the_archive() -> None:
 
 
 def test_metadata_json_is_exactly_what_was_sent() -> None:
-    raw = json.dumps(metadata("demo", "1.0.0")).encode() + b" "
-    parse_publish(publish_body(raw, make_crate("demo", "1.0.0")), LIMITS)
+    # The declared length delimits the JSON (trailing whitespace included): what is
+    # parsed is the sent metadata, and the crate is the bytes after it, nothing else.
+    sent = metadata(
+        "demo", "1.0.0", description="sent \u00e9 text", license="Apache-2.0", keywords=["k"]
+    )
+    raw = json.dumps(sent).encode() + b" "
+    crate = make_crate("demo", "1.0.0")
+    body = publish_body(raw, crate)
+    assert split_body(body, LIMITS) == (raw, crate)
+    parsed = parse_publish(body, LIMITS)
+    assert parsed.crate == crate
+    assert parsed.metadata.name == "demo"
+    assert parsed.metadata.vers == "1.0.0"
+    assert parsed.metadata.description == "sent \u00e9 text"
+    assert parsed.metadata.license == "Apache-2.0"
+    assert parsed.metadata.keywords == ("k",)
+    assert parsed.metadata.deps == ()
+    assert parsed.metadata.links is None

@@ -80,12 +80,15 @@ async def test_stores_with_different_prefixes_do_not_see_each_other(
         await other.aclose()
 
 
-async def test_closed_port_is_unavailable_quickly_without_leaking_the_password() -> None:
-    store = RedisStore.from_url(f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0")
-    started = time.monotonic()
+async def test_closed_port_is_unavailable_at_once_without_leaking_the_password() -> None:
+    # An hour's timeout: the refused connection itself must end the call (a
+    # ConnectionError), not a timeout or a retry loop, or this test would hang.
+    store = RedisStore.from_url(
+        f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0?allow_volatile=1", timeout=3600
+    )
     with pytest.raises(StoreUnavailable) as info:
         await store.issue(h("jti"), later(), h("token"), b"r", later())
-    assert time.monotonic() - started < 1.0
+    assert info.value.detail.endswith(": issue failed (ConnectionError)")
     assert "s3cret-pw" not in info.value.detail
     assert "redis 127.0.0.1:" in info.value.detail
     with pytest.raises(StoreUnavailable):
@@ -95,8 +98,12 @@ async def test_closed_port_is_unavailable_quickly_without_leaking_the_password()
     await store.aclose()
 
 
-async def test_silent_server_times_out_instead_of_hanging() -> None:
+async def test_silent_server_times_out_once_instead_of_hanging() -> None:
+    connections = 0
+
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
         await reader.read()  # read until the client gives up; never reply
         writer.close()
 
@@ -104,10 +111,11 @@ async def test_silent_server_times_out_instead_of_hanging() -> None:
     port = server.sockets[0].getsockname()[1]
     store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.3)
     try:
-        started = time.monotonic()
-        with pytest.raises(StoreUnavailable, match="TimeoutError"):
+        with pytest.raises(StoreUnavailable) as info:
             await store.lookup(h("token"))
-        assert time.monotonic() - started < 1.5
+        assert info.value.detail.endswith(": lookup failed (TimeoutError)")
+        # One attempt, no retry: the caller waits one timeout, not several.
+        assert connections == 1
     finally:
         await store.aclose()
         server.close()

@@ -101,6 +101,16 @@ def test_is_active_until_expiry() -> None:
     assert not r.is_active(r.expires_at)
 
 
+def test_a_record_with_an_inverted_lifetime_is_never_active() -> None:
+    inverted = replace(record(), issued_at=2_000, expires_at=1_000)
+    assert not inverted.is_active(500)
+    assert not inverted.is_active(1_500)
+    # Issued and expiring at the same second: judged by its expiry alone.
+    instant = replace(record(), issued_at=1_000, expires_at=1_000)
+    assert instant.is_active(999)
+    assert not instant.is_active(1_000)
+
+
 def mutate(**changes: object) -> bytes:
     data = json.loads(record().to_json())
     for key, value in changes.items():
@@ -125,16 +135,22 @@ def mutate(**changes: object) -> bytes:
         mutate(exp=True),
         mutate(exp=...),
         mutate(crates={}),
+        mutate(crates={}, owners=...),
         mutate(crates=[]),
         mutate(crates={"octo-lib": []}),
+        mutate(crates={"octo-lib": []}, owners=...),
         mutate(crates={"octo-lib": "publish-update"}),
         mutate(crates={"octo-lib": ["publish-update", "delete-everything"]}),
+        mutate(crates={"octo-lib": ["publish-update", "delete-everything"]}, owners=...),
         mutate(crates={"octo-lib": [1]}),
+        mutate(crates={"octo-lib": ["yank", ["yank"]]}, owners=...),
+        mutate(crates={"octo-lib": [{"yank": 1}]}, owners=...),
         mutate(provenance=...),
         mutate(provenance={"issuer": "https://x.example"}),
         mutate(provenance={"issuer": 1, "provider": "github", "repository": "a/b"}),
         mutate(policies="p"),
         mutate(policies=[1]),
+        mutate(policies=["p", 1]),
         mutate(owners=[]),
         mutate(owners=None),
         mutate(owners={"octo-derive": "alice"}),

@@ -270,24 +270,50 @@ async def test_missing_jti_is_refused_before_the_store(
     assert store.calls == []
 
 
+NOTHING_GRANTED = "a grant must name at least one crate, each with operations"
+OWNERS_ELSEWHERE = "a grant names owners only for crates it may create"
+
+
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "message"),
     [
-        {"crates": {}},
-        {"crates": {"octo-lib": frozenset()}},
-        {"ttl_seconds": 0},
-        {"ttl_seconds": -1},
+        ({"crates": {}, "new_crate_owners": {}}, NOTHING_GRANTED),
+        ({"crates": {"octo-lib": frozenset()}, "new_crate_owners": {}}, NOTHING_GRANTED),
+        (
+            {
+                "crates": {"a": frozenset({Operation.YANK}), "b": frozenset()},
+                "new_crate_owners": {},
+            },
+            NOTHING_GRANTED,
+        ),
+        ({"ttl_seconds": 0}, "a grant's ttl_seconds must be positive"),
+        ({"ttl_seconds": -1}, "a grant's ttl_seconds must be positive"),
         # Owners for a crate the grant may only update, or does not name at all.
-        {"new_crate_owners": {"octo-lib": ("alice",)}},
-        {"new_crate_owners": {"elsewhere": ("alice",)}},
+        ({"new_crate_owners": {"octo-lib": ("alice",)}}, OWNERS_ELSEWHERE),
+        ({"new_crate_owners": {"elsewhere": ("alice",)}}, OWNERS_ELSEWHERE),
+        (
+            {"new_crate_owners": {"octo-derive": ("alice",), "octo-lib": ("alice",)}},
+            OWNERS_ELSEWHERE,
+        ),
     ],
 )
 async def test_a_grant_that_grants_nothing_or_never_expires_mints_nothing(
-    service: TokenService, store: RecordingStore, bad: dict[str, Any]
+    service: TokenService, store: RecordingStore, bad: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ValueError, match="grant"):
+    with pytest.raises(ValueError, match="grant") as info:
         await service.mint(grant(**bad), verified())
+    assert str(info.value) == message
     assert store.calls == []
+
+
+async def test_shortest_lifetime_and_no_leeway_are_allowed(
+    service: TokenService, store: RecordingStore, clock: Clock
+) -> None:
+    claims = verified()
+    issued = await service.mint(grant(ttl_seconds=1), claims, leeway=0)
+    assert issued.record.expires_at == int(clock.now) + 1
+    ((_name, args),) = store.calls
+    assert args[1] == max(claims.expires_at, int(clock.now)) + JTI_MARGIN_SECONDS
 
 
 async def test_negative_leeway_is_refused(service: TokenService, store: RecordingStore) -> None:
@@ -351,7 +377,10 @@ async def test_corrupt_stored_record_is_inactive_and_logged_without_the_token(
     await store.issue(b"j" * 32, expires, token_hash(token), b'{"v":1,"crates":"all"}', expires)
     with caplog.at_level(logging.DEBUG, logger="trustpub"):
         assert await service.introspect(token) is None
-    assert any(r.levelno == logging.ERROR for r in caplog.records)
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    # A prefix of the hash identifies the entry for an operator; the whole hash would
+    # be the store's key for the token.
+    assert getattr(error, "fields", None) == {"token_hash": token_hash(token).hex()[:16]}
     assert token not in caplog.text
     assert token[len("trustpub_") :] not in caplog.text
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from trustpub.client import AsyncClient, ClientError
+from trustpub.client import AsyncClient, ClientError, MalformedAnswer
 from trustpub.errors import StoreUnavailable
 from trustpub.grants import Operation, Provenance
 from trustpub.registry.actors import TrustedToken
@@ -31,6 +31,8 @@ from trustpub.tokens import (
 )
 
 log = logging.getLogger("trustpub.registry")
+
+MALFORMED = "Token introspection answered malformed data"
 
 USER_TOKEN_PREFIX = REGISTRY_TOKENS.prefix
 # The registry API token's functions by the names the CLI knows them by.
@@ -95,15 +97,21 @@ class RemoteAuthority:
             return None
         try:
             data = await self._client.introspect(token, self._credential)
+        except MalformedAnswer as exc:
+            log.warning("token introspection answered malformed data: %s", exc)
+            raise StoreUnavailable(MALFORMED) from None
         except ClientError as exc:
             # The message names the URL and the failure, never the token.
             log.warning("token introspection failed: %s", exc)
-            raise StoreUnavailable("Token introspection unavailable") from None
+            detail = "Token introspection unavailable"
+            if exc.status is not None:
+                detail += f" (HTTP {exc.status})"
+            raise StoreUnavailable(detail) from None
         try:
             trusted = _parse_introspection(data)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("token introspection answered malformed data: %s", exc)
-            raise StoreUnavailable("Token introspection answered malformed data") from None
+            raise StoreUnavailable(MALFORMED) from None
         if trusted is None or not trusted.record.is_active(self._clock()):
             return None
         return trusted
