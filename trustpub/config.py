@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from trustpub import durations
 from trustpub.errors import ConfigurationError
+from trustpub.notify.settings import NotificationSettings, parse_notifications
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.ratelimit import RateLimits, parse_limit
 
@@ -88,6 +89,7 @@ class Settings:
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
     trusted_proxies: tuple[str, ...] = ()
     forwarded_header: str = "x-forwarded-for"
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     def issuer(self, url: str) -> Issuer | None:
         for issuer in self.issuers:
@@ -116,6 +118,7 @@ _TOP_KEYS = {
     "server",
     "trusted_proxies",
     "forwarded_header",
+    "notifications",
 }
 
 ENV_VARS = {
@@ -357,6 +360,10 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
                 f"got {header[:40]!r}"
             )
         changes["forwarded_header"] = header
+    if "notifications" in raw:
+        changes["notifications"] = parse_notifications(
+            _expect(raw, "notifications", dict, source), source
+        )
     return replace(s, **changes)
 
 

@@ -23,6 +23,7 @@ class User:
     id: int
     login: str
     created_at: int
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ class OwnersChanged:
 
 
 def user(row: Row) -> User:
-    return User(row["id"], row["login"], row["created_at"])
+    return User(row["id"], row["login"], row["created_at"], row["email"])
 
 
 def api_token(row: Row) -> ApiToken:
