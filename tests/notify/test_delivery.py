@@ -48,13 +48,18 @@ class Mailbox:
         return "250 OK"
 
 
+def free_port() -> int:
+    """aiosmtpd checks its server by connecting to the port it was given: pick a free one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 @pytest.fixture
 def smtp() -> Iterator[tuple[str, Mailbox]]:
     box = Mailbox()
-    # aiosmtpd checks its server by connecting to the port it was given: pick a free one.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     try:
