@@ -57,6 +57,9 @@ class OutboxWorker:
                 await self.deliver_due()
             except RegistryDataError as exc:
                 log.warning("outbox: storage unavailable", extra={"fields": {"reason": str(exc)}})
+            except Exception:
+                # Never let one bad pass stop the service (the task shares its lifespan).
+                log.exception("outbox: delivery pass failed")
             await anyio.sleep(self.settings.poll_interval)
 
     async def deliver_due(self) -> int:
@@ -89,8 +92,21 @@ class OutboxWorker:
             error = str(exc)
         except webhooks.DeliveryFailed as exc:
             error = str(exc)
+        except smtplib.SMTPResponseException as exc:
+            # The code only: the server's text may name the address, which the other
+            # owners who read the delivery state must not learn.
+            error = f"the mail server refused the message (SMTP {exc.smtp_code})"
+        except smtplib.SMTPRecipientsRefused:
+            error = "the mail server refused the recipient"
         except (OSError, smtplib.SMTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"
+            if row.channel == outbox.EMAIL:
+                error = f"cannot reach the mail server ({type(exc).__name__})"
+        except Exception as exc:
+            # Unexpected (a bug, a library's surprise): retried like any failure, and
+            # logged with its traceback.
+            log.exception("outbox: unexpected failure", extra={"fields": {"delivery": row.id}})
+            error = f"unexpected error ({type(exc).__name__})"
         else:
             await anyio.to_thread.run_sync(self.db.outbox_delivered, row.id, self.worker_id)
             log.info(
