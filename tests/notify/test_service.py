@@ -62,18 +62,50 @@ def test_the_service_delivers_its_outbox_in_the_background(tmp_path: Path) -> No
                 headers={"Authorization": token},
             )
             assert response.status_code == 200, response.text
-            # What owner-managed configs will record: an event owners are mailed about.
-            registry.db.call(
-                lambda c: events.record_event(
-                    c,
-                    kind=events.CONFIG_CREATED,
-                    crate="demo",
-                    actor_login="alice",
-                    details={"repository": "octo-org/octo-lib"},
-                    now=registry.db.now(),
-                )
-            )
+            record_config_created(registry)
             # A generous bound for a loaded machine; the worker polls every 50 ms.
+            assert arrivals.arrived.wait(60)
+    finally:
+        controller.stop()
+    assert arrivals.recipients == ["alice@example.org"]
+
+
+def record_config_created(registry: Registry) -> None:
+    """What owner-managed configs will record: an event owners are mailed about."""
+    registry.db.call(
+        lambda c: events.record_event(
+            c,
+            kind=events.CONFIG_CREATED,
+            crate="demo",
+            actor_login="alice",
+            details={"repository": "octo-org/octo-lib"},
+            now=registry.db.now(),
+        )
+    )
+
+
+def test_the_registry_on_its_own_delivers_too(tmp_path: Path) -> None:
+    from trustpub.registry import create_registry_app
+
+    arrivals = Arrivals()
+    port = free_port()
+    controller = Controller(arrivals, hostname="127.0.0.1", port=port)
+    controller.start()
+    notifications = NotificationSettings(smtp_url=f"smtp://127.0.0.1:{port}", poll_interval=0.05)
+    try:
+        app = create_registry_app(tmp_path, "http://registry.test", notifications=notifications)
+        with TestClient(app) as client:
+            registry: Registry = app.state.registry
+            registry.db.add_user("alice", "alice@example.org")
+            token = generate_user_token()
+            registry.db.add_token("alice", "t", user_token_hash(token), ["publish-new"], [], None)
+            response = client.put(
+                "/api/v1/crates/new",
+                content=body_for("demo", "1.0.0"),
+                headers={"Authorization": token},
+            )
+            assert response.status_code == 200, response.text
+            record_config_created(registry)
             assert arrivals.arrived.wait(60)
     finally:
         controller.stop()

@@ -403,8 +403,14 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
     directory = _directory(args)
     host, port = parse_host_port(args.listen, "--listen")
     public_url = (args.public_url or f"http://{host}:{port}").rstrip("/")
+    from trustpub.config import load_settings
+
     app = create_registry_app(
-        directory, public_url, trustpub_url=args.trustpub_url, credential=credential
+        directory,
+        public_url,
+        trustpub_url=args.trustpub_url,
+        credential=credential,
+        notifications=load_settings(args.config).notifications,
     )
     console.note(
         f"serving sparse+{public_url}/index/ from {directory}"

@@ -20,6 +20,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
@@ -32,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from trustpub.errors import ConfigurationError, TrustpubError
 from trustpub.metrics import RegistryMetrics
 from trustpub.notify.addresses import DestinationRefused, parse_webhook_url, resolve
-from trustpub.notify.settings import WebhookRules
+from trustpub.notify.settings import NotificationSettings, WebhookRules
 from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_address
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
@@ -545,13 +546,20 @@ def create_registry_app(
     credential: str | None = None,
     limits: Limits | None = None,
     http_client: httpx.AsyncClient | None = None,
+    notifications: NotificationSettings | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
-    ``credential``; with neither, only registry API tokens are accepted."""
+    ``credential``; with neither, only registry API tokens are accepted. With
+    ``notifications``, it delivers its outbox (mail, webhooks) in the background."""
     if authority is None and trustpub_url is not None and not credential:
         raise ValueError("a trustpub URL needs an introspection credential")
-    registry = Registry(directory, public_url, limits=limits)
+    registry = Registry(
+        directory,
+        public_url,
+        limits=limits,
+        webhook_rules=notifications.webhooks if notifications is not None else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -567,7 +575,19 @@ def create_registry_app(
                     )
                 chosen = RemoteAuthority(client, trustpub_url, credential)
             await stack.enter_async_context(registry.open(chosen))
-            yield
+            if notifications is None:
+                yield
+                return
+            from trustpub.notify import OutboxWorker
+
+            webhook_client = await stack.enter_async_context(
+                httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            )
+            worker = OutboxWorker(registry.db, notifications, webhook_client)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(worker.run_forever)
+                yield
+                tasks.cancel_scope.cancel()
 
     app = Starlette(
         routes=registry.routes,
