@@ -131,7 +131,11 @@ class OwnersChanged:
 
 
 def user(row: Row) -> User:
-    return User(row["id"], row["login"], row["created_at"], row["email"])
+    try:
+        email = row["email"]
+    except (IndexError, KeyError):  # a query that did not select it (sqlite3: IndexError)
+        email = None
+    return User(row["id"], row["login"], row["created_at"], email)
 
 
 def api_token(row: Row) -> ApiToken:
