@@ -415,6 +415,22 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
             f"secret_scanning.{f.name}": getattr(s.secret_scanning, f.name)
             for f in dataclasses.fields(s.secret_scanning)
         },
+        **{
+            f"notifications.{name}": "none" if value is None else value
+            for name, value in (
+                ("smtp_url", s.notifications.smtp_url),
+                ("starttls", s.notifications.starttls),
+                ("smtp_username", s.notifications.smtp_username),
+                ("smtp_password_file", None),
+                ("from_address", s.notifications.from_address),
+                ("webhooks_allow_private", s.notifications.webhooks.allow_private),
+                ("webhooks_development", s.notifications.webhooks.development),
+                ("max_attempts", s.notifications.max_attempts),
+                ("retry_base", s.notifications.retry_base),
+                ("retry_max", s.notifications.retry_max),
+                ("poll_interval", s.notifications.poll_interval),
+            )
+        },
     }
 
 
@@ -554,7 +570,7 @@ def test_the_registry_commands_of_the_readme_run(
         argv.append("1" if fragment[-1] == "ID" else fragment[-1])  # the first token's id
         assert main(argv) == 0, f"{fragment}: {capsys.readouterr().err}"
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert ["LOGIN", "CREATED"] in rows
+    assert ["LOGIN", "EMAIL", "CREATED"] in rows
     assert any(row[0] == "alice" for row in rows)
     assert any(row[4:7] == ["mylib*", "active", "until"] for row in rows)
     data_dir = [s.split() for _, s in section.spans if s.startswith("--data-dir ")]

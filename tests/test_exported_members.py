@@ -69,6 +69,16 @@ FACES: dict[str, list[str]] = {
         "parse_ci_config_path",
         "parse_workflow_ref",
     ],
+    "trustpub.notify": [
+        "DestinationRefused",
+        "NotificationSettings",
+        "OutboxWorker",
+        "WebhookRules",
+        "check_email",
+        "parse_notifications",
+        "signature",
+        "verify",
+    ],
     "trustpub.registry": [
         "Limits",
         "LocalAuthority",

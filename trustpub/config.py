@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from trustpub import durations
 from trustpub.errors import ConfigurationError
+from trustpub.notify.settings import NotificationSettings, parse_notifications
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.ratelimit import RateLimits, parse_limit
 
@@ -101,6 +102,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     forwarded_header: str = "x-forwarded-for"
     secret_scanning: SecretScanningSettings = field(default_factory=SecretScanningSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     def issuer(self, url: str) -> Issuer | None:
         for issuer in self.issuers:
@@ -130,6 +132,7 @@ _TOP_KEYS = {
     "trusted_proxies",
     "forwarded_header",
     "secret_scanning",
+    "notifications",
 }
 
 ENV_VARS = {
@@ -374,6 +377,10 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
     if "secret_scanning" in raw:
         changes["secret_scanning"] = _parse_secret_scanning(
             _expect(raw, "secret_scanning", dict, source), f"{source}: secret_scanning"
+        )
+    if "notifications" in raw:
+        changes["notifications"] = parse_notifications(
+            _expect(raw, "notifications", dict, source), source
         )
     return replace(s, **changes)
 

@@ -24,7 +24,7 @@ def test_add_user_create_list_and_revoke_a_token(
     assert run(tmp_path, "user", "list") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "added user alice"
-    assert lines[1].split() == ["LOGIN", "CREATED"]
+    assert lines[1].split() == ["LOGIN", "EMAIL", "CREATED"]
     assert lines[2].split()[0] == "alice"
     assert len(lines) == 3
 

@@ -23,6 +23,7 @@ from trustpub.config import Settings
 from trustpub.errors import StoreUnavailable
 from trustpub.exchange import Exchanger
 from trustpub.metrics import MetricsRegistry
+from trustpub.notify import OutboxWorker
 from trustpub.oidc import KeySets, Verifier
 from trustpub.policies import LivePolicies, load_policies
 from trustpub.policies.live import policy_snapshot
@@ -64,7 +65,10 @@ def create_app(
     cargo_registry: CargoRegistry | None = None
     if settings.registry_enabled:
         cargo_registry = CargoRegistry(
-            settings.data_dir / "registry", settings.public_url, metrics=metrics.registry
+            settings.data_dir / "registry",
+            settings.public_url,
+            metrics=metrics.registry,
+            webhook_rules=settings.notifications.webhooks,
         )
         routes += cargo_registry.routes
 
@@ -92,6 +96,14 @@ def create_app(
                 if settings.policy_reload_interval > 0:
                     tasks.start_soon(services.policies.watch, settings.policy_reload_interval)
                 tasks.start_soon(metrics.sample_process_forever)
+                if cargo_registry is not None:
+                    # Owners' mail and webhooks, from the registry's outbox: never in
+                    # the request that queued them.
+                    webhook_client = await stack.enter_async_context(
+                        httpx.AsyncClient(follow_redirects=False, trust_env=False)
+                    )
+                    outbox = OutboxWorker(cargo_registry.db, settings.notifications, webhook_client)
+                    tasks.start_soon(outbox.run_forever)
                 _on_sighup(services.policies.reload)
                 for issuer in settings.issuers:
                     services.keys.ready(issuer)  # fetch the key sets in the background

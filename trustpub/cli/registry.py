@@ -33,6 +33,13 @@ Create an API token for the registry user --user LOGIN. It is printed once and
 stored hashed.
 """
 
+AUDIT = """show the audit trail, newest first
+
+Show the registry's audit trail (Trusted Publishing publishes, trustpub-only changes,
+owner changes, API tokens, webhooks, Trusted Publishing configs), newest first, with
+the state of each event's notifications. --crate limits it to one crate's events.
+"""
+
 SERVE = f"""run the registry alone, validating trustpub tokens remotely
 
 Serve the registry on its own. trustpub tokens are checked through the introspection
@@ -53,7 +60,16 @@ def register(subparsers: Any) -> None:
     user_commands = user.add_subparsers(metavar="ACTION")
     add = user_commands.add_parser("add", help="add a user")
     add.add_argument("login", help="the user's login, as trust policies name owners")
+    add.add_argument(
+        "--email", metavar="ADDR", help="where the user is told of their crates' events"
+    )
     add.set_defaults(handler=user_add)
+    set_email = user_commands.add_parser("set-email", help="set or clear a user's email")
+    set_email.add_argument("login", help="the user's login")
+    which = set_email.add_mutually_exclusive_group(required=True)
+    which.add_argument("email", nargs="?", metavar="ADDR", help="the new address")
+    which.add_argument("--clear", action="store_true", help="remove the address")
+    set_email.set_defaults(handler=user_set_email)
     listing = user_commands.add_parser("list", help="list users")
     _json_flag(listing)
     listing.set_defaults(handler=user_list)
@@ -88,6 +104,14 @@ def register(subparsers: Any) -> None:
     revoke = token_commands.add_parser("revoke", help="revoke an API token by id")
     revoke.add_argument("id", type=int, help="the token's id, as 'token list' shows it")
     revoke.set_defaults(handler=token_revoke)
+
+    audit = add_command(commands, "audit", AUDIT)
+    audit.add_argument("--crate", metavar="NAME", help="only this crate's events")
+    audit.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="at most N events (default 100)"
+    )
+    _json_flag(audit)
+    audit.set_defaults(handler=audit_list)
 
     serve = add_command(commands, "serve", SERVE)
     serve.add_argument(
@@ -147,17 +171,91 @@ def _with_db(args: argparse.Namespace, action: Callable[[RegistryDB], int]) -> i
         db.close()
 
 
+def _email(value: str, where: str) -> str:
+    from trustpub.notify.addresses import check_email
+
+    try:
+        return check_email(value)
+    except ValueError as exc:
+        raise usage_error(f"{where}: {exc}") from None
+
+
 def user_add(args: argparse.Namespace, console: Console) -> int:
     from trustpub.logins import LOGIN_RULE, is_login
 
     if not is_login(args.login):
         raise usage_error(f"invalid login {args.login!r}: {LOGIN_RULE}")
+    email = _email(args.email, "--email") if args.email is not None else None
 
     def action(db: RegistryDB) -> int:
         from trustpub.registry import changes
 
-        user = changes.add_user(db, args.login)
-        console.out(f"added user {user.login}")
+        user = changes.add_user(db, args.login, email)
+        console.out(f"added user {user.login}" + (f" <{email}>" if email else ""))
+        return 0
+
+    return _with_db(args, action)
+
+
+def user_set_email(args: argparse.Namespace, console: Console) -> int:
+    email = None if args.clear else _email(args.email, "ADDR")
+
+    def action(db: RegistryDB) -> int:
+        from trustpub.registry import changes
+        from trustpub.registry.errors import RegistryRefused
+
+        try:
+            user = changes.set_email(db, args.login, email)
+        except RegistryRefused as exc:
+            if exc.status_code == 404:
+                raise refused(f"no registry user `{args.login}`") from None
+            raise
+        console.out(
+            f"set the email of {user.login} to {email}"
+            if email
+            else f"cleared the email of {user.login}"
+        )
+        return 0
+
+    return _with_db(args, action)
+
+
+def audit_list(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from trustpub.registry.views import audit_json
+
+    if not 1 <= args.limit <= 10_000:
+        raise usage_error("--limit: expected 1 to 10000")
+
+    def action(db: RegistryDB) -> int:
+        crate_id = None
+        if args.crate is not None:
+            found = db.crate(args.crate)
+            if found is None:
+                raise refused(f"crate `{args.crate}` does not exist")
+            crate_id = found.id
+        events, _ = db.audit(crate_id, args.limit, 0)
+        records = [audit_json(e, sent) for e, sent in events]
+        rows = [
+            (
+                str(r["id"]),
+                str(r["created_at"]),
+                str(r["kind"]),
+                str(r["crate"] or "-"),
+                str(r["actor"] or "-"),
+                str(r["client"] or "-"),
+                json.dumps(r["details"], sort_keys=True),
+                ", ".join(f"{d['recipient']}: {d['state']}" for d in r["deliveries"]) or "-",
+            )
+            for r in records
+        ]
+        console.table(
+            ("ID", "WHEN", "KIND", "CRATE", "ACTOR", "CLIENT", "DETAILS", "NOTIFIED"),
+            rows,
+            as_json=args.json,
+            records=records,
+        )
         return 0
 
     return _with_db(args, action)
@@ -169,10 +267,13 @@ def user_list(args: argparse.Namespace, console: Console) -> int:
     def action(db: RegistryDB) -> int:
         users = db.users()
         console.table(
-            ("LOGIN", "CREATED"),
-            [(u.login, rfc3339(u.created_at)) for u in users],
+            ("LOGIN", "EMAIL", "CREATED"),
+            [(u.login, u.email or "-", rfc3339(u.created_at)) for u in users],
             as_json=args.json,
-            records=[{"login": u.login, "created_at": rfc3339(u.created_at)} for u in users],
+            records=[
+                {"login": u.login, "email": u.email, "created_at": rfc3339(u.created_at)}
+                for u in users
+            ],
         )
         return 0
 
@@ -302,8 +403,14 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
     directory = _directory(args)
     host, port = parse_host_port(args.listen, "--listen")
     public_url = (args.public_url or f"http://{host}:{port}").rstrip("/")
+    from trustpub.config import load_settings
+
     app = create_registry_app(
-        directory, public_url, trustpub_url=args.trustpub_url, credential=credential
+        directory,
+        public_url,
+        trustpub_url=args.trustpub_url,
+        credential=credential,
+        notifications=load_settings(args.config).notifications,
     )
     console.note(
         f"serving sparse+{public_url}/index/ from {directory}"

@@ -21,6 +21,8 @@ from trustpub.registry.actors import (
     TrustpubActor,
     UserActor,
     check_publish,
+    not_valid_for_crate,
+    pattern_matches,
     require,
 )
 from trustpub.registry.db import (
@@ -45,6 +47,9 @@ from trustpub.registry.db import (
     VersionExists,
     VersionNotFound,
     VersionRow,
+    Webhook,
+    WebhookExists,
+    WebhookNotFound,
 )
 from trustpub.registry.errors import RegistryRefused, bad_request, conflict, forbidden, not_found
 from trustpub.registry.publish import PublishRequest
@@ -88,6 +93,10 @@ def refusal(exc: RegistryDataError) -> RegistryRefused:
             return bad_request(f"`{login}` is not an owner of crate `{crate}`")
         case LastOwners(crate=crate):
             return bad_request(f"cannot remove all owners of crate `{crate}`")
+        case WebhookExists(crate=crate, url=url):
+            return conflict(f"crate `{crate}` already has a webhook for `{url}`")
+        case WebhookNotFound(crate=crate, webhook_id=webhook_id):
+            return not_found(f"crate `{crate}` has no webhook with id {webhook_id}")
         case NoOwners(crate=crate):
             return forbidden(
                 f"cannot create crate `{crate}`: the trust policy that grants "
@@ -108,9 +117,14 @@ def worded() -> Iterator[None]:
 # -- users and tokens (the CLI) ------------------------------------------------------------
 
 
-def add_user(db: RegistryDB, login: str) -> User:
+def add_user(db: RegistryDB, login: str, email: str | None = None) -> User:
     with worded():
-        return db.add_user(login)
+        return db.add_user(login, email)
+
+
+def set_email(db: RegistryDB, login: str, email: str | None) -> User:
+    with worded():
+        return db.set_email(login, email)
 
 
 def add_token(
@@ -121,9 +135,10 @@ def add_token(
     scopes: Sequence[str],
     crates: Sequence[str],
     expires_at: int | None,
+    actor_login: str | None = None,
 ) -> ApiToken:
     try:
-        return db.add_token(login, name, token_hash, scopes, crates, expires_at)
+        return db.add_token(login, name, token_hash, scopes, crates, expires_at, actor_login)
     except UnknownUser as exc:
         raise not_found(f"no registry user `{exc.login}`") from exc
     except RegistryDataError as exc:
@@ -230,7 +245,7 @@ def change_owners(db: RegistryDB, actor: Actor, name: str, logins: Sequence[str]
         require(actor, Operation.CHANGE_OWNERS, state.crate.name, state.owner_ids)
 
     with worded():
-        changed = db.change_owners(name, logins, add, authorize)
+        changed = db.change_owners(name, logins, add, authorize, _login(actor))
     many = len(changed.logins) > 1
     if changed.added:
         verb = "added as owners" if many else "added as an owner"
@@ -252,7 +267,59 @@ def set_trustpub_only(db: RegistryDB, actor: Actor, name: str, value: bool) -> C
         require(actor, "trusted-publishing", state.crate.name, state.owner_ids)
 
     with worded():
-        return db.set_trustpub_only(name, value, authorize)
+        return db.set_trustpub_only(name, value, authorize, _login(actor))
+
+
+def _login(actor: Actor) -> str | None:
+    return actor.login if isinstance(actor, UserActor) else None
+
+
+# -- the audit trail and webhooks (owners only, with an API token) --------------------------
+
+
+def _owner(actor: Actor, state: CrateState) -> UserActor:
+    """The owner ``actor`` is, or a 403 saying why not."""
+    name = state.crate.name
+    if isinstance(actor, TrustpubActor):
+        raise forbidden(
+            "Trusted Publishing tokens cannot read or change a crate's audit trail or "
+            "webhooks; use an owner's API token"
+        )
+    if actor.crate_patterns and not any(pattern_matches(p, name) for p in actor.crate_patterns):
+        raise forbidden(not_valid_for_crate(name))
+    if actor.user_id not in state.owner_ids:
+        raise forbidden(f"You are not an owner of crate `{name}`")
+    return actor
+
+
+def owned_crate(db: RegistryDB, actor: Actor, name: str) -> CrateState:
+    """The crate ``name`` if ``actor`` is one of its owners (404 if there is none)."""
+    with worded():
+        state = db.crate_state(name)
+    if state is None:
+        raise not_found(f"crate `{name}` does not exist")
+    _owner(actor, state)
+    return state
+
+
+def add_webhook(db: RegistryDB, actor: Actor, name: str, url: str, secret: str) -> Webhook:
+    def authorize(state: CrateState) -> None:
+        _owner(actor, state)
+        require(actor, "trusted-publishing", state.crate.name, state.owner_ids)
+
+    login = _login(actor) or ""
+    with worded():
+        return db.add_webhook(name, url, secret, authorize, login)
+
+
+def delete_webhook(db: RegistryDB, actor: Actor, name: str, webhook_id: int) -> None:
+    def authorize(state: CrateState) -> None:
+        _owner(actor, state)
+        require(actor, "trusted-publishing", state.crate.name, state.owner_ids)
+
+    login = _login(actor) or ""
+    with worded():
+        db.delete_webhook(name, webhook_id, authorize, login)
 
 
 def _trustpub_data(actor: TrustpubActor) -> dict[str, object]:

@@ -13,12 +13,14 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
@@ -30,6 +32,8 @@ from starlette.routing import BaseRoute, Route
 
 from trustpub.errors import ConfigurationError, TrustpubError
 from trustpub.metrics import RegistryMetrics
+from trustpub.notify.addresses import DestinationRefused, parse_webhook_url, resolve
+from trustpub.notify.settings import NotificationSettings, WebhookRules
 from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_address
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
@@ -46,7 +50,13 @@ from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, no
 from trustpub.registry.files import CrateFiles
 from trustpub.registry.names import index_path
 from trustpub.registry.publish import Limits, parse_publish
-from trustpub.registry.views import crate_summary, user_json, version_detail
+from trustpub.registry.views import (
+    audit_json,
+    crate_summary,
+    user_json,
+    version_detail,
+    webhook_json,
+)
 from trustpub.tokens import REGISTRY_TOKENS, TRUSTPUB_TOKENS
 from trustpub.web import (
     ErrorBoundary,
@@ -84,7 +94,9 @@ class Registry:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
         metrics: RegistryMetrics | None = None,
+        webhook_rules: WebhookRules | None = None,
     ) -> None:
+        self.webhook_rules = webhook_rules or WebhookRules()
         self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
@@ -108,6 +120,17 @@ class Registry:
             ),
             # Before `{name}/{version}`, which would otherwise take `versions` for a version.
             Route(f"{crates}/{{name}}/versions", self._h(self.versions), methods=["GET"]),
+            Route(f"{crates}/{{name}}/audit", self._h(self.audit), methods=["GET"]),
+            Route(
+                f"{crates}/{{name}}/webhooks",
+                self._h(self.webhooks),
+                methods=["GET", "PUT"],
+            ),
+            Route(
+                f"{crates}/{{name}}/webhooks/{{id}}",
+                self._h(self.delete_webhook),
+                methods=["DELETE"],
+            ),
             Route(f"{crates}/{{name}}/{{version}}", self._h(self.version_info), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/{{version}}/download", self._h(self.download), methods=["GET"]
@@ -401,6 +424,77 @@ class Registry:
         self.metrics.owner_changes.inc("add" if add else "remove", amount=len(logins))
         return JSONResponse({"ok": True, "msg": msg})
 
+    # -- audit trail and webhooks (owners, with an API token) -------------------------------
+
+    async def owner_actor(self, request: Request) -> Actor:
+        """The caller, for endpoints that only owners may use: 401 without a valid
+        token (then ``owned_crate`` answers 404 for an unknown crate, 403 for a caller
+        who does not own it)."""
+        if not bearer_credential(request):
+            raise RegistryRefused(
+                "this action requires authentication (no `Authorization` header)", 401
+            )
+        try:
+            return await self.actor(request)
+        except RegistryRefused as exc:
+            if exc.status_code == 403:
+                raise RegistryRefused(exc.detail, 401) from exc
+            raise
+
+    async def audit(self, request: Request) -> Response:
+        """A crate's audit trail, newest first, each event with its notifications'
+        delivery state."""
+        name = request.path_params["name"]
+        per_page = query_int(request, "per_page", 20, 1, MAX_PER_PAGE)
+        page = query_int(request, "page", 1, 1, 10_000)
+        actor = await self.owner_actor(request)
+        state = await self._db(lambda: changes.owned_crate(self.db, actor, name))
+        found, total = await self._db(
+            lambda: self.db.audit(state.crate.id, per_page, (page - 1) * per_page)
+        )
+        next_page = f"?page={page + 1}&per_page={per_page}" if page * per_page < total else None
+        return JSONResponse(
+            {
+                "events": [audit_json(event, sent) for event, sent in found],
+                "meta": {"total": total, "next_page": next_page},
+            }
+        )
+
+    async def webhooks(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        actor = await self.owner_actor(request)
+        if request.method == "GET":
+            state = await self._db(lambda: changes.owned_crate(self.db, actor, name))
+            hooks = await self._db(lambda: self.db.webhooks(state.crate.id))
+            return JSONResponse({"webhooks": [webhook_json(h, last) for h, last in hooks]})
+        data = await read_json_object(request)
+        hook = data.get("webhook")
+        if not isinstance(hook, dict) or set(hook) != {"url"} or not isinstance(hook["url"], str):
+            raise bad_request('Expected a body like {"webhook": {"url": "https://..."}}')
+        url = hook["url"]
+        try:
+            destination = parse_webhook_url(url, self.webhook_rules)
+            # Checked now too (and again at every delivery): refuse a private address
+            # while the owner is there to read why.
+            await anyio.to_thread.run_sync(resolve, destination, self.webhook_rules)
+        except DestinationRefused as exc:
+            raise bad_request(str(exc)) from exc
+        # The secret is shown in this answer only; receivers verify with it.
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        created = await self._db(lambda: changes.add_webhook(self.db, actor, name, url, secret))
+        body = webhook_json(created, None)
+        body["secret"] = secret
+        return JSONResponse({"webhook": body})
+
+    async def delete_webhook(self, request: Request) -> Response:
+        name, raw_id = request.path_params["name"], request.path_params["id"]
+        actor = await self.owner_actor(request)
+        if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18):
+            raise not_found(f"no webhook with id `{raw_id[:40]}`")
+        webhook_id = int(raw_id)
+        await self._db(lambda: changes.delete_webhook(self.db, actor, name, webhook_id))
+        return Response(status_code=204)
+
     async def version_info(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
         version = await self._db(lambda: self.db.version(name, num))
@@ -469,13 +563,20 @@ def create_registry_app(
     credential: str | None = None,
     limits: Limits | None = None,
     http_client: httpx.AsyncClient | None = None,
+    notifications: NotificationSettings | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
-    ``credential``; with neither, only registry API tokens are accepted."""
+    ``credential``; with neither, only registry API tokens are accepted. With
+    ``notifications``, it delivers its outbox (mail, webhooks) in the background."""
     if authority is None and trustpub_url is not None and not credential:
         raise ValueError("a trustpub URL needs an introspection credential")
-    registry = Registry(directory, public_url, limits=limits)
+    registry = Registry(
+        directory,
+        public_url,
+        limits=limits,
+        webhook_rules=notifications.webhooks if notifications is not None else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -491,7 +592,19 @@ def create_registry_app(
                     )
                 chosen = RemoteAuthority(client, trustpub_url, credential)
             await stack.enter_async_context(registry.open(chosen))
-            yield
+            if notifications is None:
+                yield
+                return
+            from trustpub.notify import OutboxWorker
+
+            webhook_client = await stack.enter_async_context(
+                httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            )
+            worker = OutboxWorker(registry.db, notifications, webhook_client)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(worker.run_forever)
+                yield
+                tasks.cancel_scope.cancel()
 
     app = Starlette(
         routes=registry.routes,

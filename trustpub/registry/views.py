@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from trustpub.registry.db import CrateRow, User, VersionRow
+from trustpub.registry.db import AuditEvent, CrateRow, Delivery, User, VersionRow, Webhook
 from trustpub.registry.versions import parse_version
 from trustpub.web import paths, rfc3339
 
@@ -67,3 +67,46 @@ def version_detail(version: VersionRow) -> dict[str, Any]:
 
 def user_json(user: User) -> dict[str, Any]:
     return {"id": user.id, "login": user.login, "name": None, "kind": "user"}
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    """An audit event as the audit API, the CLI and webhooks show it."""
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "crate": event.crate,
+        "actor": event.actor_login,
+        "client": event.client,
+        "request_id": event.request_id,
+        "created_at": rfc3339(event.created_at),
+        "details": event.details,
+    }
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    """A notification's state, for owners: to whom (a login or a webhook, never an
+    address), how it went."""
+    return {
+        "channel": delivery.channel,
+        "recipient": delivery.recipient,
+        "state": delivery.state,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "delivered_at": rfc3339(delivery.delivered_at) if delivery.delivered_at else None,
+    }
+
+
+def audit_json(event: AuditEvent, deliveries: Sequence[Delivery]) -> dict[str, Any]:
+    return {**event_json(event), "deliveries": [delivery_json(d) for d in deliveries]}
+
+
+def webhook_json(webhook: Webhook, last: Delivery | None) -> dict[str, Any]:
+    """A subscription (never its secret) and its latest delivery."""
+    return {
+        "id": webhook.id,
+        "crate": webhook.crate,
+        "url": webhook.url,
+        "created_by": webhook.created_by,
+        "created_at": rfc3339(webhook.created_at),
+        "last_delivery": delivery_json(last) if last is not None else None,
+    }

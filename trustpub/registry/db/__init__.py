@@ -8,6 +8,8 @@ The sparse index is rendered from it, so the index is exactly what the database 
 - ``schema``: ordered migrations and the version check
 - ``queries``: reads; ``writes``: changes, each in one transaction with its
   authorization inside
+- ``events``: the append-only audit trail, webhook subscriptions and the notification
+  outbox (``record_event``, called inside each change's transaction)
 - ``sqlite``: the engine (connections, transactions, guards)
 
 Nothing here imports the layers above it (the HTTP handlers, who-may-do-what, the
@@ -32,7 +34,10 @@ from trustpub.registry.db.errors import (
     UserExists,
     VersionExists,
     VersionNotFound,
+    WebhookExists,
+    WebhookNotFound,
 )
+from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
@@ -48,10 +53,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlreadyOwner",
     "ApiToken",
+    "AuditEvent",
     "CrateNotFound",
     "CrateRow",
     "CrateState",
     "DataConflict",
+    "Delivery",
     "LastOwners",
     "NameConflict",
     "NewVersion",
@@ -70,4 +77,7 @@ __all__ = [
     "VersionExists",
     "VersionNotFound",
     "VersionRow",
+    "Webhook",
+    "WebhookExists",
+    "WebhookNotFound",
 ]

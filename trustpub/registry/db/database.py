@@ -17,7 +17,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from trustpub.registry.db import queries, writes
+from trustpub.registry.db import events, queries, writes
+from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
@@ -104,8 +105,11 @@ class RegistryDB:
 
     # -- users and API tokens ------------------------------------------------------------
 
-    def add_user(self, login: str) -> User:
-        return self._write(lambda c, tx: writes.add_user(c, tx, login, self.now()))
+    def add_user(self, login: str, email: str | None = None) -> User:
+        return self._write(lambda c, tx: writes.add_user(c, tx, login, self.now(), email))
+
+    def set_email(self, login: str, email: str | None) -> User:
+        return self._write(lambda c, tx: writes.set_email(c, tx, login, email))
 
     def users(self) -> list[User]:
         return self._engine.run(queries.users)
@@ -118,18 +122,32 @@ class RegistryDB:
         scopes: Sequence[str],
         crates: Sequence[str],
         expires_at: int | None,
+        actor_login: str | None = None,
     ) -> ApiToken:
         return self._write(
             lambda c, tx: writes.add_token(
-                c, tx, login, name, token_hash, scopes, crates, expires_at, self.now()
+                c,
+                tx,
+                login,
+                name,
+                token_hash,
+                scopes,
+                crates,
+                expires_at,
+                self.now(),
+                actor_login,
             )
         )
 
     def tokens(self, login: str | None = None) -> list[ApiToken]:
         return self._engine.run(lambda c: queries.tokens(c, login))
 
-    def revoke_token(self, token_id: int) -> bool:
-        return self._write(lambda c, tx: writes.revoke_token(c, tx, token_id, self.now()))
+    def revoke_token(
+        self, token_id: int, actor_login: str | None = None, reason: str | None = None
+    ) -> bool:
+        return self._write(
+            lambda c, tx: writes.revoke_token(c, tx, token_id, self.now(), actor_login, reason)
+        )
 
     def revoke_token_by_hash(self, token_hash: bytes) -> ApiToken | None:
         """Revoke the token with this hash; it as it was before (None: unknown)."""
@@ -210,16 +228,102 @@ class RegistryDB:
         )
 
     def change_owners(
-        self, name: str, logins: Sequence[str], add: bool, authorize: Authorize
+        self,
+        name: str,
+        logins: Sequence[str],
+        add: bool,
+        authorize: Authorize,
+        actor_login: str | None = None,
     ) -> OwnersChanged:
         return self._write(
-            lambda c, tx: writes.change_owners(c, tx, name, logins, add, authorize, self.now())
+            lambda c, tx: writes.change_owners(
+                c, tx, name, logins, add, authorize, self.now(), actor_login
+            )
         )
 
-    def set_trustpub_only(self, name: str, value: bool, authorize: Authorize) -> CrateRow:
+    def set_trustpub_only(
+        self, name: str, value: bool, authorize: Authorize, actor_login: str | None = None
+    ) -> CrateRow:
         return self._write(
-            lambda c, tx: writes.set_trustpub_only(c, tx, name, value, authorize, self.now())
+            lambda c, tx: writes.set_trustpub_only(
+                c, tx, name, value, authorize, self.now(), actor_login
+            )
         )
+
+    # -- audit trail, webhooks, notification outbox (events.py) ---------------------------
+
+    def audit(
+        self, crate_id: int | None, limit: int, offset: int
+    ) -> tuple[list[tuple[AuditEvent, list[Delivery]]], int]:
+        """Events newest first (one crate's, or all) with their deliveries, and the total."""
+
+        def read(conn: queries.Connection) -> tuple[list[tuple[AuditEvent, list[Delivery]]], int]:
+            found, total = events.events(conn, crate_id, limit, offset)
+            sent = events.deliveries(conn, [e.id for e in found])
+            return [(e, sent[e.id]) for e in found], total
+
+        return self._engine.run(read)
+
+    def webhooks(self, crate_id: int) -> list[tuple[Webhook, Delivery | None]]:
+        """A crate's subscriptions, each with its latest delivery."""
+
+        def read(conn: queries.Connection) -> list[tuple[Webhook, Delivery | None]]:
+            found = events.webhooks(conn, crate_id)
+            latest = events.latest_deliveries(conn, [w.id for w in found])
+            return [(w, latest.get(w.id)) for w in found]
+
+        return self._engine.run(read)
+
+    def add_webhook(
+        self, name: str, url: str, secret: str, authorize: Authorize, actor_login: str
+    ) -> Webhook:
+        return self._write(
+            lambda c, tx: writes.add_webhook(
+                c, tx, name, url, secret, authorize, actor_login, self.now()
+            )
+        )
+
+    def delete_webhook(
+        self, name: str, webhook_id: int, authorize: Authorize, actor_login: str
+    ) -> None:
+        self._write(
+            lambda c, tx: writes.delete_webhook(
+                c, tx, name, webhook_id, authorize, actor_login, self.now()
+            )
+        )
+
+    def outbox_due(self, lease: int, limit: int) -> list[int]:
+        return self._engine.run(lambda c: events.due(c, self.now(), lease, limit))
+
+    def outbox_claim(
+        self, row_id: int, worker: str, lease: int
+    ) -> tuple[Delivery, AuditEvent, Webhook | None] | None:
+        """Claim one outbox row (see ``events.claim``); with its event and webhook."""
+
+        def claim(conn: queries.Connection) -> tuple[Delivery, AuditEvent, Webhook | None] | None:
+            with self._engine.transaction(conn):
+                taken = events.claim(conn, row_id, worker, self.now(), lease)
+                if taken is None:
+                    return None
+                hook = events.webhook(conn, taken.webhook_id) if taken.webhook_id else None
+                return taken, events.event_by_id(conn, taken.event_id), hook
+
+        return self._engine.run(claim)
+
+    def outbox_delivered(self, row_id: int, worker: str) -> bool:
+        return self._write_plain(lambda c: events.finish(c, row_id, worker, self.now()))
+
+    def outbox_failed(
+        self, row_id: int, worker: str, error: str, next_attempt_at: int | None
+    ) -> bool:
+        return self._write_plain(lambda c: events.retry(c, row_id, worker, error, next_attempt_at))
+
+    def _write_plain(self, fn: Callable[[queries.Connection], T]) -> T:
+        def run(conn: queries.Connection) -> T:
+            with self._engine.transaction(conn):
+                return fn(conn)
+
+        return self._engine.run(run)
 
     def _write(self, fn: Callable[[queries.Connection, writes.Transaction], T]) -> T:
         return self._engine.run(lambda c: fn(c, self._engine.transaction))

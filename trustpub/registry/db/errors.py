@@ -119,3 +119,17 @@ class NoOwners(DataConflict):
     def __init__(self, crate: str) -> None:
         super().__init__(crate)
         self.crate = crate
+
+
+class WebhookExists(DataConflict):
+    def __init__(self, crate: str, url: str) -> None:
+        super().__init__(crate, url)
+        self.crate = crate
+        self.url = url
+
+
+class WebhookNotFound(DataConflict):
+    def __init__(self, crate: str, webhook_id: int) -> None:
+        super().__init__(crate, webhook_id)
+        self.crate = crate
+        self.webhook_id = webhook_id

@@ -36,13 +36,13 @@ class Connection(Protocol):
 def user_by_login(conn: Connection, login: str) -> User | None:
     # SQLite: the login column compares with COLLATE NOCASE (ASCII case folding).
     row = conn.execute(
-        "SELECT id, login, created_at FROM users WHERE login = ?", (login,)
+        "SELECT id, login, created_at, email FROM users WHERE login = ?", (login,)
     ).fetchone()
     return rows.user(row) if row is not None else None
 
 
 def users(conn: Connection) -> list[User]:
-    found = conn.execute("SELECT id, login, created_at FROM users ORDER BY login").fetchall()
+    found = conn.execute("SELECT id, login, created_at, email FROM users ORDER BY login").fetchall()
     return [rows.user(r) for r in found]
 
 
@@ -84,7 +84,7 @@ def crate_by_index_name(conn: Connection, lower_name: str) -> CrateRow | None:
 
 def owner_users(conn: Connection, crate_id: int) -> list[User]:
     found = conn.execute(
-        "SELECT u.id, u.login, u.created_at FROM owners o JOIN users u ON u.id = o.user_id"
+        "SELECT u.id, u.login, u.created_at, u.email FROM owners o JOIN users u ON u.id = o.user_id"
         " WHERE o.crate_id = ? ORDER BY u.login",
         (crate_id,),
     ).fetchall()

@@ -23,6 +23,7 @@ class User:
     id: int
     login: str
     created_at: int
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,11 @@ class OwnersChanged:
 
 
 def user(row: Row) -> User:
-    return User(row["id"], row["login"], row["created_at"])
+    try:
+        email = row["email"]
+    except (IndexError, KeyError):  # a query that did not select it (sqlite3: IndexError)
+        email = None
+    return User(row["id"], row["login"], row["created_at"], email)
 
 
 def api_token(row: Row) -> ApiToken:

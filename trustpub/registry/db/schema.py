@@ -153,6 +153,62 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        2,
+        "audit trail (append-only), notification outbox, webhooks, user emails",
+        (
+            "ALTER TABLE users ADD COLUMN email TEXT",
+            # No foreign key to crates: the trail outlives what it describes.
+            """CREATE TABLE audit_events (
+                id INTEGER PRIMARY KEY,
+                created_at INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                crate_id INTEGER,
+                crate TEXT,
+                actor_login TEXT,
+                client TEXT,
+                request_id TEXT,
+                details TEXT NOT NULL
+            )""",
+            "CREATE INDEX audit_events_by_crate ON audit_events (crate_id, id)",
+            # Append-only, enforced by the database itself (SQLite's RAISE; PostgreSQL
+            # says the same with a trigger function that raises).
+            """CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END""",
+            """CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END""",
+            """CREATE TABLE webhooks (
+                id INTEGER PRIMARY KEY,
+                crate_id INTEGER NOT NULL REFERENCES crates (id),
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                UNIQUE (crate_id, url)
+            )""",
+            # webhook_id without a foreign key: a subscription may be deleted while a
+            # delivery for it is pending; the delivery then ends as failed.
+            """CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY,
+                event_id INTEGER NOT NULL REFERENCES audit_events (id),
+                channel TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                address TEXT,
+                webhook_id INTEGER,
+                state TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER NOT NULL,
+                claimed_by TEXT,
+                claimed_at INTEGER,
+                last_error TEXT,
+                delivered_at INTEGER,
+                created_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+            "CREATE INDEX outbox_by_event ON outbox (event_id)",
+            "CREATE INDEX outbox_by_webhook ON outbox (webhook_id, id)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

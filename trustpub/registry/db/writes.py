@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from trustpub.registry.db import queries
+from trustpub.registry.db import events, queries
 from trustpub.registry.db.errors import (
     AlreadyOwner,
     LastOwners,
@@ -27,7 +27,10 @@ from trustpub.registry.db.errors import (
     UserExists,
     VersionExists,
     VersionNotFound,
+    WebhookExists,
+    WebhookNotFound,
 )
+from trustpub.registry.db.events import record_event
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.db.rows import (
     ApiToken,
@@ -51,14 +54,26 @@ def _id(cursor: Any) -> int:
     return int(new_id)
 
 
-def add_user(conn: Connection, tx: Transaction, login: str, now: int) -> User:
+def add_user(
+    conn: Connection, tx: Transaction, login: str, now: int, email: str | None = None
+) -> User:
     with tx(conn):
         if queries.user_by_login(conn, login) is not None:
             raise UserExists(login)
         cur = conn.execute(
-            "INSERT INTO users (login, created_at) VALUES (?, ?) RETURNING id", (login, now)
+            "INSERT INTO users (login, created_at, email) VALUES (?, ?, ?) RETURNING id",
+            (login, now, email),
         )
-        return User(_id(cur), login, now)
+        return User(_id(cur), login, now, email)
+
+
+def set_email(conn: Connection, tx: Transaction, login: str, email: str | None) -> User:
+    with tx(conn):
+        user = queries.user_by_login(conn, login)
+        if user is None:
+            raise UnknownUser(login)
+        conn.execute("UPDATE users SET email = ? WHERE id = ?", (email, user.id))
+        return User(user.id, user.login, user.created_at, email)
 
 
 def add_token(
@@ -71,6 +86,7 @@ def add_token(
     crates: Sequence[str],
     expires_at: int | None,
     now: int,
+    actor_login: str | None = None,
 ) -> ApiToken:
     with tx(conn):
         user = queries.user_by_login(conn, login)
@@ -89,8 +105,24 @@ def add_token(
                 expires_at,
             ),
         )
+        token_id = _id(cur)
+        record_event(
+            conn,
+            kind=events.TOKEN_CREATED,
+            crate=None,
+            actor_login=actor_login,
+            details={
+                "token_id": token_id,
+                "user": user.login,
+                "name": name,
+                "scopes": sorted(scopes),
+                "crates": list(crates),
+                "expires_at": expires_at,
+            },
+            now=now,
+        )
         return ApiToken(
-            _id(cur),
+            token_id,
             user.login,
             name,
             tuple(sorted(scopes)),
@@ -103,13 +135,38 @@ def add_token(
         )
 
 
-def revoke_token(conn: Connection, tx: Transaction, token_id: int, now: int) -> bool:
+def revoke_token(
+    conn: Connection,
+    tx: Transaction,
+    token_id: int,
+    now: int,
+    actor_login: str | None = None,
+    reason: str | None = None,
+) -> bool:
     with tx(conn):
         cur = conn.execute(
             "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (now, token_id),
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        row = conn.execute(
+            "SELECT t.name, u.login FROM api_tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE t.id = ?",
+            (token_id,),
+        ).fetchone()
+        details: dict[str, Any] = {"token_id": token_id, "user": row["login"], "name": row["name"]}
+        if reason is not None:
+            details["reason"] = reason
+        record_event(
+            conn,
+            kind=events.TOKEN_REVOKED,
+            crate=None,
+            actor_login=actor_login,
+            details=details,
+            now=now,
+        )
+        return True
 
 
 def revoke_token_by_hash(
@@ -121,6 +178,19 @@ def revoke_token_by_hash(
         token = queries.token_by_hash(conn, token_hash)
         if token is not None and token.revoked_at is None:
             conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (now, token.id))
+            record_event(
+                conn,
+                kind=events.TOKEN_REVOKED,
+                crate=None,
+                actor_login=None,
+                details={
+                    "token_id": token.id,
+                    "user": token.user_login,
+                    "name": token.name,
+                    "reason": "leaked",
+                },
+                now=now,
+            )
         return token
 
 
@@ -171,6 +241,15 @@ def publish(
                     raise VersionExists(found.name, existing)
             _check_dependencies(conn, new.registry_deps)
             version_id = _insert_version(conn, crate_id, new, now)
+            if new.trustpub_data is not None:
+                record_event(
+                    conn,
+                    kind=events.TRUSTPUB_PUBLISH,
+                    crate=crate_name,
+                    actor_login=None,
+                    details={"version": new.num, "provenance": dict(new.trustpub_data)},
+                    now=now,
+                )
             # Set before the call: a failure inside place_file may come after its
             # rename, and removing a file that never arrived is harmless.
             placed = True
@@ -300,6 +379,7 @@ def change_owners(
     add: bool,
     authorize: Authorize,
     now: int,
+    actor_login: str | None = None,
 ) -> OwnersChanged:
     with tx(conn):
         state = queries.crate_state(conn, name)
@@ -330,6 +410,14 @@ def change_owners(
                     "DELETE FROM owners WHERE crate_id = ? AND user_id = ?", (crate.id, user.id)
                 )
         conn.execute("UPDATE crates SET updated_at = ? WHERE id = ?", (now, crate.id))
+        record_event(
+            conn,
+            kind=events.OWNERS_ADDED if add else events.OWNERS_REMOVED,
+            crate=crate.name,
+            actor_login=actor_login,
+            details={"logins": [u.login for u in users]},
+            now=now,
+        )
         return OwnersChanged(crate.name, tuple(u.login for u in users), add)
 
 
@@ -340,6 +428,7 @@ def set_trustpub_only(
     value: bool,
     authorize: Authorize,
     now: int,
+    actor_login: str | None = None,
 ) -> CrateRow:
     with tx(conn):
         state = queries.crate_state(conn, name)
@@ -348,4 +437,68 @@ def set_trustpub_only(
             "UPDATE crates SET trustpub_only = ?, updated_at = ? WHERE id = ?",
             (int(value), now, state.crate.id),
         )
+        if state.crate.trustpub_only != value:
+            record_event(
+                conn,
+                kind=events.TRUSTPUB_ONLY,
+                crate=state.crate.name,
+                actor_login=actor_login,
+                details={"trustpub_only": value},
+                now=now,
+            )
         return queries.crate_by_id(conn, state.crate.id)
+
+
+def add_webhook(
+    conn: Connection,
+    tx: Transaction,
+    name: str,
+    url: str,
+    secret: str,
+    authorize: Authorize,
+    actor_login: str,
+    now: int,
+) -> events.Webhook:
+    with tx(conn):
+        state = queries.crate_state(conn, name)
+        authorize(state)
+        if any(w.url == url for w in events.webhooks(conn, state.crate.id)):
+            raise WebhookExists(state.crate.name, url)
+        webhook_id = events.add_webhook(conn, state.crate.id, url, secret, actor_login, now)
+        record_event(
+            conn,
+            kind=events.WEBHOOK_CREATED,
+            crate=state.crate.name,
+            actor_login=actor_login,
+            details={"webhook_id": webhook_id, "url": url},
+            now=now,
+        )
+        found = events.webhook(conn, webhook_id)
+        assert found is not None
+        return found
+
+
+def delete_webhook(
+    conn: Connection,
+    tx: Transaction,
+    name: str,
+    webhook_id: int,
+    authorize: Authorize,
+    actor_login: str,
+    now: int,
+) -> None:
+    with tx(conn):
+        state = queries.crate_state(conn, name)
+        authorize(state)
+        found = events.webhook(conn, webhook_id)
+        if found is None or found.crate_id != state.crate.id:
+            raise WebhookNotFound(state.crate.name, webhook_id)
+        events.delete_webhook(conn, state.crate.id, webhook_id)
+        record_event(
+            conn,
+            kind=events.WEBHOOK_DELETED,
+            crate=state.crate.name,
+            actor_login=actor_login,
+            details={"webhook_id": webhook_id, "url": found.url},
+            now=now,
+        )
