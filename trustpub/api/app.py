@@ -62,7 +62,12 @@ def create_app(
     cargo_registry: CargoRegistry | None = None
     if settings.registry_enabled:
         cargo_registry = CargoRegistry(
-            settings.data_dir / "registry", settings.public_url, metrics=metrics.registry
+            settings.data_dir / "registry",
+            settings.public_url,
+            metrics=metrics.registry,
+            auth_required=settings.registry_auth_required,
+            login_url=settings.registry_login_url,
+            invitation_ttl=settings.registry_invitation_ttl,
         )
         routes += cargo_registry.routes
 

@@ -35,9 +35,16 @@ from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import RemoteAuthority, TokenAuthority
 from trustpub.registry.db import CrateRow, RegistryDB, StorageFull, StorageUnavailable, VersionRow
-from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
+from trustpub.registry.errors import (
+    RegistryRefused,
+    Unauthenticated,
+    bad_request,
+    forbidden,
+    not_found,
+)
 from trustpub.registry.files import CrateFiles
-from trustpub.registry.names import index_path
+from trustpub.registry.me import ME, Account
+from trustpub.registry.names import canonical_name, index_path
 from trustpub.registry.publish import Limits, parse_publish
 from trustpub.registry.views import crate_summary, user_json, version_detail
 from trustpub.tokens import REGISTRY_TOKENS, TRUSTPUB_TOKENS
@@ -57,6 +64,7 @@ log = logging.getLogger("trustpub.registry")
 T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_PER_PAGE = 100
+INVITATION_TTL = 30 * 24 * 3600  # crates.io's
 PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
     "warnings": {"invalid_categories": [], "invalid_badges": [], "other": []}
 }
@@ -67,6 +75,12 @@ class Registry:
 
     ``public_url`` is where cargo reaches the host application: the index is at
     ``sparse+{public_url}/index/`` and ``config.json`` points downloads and the API there.
+
+    ``auth_required`` makes it private (cargo's ``auth-required``, cargo 1.74+): the
+    index, ``config.json``, every API read and every download need a valid token, and a
+    request without one gets cargo's 401 challenge naming ``login_url`` (where users
+    learn how to get a token). ``invitation_ttl``: how long an owner invitation stays
+    open, in seconds.
     """
 
     def __init__(
@@ -77,7 +91,13 @@ class Registry:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
         metrics: RegistryMetrics | None = None,
+        auth_required: bool = False,
+        login_url: str | None = None,
+        invitation_ttl: int = INVITATION_TTL,
     ) -> None:
+        self.auth_required = auth_required
+        self.login_url = login_url
+        self.invitation_ttl = invitation_ttl
         self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
@@ -89,6 +109,7 @@ class Registry:
         # Per process; the trustpub service replaces it with its own (shared on Redis).
         self.rate_limiter = RateLimiter(RateLimits(), MemoryBackend())
         crates = paths.CRATES
+        account = Account(self)
         self.routes: list[BaseRoute] = [
             Route(f"{paths.INDEX}/config.json", self._h(self.config_json), methods=["GET"]),
             Route(f"{paths.INDEX}/{{path:path}}", self._h(self.index_file), methods=["GET"]),
@@ -107,6 +128,20 @@ class Registry:
             ),
             Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
             Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
+            Route(f"{ME}/tokens", self._h(account.list_tokens), methods=["GET"]),
+            Route(f"{ME}/tokens", self._h(account.create_token), methods=["PUT"]),
+            Route(f"{ME}/tokens/{{id:int}}", self._h(account.revoke_token), methods=["DELETE"]),
+            Route("/api/v1/tokens/current", self._h(account.revoke_current), methods=["DELETE"]),
+            Route(
+                f"{ME}/crate_owner_invitations",
+                self._h(account.list_invitations),
+                methods=["GET"],
+            ),
+            Route(
+                f"{ME}/crate_owner_invitations/{{crate_id:int}}",
+                self._h(account.answer_invitation),
+                methods=["PUT"],
+            ),
         ]
 
     def _h(self, endpoint: Endpoint) -> Endpoint:
@@ -161,6 +196,10 @@ class Registry:
         with changes.worded():
             return await anyio.to_thread.run_sync(call)
 
+    async def run_db(self, call: Callable[[], T]) -> T:
+        """``_db`` for the endpoints kept in other modules (``me``)."""
+        return await self._db(call)
+
     async def check_writable(self) -> None:
         """Readiness: raise ``RegistryRefused`` (503, or 507 when the disk is full) unless
         the database and the file store can take a publish now. Names no file."""
@@ -195,6 +234,8 @@ class Registry:
         client address; past the limit the address is refused before any check."""
         token = bearer_credential(request)
         if not token:
+            if self.auth_required:
+                raise self._challenge()
             raise forbidden("this action requires authentication (no `Authorization` header)")
         client = client_address(request.scope.get("client"))
         await self.rate_limiter.check_auth_allowed(client)
@@ -203,6 +244,36 @@ class Registry:
         except RegistryRefused:
             await self.rate_limiter.auth_failed(client)
             raise
+
+    def _challenge(self) -> Unauthenticated:
+        return Unauthenticated(
+            "this registry requires authentication: send a registry API token "
+            "(`cargo login --registry NAME`)",
+            self.login_url,
+        )
+
+    async def check_read(self, request: Request, crate: str | None = None) -> Actor | None:
+        """In a registry that requires authentication, refuse a read without a valid
+        token (401 with cargo's challenge; an invalid token is a 401 too, so cargo says
+        the token was rejected). ``crate``: the crate read, which a Trusted Publishing
+        token must be allowed to read (``changes.readable_crates``); for others, any of
+        a user's tokens reads every crate (crate scopes limit changes, not reads: a
+        build needs every dependency). A public registry lets everyone read (None)."""
+        if not self.auth_required:
+            return None
+        try:
+            actor = await self.actor(request)
+        except RegistryRefused as exc:
+            if exc.status_code == 403:
+                raise Unauthenticated(exc.detail, self.login_url) from None
+            raise
+        if isinstance(actor, TrustpubActor) and crate is not None:
+            readable = await self._db(lambda: changes.readable_crates(self.db, actor.token))
+            if canonical_name(crate) not in readable:
+                # Answered as for a crate that does not exist: a CI token learns nothing
+                # of the crates it may not read.
+                raise not_found(f"crate `{crate}` does not exist")
+        return actor
 
     async def _authenticate(self, token: str) -> Actor:
         if REGISTRY_TOKENS.is_well_formed(token):
@@ -232,11 +303,12 @@ class Registry:
     # -- sparse index ------------------------------------------------------------------
 
     async def config_json(self, request: Request) -> Response:
+        await self.check_read(request)
         return JSONResponse(
             {
                 "dl": f"{self.public_url}{paths.CRATES}",
                 "api": self.public_url,
-                "auth-required": False,
+                "auth-required": self.auth_required,
             }
         )
 
@@ -244,7 +316,9 @@ class Registry:
         path = request.path_params["path"]
         name = path.rsplit("/", 1)[-1]
         if not name or index_path(name) != path:
+            await self.check_read(request)
             raise not_found(f"no index file at `{path}`")
+        await self.check_read(request, name)
         found = await self._db(lambda: self.db.index_crate(name))
         if found is None:
             raise not_found(f"crate `{name}` does not exist")
@@ -305,6 +379,11 @@ class Registry:
         return JSONResponse(PUBLISH_WARNINGS)
 
     async def search(self, request: Request) -> Response:
+        if isinstance(await self.check_read(request), TrustpubActor):
+            raise forbidden(
+                "Trusted Publishing tokens cannot search a registry that requires "
+                "authentication; use a `read` token"
+            )
         query = request.query_params.get("q", "")
         per_page = query_int(request, "per_page", 10, 1, MAX_PER_PAGE)
         page = query_int(request, "page", 1, 1, 10_000)
@@ -322,6 +401,7 @@ class Registry:
     async def _crate_with_versions(self, request: Request) -> tuple[CrateRow, list[VersionRow]]:
         """The crate the path names and its versions, oldest first (404 if none)."""
         name = request.path_params["name"]
+        await self.check_read(request, name)
         found = await self._db(lambda: self.db.crate_with_versions(name))
         if found is None:
             raise not_found(f"crate `{name}` does not exist")
@@ -365,6 +445,7 @@ class Registry:
     async def owners(self, request: Request) -> Response:
         name = request.path_params["name"]
         if request.method == "GET":
+            await self.check_read(request, name)
             users = await self._db(lambda: self.db.owners(name))
             if users is None:
                 raise not_found(f"crate `{name}` does not exist")
@@ -379,13 +460,19 @@ class Registry:
             or len(logins) > 50
         ):
             raise bad_request('Expected a body like {"users": ["login"]}')
-        add = request.method == "PUT"
-        msg = await self._db(lambda: changes.change_owners(self.db, actor, name, logins, add))
-        self.metrics.owner_changes.inc("add" if add else "remove", amount=len(logins))
+        if request.method == "PUT":
+            # As crates.io: users are invited, and become owners when they accept.
+            msg, _events = await self._db(
+                lambda: changes.invite_owners(self.db, actor, name, logins, self.invitation_ttl)
+            )
+            return JSONResponse({"ok": True, "msg": msg})
+        msg = await self._db(lambda: changes.change_owners(self.db, actor, name, logins, False))
+        self.metrics.owner_changes.inc("remove", amount=len(logins))
         return JSONResponse({"ok": True, "msg": msg})
 
     async def version_info(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
@@ -393,6 +480,7 @@ class Registry:
 
     async def download(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
@@ -452,13 +540,23 @@ def create_registry_app(
     credential: str | None = None,
     limits: Limits | None = None,
     http_client: httpx.AsyncClient | None = None,
+    auth_required: bool = False,
+    login_url: str | None = None,
+    invitation_ttl: int = INVITATION_TTL,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
     ``credential``; with neither, only registry API tokens are accepted."""
     if authority is None and trustpub_url is not None and not credential:
         raise ValueError("a trustpub URL needs an introspection credential")
-    registry = Registry(directory, public_url, limits=limits)
+    registry = Registry(
+        directory,
+        public_url,
+        limits=limits,
+        auth_required=auth_required,
+        login_url=login_url,
+        invitation_ttl=invitation_ttl,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

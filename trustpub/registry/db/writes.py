@@ -18,10 +18,13 @@ from typing import Any
 from trustpub.registry.db import queries
 from trustpub.registry.db.errors import (
     AlreadyOwner,
+    InvitationExpired,
+    InvitationNotFound,
     LastOwners,
     NameConflict,
     NoOwners,
     NotOwner,
+    TooManyTokens,
     UnknownDependency,
     UnknownUser,
     UserExists,
@@ -33,8 +36,10 @@ from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
     CrateState,
+    Invitation,
     NewVersion,
     OwnersChanged,
+    OwnersInvited,
     User,
     VersionRow,
 )
@@ -71,11 +76,16 @@ def add_token(
     crates: Sequence[str],
     expires_at: int | None,
     now: int,
+    max_active: int | None = None,
 ) -> ApiToken:
+    """Store a token (its hash) for ``login``; ``max_active``, when given, is how many
+    active tokens the user may hold (``TooManyTokens`` past it)."""
     with tx(conn):
         user = queries.user_by_login(conn, login)
         if user is None:
             raise UnknownUser(login)
+        if max_active is not None and queries.active_token_count(conn, user.id, now) >= max_active:
+            raise TooManyTokens(max_active)
         cur = conn.execute(
             "INSERT INTO api_tokens (user_id, name, hash, scopes, crates, created_at,"
             " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -108,6 +118,19 @@ def revoke_token(conn: Connection, tx: Transaction, token_id: int, now: int) -> 
         cur = conn.execute(
             "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (now, token_id),
+        )
+        return cur.rowcount == 1
+
+
+def revoke_user_token(
+    conn: Connection, tx: Transaction, user_id: int, token_id: int, now: int
+) -> bool:
+    """Revoke the token ``token_id`` if it is the user's and active."""
+    with tx(conn):
+        cur = conn.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ?"
+            " AND revoked_at IS NULL",
+            (now, token_id, user_id),
         )
         return cur.rowcount == 1
 
@@ -337,3 +360,84 @@ def set_trustpub_only(
             (int(value), now, state.crate.id),
         )
         return queries.crate_by_id(conn, state.crate.id)
+
+
+def invite_owners(
+    conn: Connection,
+    tx: Transaction,
+    name: str,
+    logins: Sequence[str],
+    authorize: Authorize,
+    inviter_id: int | None,
+    now: int,
+    expires_at: int,
+) -> OwnersInvited:
+    """Invite users to own a crate. Every login must be a user who is not an owner yet
+    (else nothing is written); a user with a pending invitation keeps it, an expired one
+    is replaced."""
+    with tx(conn):
+        state = queries.crate_state(conn, name)
+        authorize(state)
+        crate = state.crate
+        users: dict[int, User] = {}
+        for login in logins:
+            user = queries.user_by_login(conn, login)
+            if user is None:
+                raise UnknownUser(login)
+            if user.id in state.owner_ids:
+                raise AlreadyOwner(user.login, crate.name)
+            users.setdefault(user.id, user)
+        invited: list[Invitation] = []
+        pending: list[str] = []
+        for user in users.values():
+            existing = queries.invitation(conn, crate.id, user.id)
+            if existing is not None and existing.expires_at > now:
+                pending.append(user.login)
+                continue
+            if existing is not None:
+                conn.execute(
+                    "DELETE FROM owner_invitations WHERE crate_id = ? AND invited_user_id = ?",
+                    (crate.id, user.id),
+                )
+            conn.execute(
+                "INSERT INTO owner_invitations (crate_id, invited_user_id, invited_by_user_id,"
+                " created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (crate.id, user.id, inviter_id, now, expires_at),
+            )
+            found = queries.invitation(conn, crate.id, user.id)
+            assert found is not None
+            invited.append(found)
+        return OwnersInvited(crate.name, tuple(invited), tuple(pending))
+
+
+def respond_to_invitation(
+    conn: Connection,
+    tx: Transaction,
+    user_id: int,
+    crate_id: int,
+    accept: bool,
+    authorize: Callable[[Invitation], None],
+    now: int,
+) -> Invitation:
+    """Accept (the user becomes an owner) or decline the user's invitation to own the
+    crate ``crate_id``; either way the invitation is gone. An expired invitation cannot
+    be accepted (``InvitationExpired``, nothing changed) but can be declined."""
+    with tx(conn):
+        found = queries.invitation(conn, crate_id, user_id)
+        if found is None:
+            raise InvitationNotFound(crate_id)
+        authorize(found)
+        if accept:
+            if found.expires_at <= now:
+                raise InvitationExpired(found.crate_name)
+            conn.execute(
+                "INSERT INTO owners (crate_id, user_id, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (crate_id, user_id, now),
+            )
+            conn.execute("UPDATE crates SET updated_at = ? WHERE id = ?", (now, crate_id))
+        conn.execute(
+            "DELETE FROM owner_invitations WHERE crate_id = ? AND invited_user_id = ?",
+            (crate_id, user_id),
+        )
+        return found
