@@ -110,7 +110,9 @@ def test_a_declined_invitation_is_gone_and_adds_no_owner(env: RegistryEnv, alice
     assert owners(env) == ["alice"]
     assert env.invitations(bob) == []
     # Nothing left to accept.
-    response = answer(env, bob, {"crate_owner_invite": {"crate_id": crate_id(env), "accepted": True}})
+    response = answer(
+        env, bob, {"crate_owner_invite": {"crate_id": crate_id(env), "accepted": True}}
+    )
     assert response.status_code == 404
     assert owners(env) == ["alice"]
 
@@ -203,7 +205,11 @@ def test_answering_needs_the_change_owners_scope_on_that_crate(
 ) -> None:
     assert invite(env, alice, "bob").status_code == 200
     body = {"crate_owner_invite": {"crate_id": crate_id(env), "accepted": True}}
-    for scopes, crates in ((("read",), ()), (("publish-update",), ()), (("change-owners",), ("other",))):
+    for scopes, crates in (
+        (("read",), ()),
+        (("publish-update",), ()),
+        (("change-owners",), ("other",)),
+    ):
         token = env.token("bob", scopes=scopes, crates=crates)
         # Any of the user's tokens lists the invitations...
         assert len(env.invitations(token)) == 1
@@ -263,7 +269,7 @@ def test_answers_that_do_not_parse_or_disagree_are_refused(env: RegistryEnv, ali
     assert env.client.put(url, content=deep, headers=bob).status_code == 400
     huge = b'{"x": "' + b"a" * 2_000_000 + b'"}'
     assert env.client.put(url, content=huge, headers=bob).status_code == 413
-    assert env.client.put(url, content="{\"é\": 1".encode(), headers=bob).status_code == 400
+    assert env.client.put(url, content='{"é": 1'.encode(), headers=bob).status_code == 400
     assert env.client.put(f"{INVITATIONS}/demo", json=other, headers=bob).status_code == 404
     assert owners(env) == ["alice"]
     assert len(env.invitations(bob["Authorization"])) == 1

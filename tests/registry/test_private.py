@@ -86,7 +86,9 @@ def test_a_read_token_changes_nothing(private: RegistryEnv, published: str) -> N
     read = private.token("alice", scopes=("read",))
     assert private.publish(read, "base", "1.1.0").status_code == 403
     headers = {"Authorization": read}
-    assert private.client.delete("/api/v1/crates/base/1.0.0/yank", headers=headers).status_code == 403
+    assert (
+        private.client.delete("/api/v1/crates/base/1.0.0/yank", headers=headers).status_code == 403
+    )
     response = private.client.put(
         "/api/v1/crates/base/owners", json={"users": ["alice"]}, headers=headers
     )
@@ -106,7 +108,11 @@ def test_a_ci_token_reads_its_crates_and_their_dependencies_only(
     for path in ("/index/3/a/app", "/index/ba/se/base", "/api/v1/crates/base/1.0.0/download"):
         assert get(private, path, ci).status_code == 200, path
     assert get(private, "/index/config.json", ci).status_code == 200
-    for path in ("/index/se/cr/secret", "/api/v1/crates/secret", "/api/v1/crates/secret/1.0.0/download"):
+    for path in (
+        "/index/se/cr/secret",
+        "/api/v1/crates/secret",
+        "/api/v1/crates/secret/1.0.0/download",
+    ):
         response = get(private, path, ci)
         assert response.status_code == 404, path
         assert detail(response) == "crate `secret` does not exist"

@@ -70,7 +70,8 @@ def register(subparsers: Any) -> None:
         required=True,
         metavar="SCOPE",
         help="endpoint scope (repeatable): publish-new, publish-update, yank, "
-        "change-owners, trusted-publishing",
+        "change-owners, trusted-publishing, read (read-only: a private registry's "
+        "consumers), manage-tokens (the user's tokens over HTTP)",
     )
     create.add_argument(
         "--crate",
