@@ -189,3 +189,12 @@ def test_a_read_only_token_is_created_with_scope_read(
         assert actor.scopes == {"read"}
     finally:
         db.close()
+
+
+def test_serve_refuses_a_login_url_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, "serve", "--login-url", "https://wiki.example/t") == 2
+    assert "--login-url only applies with --auth-required" in capsys.readouterr().err
+    assert run(tmp_path, "serve", "--auth-required", "--login-url", 'https://x/"') == 2
+    assert "--login-url: expected an http(s) URL" in capsys.readouterr().err

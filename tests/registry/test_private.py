@@ -133,3 +133,15 @@ def test_a_public_registry_reads_anonymously(env: RegistryEnv) -> None:
     response = env.client.get("/index/config.json")
     assert response.status_code == 200
     assert response.json()["auth-required"] is False
+
+
+@pytest.mark.parametrize(
+    "url", ['https://x.example/"a', "https://x.example/a b", "ftp://x.example", "https://é.example"]
+)
+def test_a_login_url_that_cannot_be_quoted_in_the_header_is_refused(
+    tmp_path: Path, url: str
+) -> None:
+    from trustpub.registry import Registry
+
+    with pytest.raises(ValueError, match="login_url"):
+        Registry(tmp_path, PUBLIC_URL, auth_required=True, login_url=url)

@@ -113,6 +113,16 @@ def register(subparsers: Any) -> None:
         metavar="URL",
         help="URL cargo uses to reach this server (default http://HOST:PORT of --listen)",
     )
+    serve.add_argument(
+        "--auth-required",
+        action="store_true",
+        help="a private registry: every read needs a token (cargo's auth-required)",
+    )
+    serve.add_argument(
+        "--login-url",
+        metavar="URL",
+        help="with --auth-required: where users learn how to get a token (shown by cargo)",
+    )
     serve.set_defaults(handler=serve_registry)
 
 
@@ -303,9 +313,19 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
     directory = _directory(args)
     host, port = parse_host_port(args.listen, "--listen")
     public_url = (args.public_url or f"http://{host}:{port}").rstrip("/")
-    app = create_registry_app(
-        directory, public_url, trustpub_url=args.trustpub_url, credential=credential
-    )
+    if args.login_url and not args.auth_required:
+        raise usage_error("--login-url only applies with --auth-required")
+    try:
+        app = create_registry_app(
+            directory,
+            public_url,
+            trustpub_url=args.trustpub_url,
+            credential=credential,
+            auth_required=args.auth_required,
+            login_url=args.login_url,
+        )
+    except ValueError as exc:
+        raise usage_error(f"--{exc}".replace("login_url", "login-url", 1)) from None
     console.note(
         f"serving sparse+{public_url}/index/ from {directory}"
         + (f", trustpub tokens via {args.trustpub_url}" if args.trustpub_url else "")

@@ -17,7 +17,6 @@ Trusted Publishing tokens act for a CI workflow, not a user: they are refused he
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +73,7 @@ class Account:
 
     async def list_tokens(self, request: Request) -> Response:
         user = require_token_manager(await self._registry.actor(request))
-        now = int(time.time())
+        now = self._registry.db.now()
         tokens = await self._registry.run_db(lambda: self._registry.db.tokens(user.login))
         active = [
             t

@@ -95,6 +95,11 @@ class Registry:
         login_url: str | None = None,
         invitation_ttl: int = INVITATION_TTL,
     ) -> None:
+        if login_url is not None and not _header_safe_url(login_url):
+            # It is written into a quoted header value: nothing may end the quotes.
+            raise ValueError(
+                "login_url: expected an http(s) URL (printable ASCII, no spaces or quotes)"
+            )
         self.auth_required = auth_required
         self.login_url = login_url
         self.invitation_ttl = invitation_ttl
@@ -513,6 +518,15 @@ class Registry:
         await self._db(lambda: changes.set_yanked(self.db, actor, name, num, yanked))
         self.metrics.yanks.inc("yank" if yanked else "unyank")
         return JSONResponse({"ok": True})
+
+
+def _header_safe_url(url: str) -> bool:
+    return (
+        url.startswith(("https://", "http://"))
+        and url.isascii()
+        and url.isprintable()
+        and not any(c in url for c in '"\\ ')
+    )
 
 
 def _not_modified(request: Request, etag: str, last_modified: int) -> bool:
