@@ -134,6 +134,12 @@ provider = "gitlab"
         ("[key_sets]\nttl = 5\n", "key_sets: unknown key(s): ttl"),
         ('[key_sets]\nmax_age = "2h"\nmax_stale = "1h"\n', "max_stale (3600 s) must be at least"),
         ("[registry]\nenabled = 1\n", "registry.enabled: expected true or false"),
+        ('[registry]\nauth_required = "yes"\n', "registry.auth_required: expected true or false"),
+        ('[registry]\nlogin_url = "ftp://x"\n', "registry.login_url: expected an http(s) URL"),
+        ('[registry]\nlogin_url = "https://x/\\"a"\n', "registry.login_url: expected"),
+        ('[registry]\nlogin_url = "https://x/é"\n', "registry.login_url: expected"),
+        ('[registry]\ninvitation_ttl = "10m"\n', "registry.invitation_ttl: expected 1h to 366d"),
+        ('[registry]\ninvitation_ttl = "soon"\n', "registry.invitation_ttl"),
         ("policy_reload_interval = -1\n", "policy_reload_interval"),
         ("this is not toml\n", "invalid TOML"),
     ],
@@ -275,3 +281,18 @@ def test_listening_on_all_interfaces_requires_an_explicit_public_url(listen: str
         environ={"TRUSTPUB_LISTEN": listen, "TRUSTPUB_PUBLIC_URL": "https://crates.example"}
     )
     assert settings.audience == "crates.example"
+
+
+def test_a_private_registry_is_configured_in_the_registry_table(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[registry]\nauth_required = true\nlogin_url = "https://wiki.example/tokens"\n'
+        'invitation_ttl = "7d"\n',
+    )
+    settings = load_settings(path, environ={})
+    assert settings.registry_auth_required is True
+    assert settings.registry_login_url == "https://wiki.example/tokens"
+    assert settings.registry_invitation_ttl == 7 * 86400
+    defaults = load_settings(environ={})
+    assert (defaults.registry_auth_required, defaults.registry_login_url) == (False, None)
+    assert defaults.registry_invitation_ttl == 30 * 86400

@@ -400,6 +400,8 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "key_sets.refresh_cooldown": s.key_sets.refresh_cooldown,
         "key_sets.max_stale": s.key_sets.max_stale,
         "registry.enabled": s.registry_enabled,
+        "registry.auth_required": s.registry_auth_required,
+        "registry.invitation_ttl": s.registry_invitation_ttl,
         **{
             f"rate_limits.{name}": limit.describe() if limit is not None else "off"
             for name, limit in (

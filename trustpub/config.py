@@ -30,6 +30,34 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 ALL_INTERFACES = ("0.0.0.0", "::")  # noqa: S104 (compared, never bound)
 
 
+def _parse_registry_access(registry: dict[str, Any], source: str) -> dict[str, Any]:
+    """``[registry] login_url`` (an http(s) URL cargo shows in its 401 message, ASCII
+    without quotes) and ``invitation_ttl`` (a duration, 1 hour to 1 year)."""
+    changes: dict[str, Any] = {}
+    if "login_url" in registry:
+        url = registry["login_url"]
+        if (
+            not isinstance(url, str)
+            or not url.startswith(("https://", "http://"))
+            or not url.isascii()
+            or not url.isprintable()
+            or any(c in url for c in '"\\ ')
+        ):
+            raise ConfigurationError(
+                f"{source}: registry.login_url: expected an http(s) URL (ASCII, no spaces "
+                "or quotes)"
+            )
+        changes["registry_login_url"] = url
+    if "invitation_ttl" in registry:
+        ttl = parse_duration(registry["invitation_ttl"], f"{source}: registry.invitation_ttl")
+        if not 3600 <= ttl <= 366 * 24 * 3600:
+            raise ConfigurationError(
+                f"{source}: registry.invitation_ttl: expected 1h to 366d, got {ttl} seconds"
+            )
+        changes["registry_invitation_ttl"] = ttl
+    return changes
+
+
 def parse_duration(value: object, where: str) -> int:
     """Seconds from an int or a string such as ``90``, ``"90s"``, ``"45m"``, ``"2h"``."""
     try:
@@ -96,6 +124,10 @@ class Settings:
     policy_reload_interval: float = 2.0
     key_sets: KeySetSettings = field(default_factory=KeySetSettings)
     registry_enabled: bool = True
+    # [registry] auth_required, login_url, invitation_ttl (trustpub.registry.Registry)
+    registry_auth_required: bool = False
+    registry_login_url: str | None = None
+    registry_invitation_ttl: int = 30 * 24 * 3600
     rate_limits: RateLimits = field(default_factory=RateLimits)
     server: ServerSettings = field(default_factory=ServerSettings)
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
@@ -351,13 +383,16 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["key_sets"] = _parse_key_sets(_expect(raw, "key_sets", dict, source), source)
     if "registry" in raw:
         registry = _expect(raw, "registry", dict, source)
-        extra = sorted(set(registry) - {"enabled"})
+        known = {"enabled", "auth_required", "login_url", "invitation_ttl"}
+        extra = sorted(set(registry) - known)
         if extra:
             raise ConfigurationError(f"{source}: registry: unknown key(s): {', '.join(extra)}")
-        if "enabled" in registry:
-            if not isinstance(registry["enabled"], bool):
-                raise ConfigurationError(f"{source}: registry.enabled: expected true or false")
-            changes["registry_enabled"] = registry["enabled"]
+        for key in ("enabled", "auth_required"):
+            if key in registry:
+                if not isinstance(registry[key], bool):
+                    raise ConfigurationError(f"{source}: registry.{key}: expected true or false")
+                changes[f"registry_{key}"] = registry[key]
+        changes.update(_parse_registry_access(registry, source))
     if "rate_limits" in raw:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source

@@ -146,6 +146,16 @@ def owned_demo(env: RegistryEnv, emails: bool = True) -> str:
         headers={"Authorization": alice},
     )
     assert response.status_code == 200
+    # Owners are invited; each accepts, and is an owner from then on.
+    crate = env.registry.db.crate("demo")
+    assert crate is not None
+    for login in ("bob", "carol"):
+        accepted = env.client.put(
+            f"/api/v1/me/crate_owner_invitations/{crate.id}",
+            json={"crate_owner_invite": {"crate_id": crate.id, "accepted": True}},
+            headers={"Authorization": env.token(login)},
+        )
+        assert accepted.status_code == 200, accepted.text
     return alice
 
 

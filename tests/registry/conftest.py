@@ -106,6 +106,24 @@ class RegistryEnv:
         assert response.status_code == 200, response.text
         return [json.loads(line) for line in response.text.splitlines()]
 
+    def invitations(self, token: str) -> list[dict[str, Any]]:
+        response = self.client.get(
+            "/api/v1/me/crate_owner_invitations", headers={"Authorization": token}
+        )
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = response.json()["crate_owner_invitations"]
+        return found
+
+    def answer_invitation(self, token: str, crate: str, *, accept: bool = True) -> httpx.Response:
+        """Answer the invitation to own ``crate`` that ``token``'s user holds."""
+        (crate_id,) = [i["crate_id"] for i in self.invitations(token) if i["crate_name"] == crate]
+        response: httpx.Response = self.client.put(
+            f"/api/v1/me/crate_owner_invitations/{crate_id}",
+            json={"crate_owner_invite": {"crate_id": crate_id, "accepted": accept}},
+            headers={"Authorization": token},
+        )
+        return response
+
     def crate_files(self) -> list[str]:
         return sorted(p.name for p in (self.directory / "crates").rglob("*.crate"))
 

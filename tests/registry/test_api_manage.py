@@ -21,15 +21,17 @@ def owners(env: RegistryEnv) -> list[str]:
     return [u["login"] for u in env.client.get("/api/v1/crates/demo/owners").json()["users"]]
 
 
-def test_owner_add_and_remove(env: RegistryEnv, alice: str) -> None:
+def test_owner_add_invites_and_remove_removes(env: RegistryEnv, alice: str) -> None:
     headers = {"Authorization": alice}
     response = env.client.put(
         "/api/v1/crates/demo/owners", json={"users": ["bob"]}, headers=headers
     )
     assert response.json() == {
         "ok": True,
-        "msg": "`bob` has been added as an owner of crate `demo`",
+        "msg": "user bob has been invited to be an owner of crate demo",
     }
+    assert owners(env) == ["alice"]
+    assert env.answer_invitation(env.token("bob"), "demo").status_code == 200
     assert owners(env) == ["alice", "bob"]
     response = env.client.put(
         "/api/v1/crates/demo/owners", json={"users": ["bob"]}, headers=headers

@@ -93,6 +93,10 @@ def test_owner_changes_with_a_granting_token(env: RegistryEnv, alice: str) -> No
     headers = {"Authorization": token}
     added = env.client.put("/api/v1/crates/demo/owners", json={"users": ["bob"]}, headers=headers)
     assert added.json()["ok"] is True
+    (invitation,) = env.invitations(bob := env.token("bob"))
+    # Sent by a CI workflow, not by a user.
+    assert (invitation["inviter_id"], invitation["invited_by_username"]) == (None, None)
+    assert env.answer_invitation(bob, "demo").status_code == 200
     logins = [u["login"] for u in env.client.get("/api/v1/crates/demo/owners").json()["users"]]
     assert logins == ["alice", "bob"]
     removed = env.client.request(

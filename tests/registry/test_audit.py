@@ -78,13 +78,18 @@ def test_a_trusted_publishing_release_is_recorded_with_provenance_client_and_req
 def test_owner_and_trustpub_only_changes_name_the_owner_who_made_them(env: RegistryEnv) -> None:
     alice = owned(env)
     env.user("bob")
+    bob = env.token("bob")
     headers = {"Authorization": alice}
-    assert (
-        env.client.put(
-            "/api/v1/crates/demo/owners", json={"users": ["bob"]}, headers=headers
-        ).status_code
-        == 200
+    invited = env.client.put("/api/v1/crates/demo/owners", json={"users": ["bob"]}, headers=headers)
+    assert invited.status_code == 200
+    crate_id = env.registry.db.crate("demo")
+    assert crate_id is not None
+    accepted = env.client.put(
+        f"/api/v1/me/crate_owner_invitations/{crate_id.id}",
+        json={"crate_owner_invite": {"crate_id": crate_id.id, "accepted": True}},
+        headers={"Authorization": bob},
     )
+    assert accepted.status_code == 200
     assert (
         env.client.request(
             "DELETE", "/api/v1/crates/demo/owners", json={"users": ["bob"]}, headers=headers
@@ -105,11 +110,18 @@ def test_owner_and_trustpub_only_changes_name_the_owner_who_made_them(env: Regis
         == 200
     )
     events = audit(env, alice).json()["events"]
-    assert [(e["kind"], e["actor"], e["details"]) for e in events] == [
+    invitation = events[3]
+    assert (invitation["kind"], invitation["actor"], invitation["details"]["invitee"]) == (
+        kinds.OWNER_INVITED,
+        "alice",
+        "bob",
+    )
+    assert [(e["kind"], e["actor"], e["details"]) for e in events[:3]] == [
         (kinds.TRUSTPUB_ONLY, "alice", {"trustpub_only": True}),
         (kinds.OWNERS_REMOVED, "alice", {"logins": ["bob"]}),
-        (kinds.OWNERS_ADDED, "alice", {"logins": ["bob"]}),
+        (kinds.OWNERS_ADDED, "bob", {"logins": ["bob"], "invitation": True}),
     ]
+    assert len(events) == 4
 
 
 def test_a_refused_change_leaves_no_event(env: RegistryEnv) -> None:

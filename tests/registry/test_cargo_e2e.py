@@ -128,6 +128,20 @@ def owners(svc: LiveService, crate: str) -> list[str]:
     return [u["login"] for u in response.json()["users"]]
 
 
+def accept_invitation(svc: LiveService, token: str, crate: str) -> None:
+    headers = {"Authorization": token}
+    listing = httpx.get(f"{svc.url}/api/v1/me/crate_owner_invitations", headers=headers)
+    assert listing.status_code == 200, listing.text
+    (crate_id,) = [
+        i["crate_id"] for i in listing.json()["crate_owner_invitations"] if i["crate_name"] == crate
+    ]
+    answer = {"crate_owner_invite": {"crate_id": crate_id, "accepted": True}}
+    response = httpx.put(
+        f"{svc.url}/api/v1/me/crate_owner_invitations/{crate_id}", json=answer, headers=headers
+    )
+    assert response.status_code == 200, response.text
+
+
 def index_lines(svc: LiveService, path: str) -> list[dict[str, object]]:
     response = httpx.get(f"{svc.url}/index/{path}")
     assert response.status_code == 200, response.text
@@ -174,7 +188,11 @@ def test_cargo_publishes_yanks_and_changes_owners_with_trusted_publishing(
         assert index_lines(svc, "tp/-d/tp-demo")[0]["yanked"] is False
 
         owner = ("owner", "--registry", "trustpub")
-        cargo.ok(work, *owner, "--add", "bob", "tp-demo", token=minted)
+        added = cargo.ok(work, *owner, "--add", "bob", "tp-demo", token=minted)
+        assert "user bob has been invited to be an owner of crate tp-demo" in added
+        assert owners(svc, "tp-demo") == ["alice"]
+        bob = registry_cli(svc, "token", "create", "--user", "bob", "--scope", "change-owners")
+        accept_invitation(svc, bob, "tp-demo")
         assert owners(svc, "tp-demo") == ["alice", "bob"]
         cargo.ok(work, *owner, "--remove", "bob", "tp-demo", token=minted)
         assert owners(svc, "tp-demo") == ["alice"]

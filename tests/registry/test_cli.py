@@ -173,3 +173,28 @@ def test_the_command_line_credential_wins_over_the_environment(
     secret.write_text("from-file\n")
     args.credential_file = str(secret)
     assert registry_credential(args) == "from-file"
+
+
+def test_a_read_only_token_is_created_with_scope_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, "user", "add", "builder") == 0
+    assert run(tmp_path, "token", "create", "--user", "builder", "--scope", "read") == 0
+    token = capsys.readouterr().out.splitlines()[-1]
+    db = RegistryDB(tmp_path / "registry" / "registry.db")
+    db.open()
+    try:
+        actor = changes.user_actor(db, user_token_hash(token))
+        assert actor is not None
+        assert actor.scopes == {"read"}
+    finally:
+        db.close()
+
+
+def test_serve_refuses_a_login_url_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, "serve", "--login-url", "https://wiki.example/t") == 2
+    assert "--login-url only applies with --auth-required" in capsys.readouterr().err
+    assert run(tmp_path, "serve", "--auth-required", "--login-url", 'https://x/"') == 2
+    assert "--login-url: expected an http(s) URL" in capsys.readouterr().err

@@ -37,6 +37,8 @@ def test_registry_counts_publishes_downloads_index_yanks_owners_and_refusals(
 
     owners = "/api/v1/crates/demo/owners"
     assert env.client.put(owners, json={"users": ["bob"]}, headers=headers).status_code == 200
+    assert metrics.owner_changes.value("add") == 0  # invited, not yet an owner
+    assert env.answer_invitation(env.token("bob"), "demo").status_code == 200
     removed = env.client.request("DELETE", owners, json={"users": ["bob"]}, headers=headers)
     assert removed.status_code == 200
     assert metrics.owner_changes.value("add") == 1

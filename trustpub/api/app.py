@@ -69,6 +69,9 @@ def create_app(
             settings.public_url,
             metrics=metrics.registry,
             webhook_rules=settings.notifications.webhooks,
+            auth_required=settings.registry_auth_required,
+            login_url=settings.registry_login_url,
+            invitation_ttl=settings.registry_invitation_ttl,
         )
         routes += cargo_registry.routes
 

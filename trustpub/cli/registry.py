@@ -86,7 +86,8 @@ def register(subparsers: Any) -> None:
         required=True,
         metavar="SCOPE",
         help="endpoint scope (repeatable): publish-new, publish-update, yank, "
-        "change-owners, trusted-publishing",
+        "change-owners, trusted-publishing, read (read-only: a private registry's "
+        "consumers), manage-tokens (the user's tokens over HTTP)",
     )
     create.add_argument(
         "--crate",
@@ -135,6 +136,16 @@ def register(subparsers: Any) -> None:
         "--public-url",
         metavar="URL",
         help="URL cargo uses to reach this server (default http://HOST:PORT of --listen)",
+    )
+    serve.add_argument(
+        "--auth-required",
+        action="store_true",
+        help="a private registry: every read needs a token (cargo's auth-required)",
+    )
+    serve.add_argument(
+        "--login-url",
+        metavar="URL",
+        help="with --auth-required: where users learn how to get a token (shown by cargo)",
     )
     serve.set_defaults(handler=serve_registry)
 
@@ -405,13 +416,20 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
     public_url = (args.public_url or f"http://{host}:{port}").rstrip("/")
     from trustpub.config import load_settings
 
-    app = create_registry_app(
-        directory,
-        public_url,
-        trustpub_url=args.trustpub_url,
-        credential=credential,
-        notifications=load_settings(args.config).notifications,
-    )
+    if args.login_url and not args.auth_required:
+        raise usage_error("--login-url only applies with --auth-required")
+    try:
+        app = create_registry_app(
+            directory,
+            public_url,
+            trustpub_url=args.trustpub_url,
+            credential=credential,
+            notifications=load_settings(args.config).notifications,
+            auth_required=args.auth_required,
+            login_url=args.login_url,
+        )
+    except ValueError as exc:
+        raise usage_error(f"--{exc}".replace("login_url", "login-url", 1)) from None
     console.note(
         f"serving sparse+{public_url}/index/ from {directory}"
         + (f", trustpub tokens via {args.trustpub_url}" if args.trustpub_url else "")

@@ -6,6 +6,8 @@
 - ``publish``: parsing and validating what ``cargo publish`` sends
 - ``db``: metadata (SQLite); ``files``: ``.crate`` files on disk
 - ``changes``: who may change what, and the refusals users read
+- ``me``: the caller's own account over HTTP (API tokens, owner invitations)
+- ``invitations``: owner invitation events and their JSON
 - ``names``, ``versions``: crate name rules, index paths, SemVer
 """
 

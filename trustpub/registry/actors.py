@@ -26,8 +26,26 @@ from trustpub.registry.names import canonical_name
 from trustpub.text import fold
 from trustpub.tokens.record import TokenRecord
 
-SCOPES = ("publish-new", "publish-update", "yank", "change-owners", "trusted-publishing")
-"""Cargo's endpoint scopes, as crates.io names them."""
+READ = "read"
+MANAGE_TOKENS = "manage-tokens"
+SCOPES = (
+    "publish-new",
+    "publish-update",
+    "yank",
+    "change-owners",
+    "trusted-publishing",
+    READ,
+    MANAGE_TOKENS,
+)
+"""Cargo's endpoint scopes, as crates.io names them, and two of this registry's own:
+
+- ``read``: fetch the index and downloads and read the API of a registry that requires
+  authentication (``[registry] auth_required``), and nothing else: the token for
+  consumers and build machines. Every other scope implies it.
+- ``manage-tokens``: the registry's stand-in for crates.io's logged-in session, which
+  alone may create, list and revoke API tokens over HTTP (``/api/v1/me/tokens``);
+  crates.io refuses API tokens there, and our users have no session.
+"""
 
 _PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\*?|\*")
 
@@ -91,6 +109,7 @@ class UserActor:
     token_id: int
     scopes: frozenset[str]
     crate_patterns: tuple[str, ...] = ()
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +118,40 @@ class TrustpubActor:
 
 
 Actor = UserActor | TrustpubActor
+
+
+def account_holder(actor: Actor, what: str) -> UserActor:
+    """The user a request acts for, on an endpoint about that user's own account
+    (``/api/v1/me/...``): a Trusted Publishing token belongs to no user."""
+    if isinstance(actor, TrustpubActor):
+        raise forbidden(
+            f"Trusted Publishing tokens cannot {what}: they act for a CI workflow, not a "
+            "registry user; use the user's API token"
+        )
+    return actor
+
+
+def require_token_manager(actor: Actor) -> UserActor:
+    """Refuse unless ``actor`` may manage its user's API tokens over HTTP.
+
+    crates.io manages tokens only from a logged-in browser session, never with an API
+    token. Here a token with the ``manage-tokens`` scope and no crate scopes stands for
+    that session: a token limited to some crates, or to some endpoints, must not mint
+    itself a wider one.
+    """
+    user = account_holder(actor, "manage API tokens")
+    if MANAGE_TOKENS not in user.scopes:
+        have = ", ".join(sorted(user.scopes)) or "none"
+        raise forbidden(
+            f"This API token cannot manage API tokens: it needs the `{MANAGE_TOKENS}` scope "
+            f"(its scopes: {have})"
+        )
+    if user.crate_patterns:
+        raise forbidden(
+            "This API token cannot manage API tokens: it is limited to some crates "
+            f"({', '.join(user.crate_patterns)}); use a token without crate scopes"
+        )
+    return user
 
 
 def not_valid_for_crate(name: str) -> str:

@@ -18,8 +18,10 @@ from trustpub.logins import unique_logins
 from trustpub.registry.actors import (
     Actor,
     ExistingCrate,
+    TrustedToken,
     TrustpubActor,
     UserActor,
+    account_holder,
     check_publish,
     not_valid_for_crate,
     pattern_matches,
@@ -31,6 +33,9 @@ from trustpub.registry.db import (
     CrateNotFound,
     CrateRow,
     CrateState,
+    Invitation,
+    InvitationExpired,
+    InvitationNotFound,
     LastOwners,
     NameConflict,
     NewVersion,
@@ -40,6 +45,7 @@ from trustpub.registry.db import (
     RegistryDB,
     StorageFull,
     StorageUnavailable,
+    TooManyTokens,
     UnknownDependency,
     UnknownUser,
     User,
@@ -51,7 +57,16 @@ from trustpub.registry.db import (
     WebhookExists,
     WebhookNotFound,
 )
-from trustpub.registry.errors import RegistryRefused, bad_request, conflict, forbidden, not_found
+from trustpub.registry.errors import (
+    RegistryRefused,
+    bad_request,
+    conflict,
+    forbidden,
+    gone,
+    not_found,
+)
+from trustpub.registry.invitations import InvitationEvent, record_invitation_event
+from trustpub.registry.names import canonical_name
 from trustpub.registry.publish import PublishRequest
 
 UNAVAILABLE = "The registry's storage is unavailable; nothing was changed. Try again later"
@@ -97,6 +112,15 @@ def refusal(exc: RegistryDataError) -> RegistryRefused:
             return conflict(f"crate `{crate}` already has a webhook for `{url}`")
         case WebhookNotFound(crate=crate, webhook_id=webhook_id):
             return not_found(f"crate `{crate}` has no webhook with id {webhook_id}")
+        case InvitationNotFound(crate_id=crate_id):
+            return not_found(f"no pending owner invitation for the crate with id {crate_id}")
+        case InvitationExpired(crate=crate):
+            return gone(
+                f"The invitation to become an owner of the {crate} crate expired. "
+                "Please reach out to an owner of the crate to request a new invitation."
+            )
+        case TooManyTokens(limit=limit):
+            return bad_request(f"maximum tokens per user is: {limit}")
         case NoOwners(crate=crate):
             return forbidden(
                 f"cannot create crate `{crate}`: the trust policy that grants "
@@ -136,9 +160,20 @@ def add_token(
     crates: Sequence[str],
     expires_at: int | None,
     actor_login: str | None = None,
+    *,
+    max_active: int | None = None,
 ) -> ApiToken:
     try:
-        return db.add_token(login, name, token_hash, scopes, crates, expires_at, actor_login)
+        return db.add_token(
+            login,
+            name,
+            token_hash,
+            scopes,
+            crates,
+            expires_at,
+            actor_login,
+            max_active=max_active,
+        )
     except UnknownUser as exc:
         raise not_found(f"no registry user `{exc.login}`") from exc
     except RegistryDataError as exc:
@@ -157,6 +192,7 @@ def user_actor(db: RegistryDB, token_hash: bytes) -> UserActor | None:
         token_id=token.id,
         scopes=frozenset(token.scopes),
         crate_patterns=token.crates,
+        expires_at=token.expires_at,
     )
 
 
@@ -254,6 +290,98 @@ def change_owners(db: RegistryDB, actor: Actor, name: str, logins: Sequence[str]
     names = ", ".join(f"`{login}`" for login in changed.logins)
     have = "have" if many else "has"
     return f"{names} {have} been {verb} of crate `{changed.crate}`"
+
+
+def invite_owners(
+    db: RegistryDB, actor: Actor, name: str, logins: Sequence[str], expires_in: int
+) -> tuple[str, list[InvitationEvent]]:
+    """Invite users to own a crate (``cargo owner --add``), as crates.io does: nobody
+    becomes an owner until they accept. Returns crates.io's message for cargo and the
+    events to record (see ``record_invitation_event``)."""
+
+    def authorize(state: CrateState) -> None:
+        require(actor, Operation.CHANGE_OWNERS, state.crate.name, state.owner_ids)
+
+    inviter = actor.user_id if isinstance(actor, UserActor) else None
+    with worded():
+        outcome = db.invite_owners(name, logins, authorize, inviter, expires_in)
+    events = [record_invitation_event(InvitationEvent.invited(i)) for i in outcome.invited]
+    msgs = [
+        f"user {i.invitee} has been invited to be an owner of crate {outcome.crate}"
+        for i in outcome.invited
+    ] + [
+        f"user {login} already has a pending invitation to be an owner of crate {outcome.crate}"
+        for login in outcome.already_pending
+    ]
+    return ",".join(msgs), events
+
+
+def respond_to_invitation(
+    db: RegistryDB, actor: Actor, crate_id: int, accept: bool
+) -> tuple[Invitation, InvitationEvent]:
+    """Accept or decline the caller's invitation to own the crate ``crate_id``.
+
+    Which token may answer: crates.io takes only a logged-in session or a token without
+    scopes. Here every token is scoped, so the rule is the one for owner changes: the
+    ``change-owners`` scope, and crate scopes (if any) that cover the crate. A
+    publish-only CI token or a read-only build token must not make its holder an owner.
+    """
+    user = account_holder(actor, "answer owner invitations")
+
+    def authorize(invitation: Invitation) -> None:
+        if str(Operation.CHANGE_OWNERS) not in user.scopes:
+            have = ", ".join(sorted(user.scopes)) or "none"
+            raise forbidden(
+                f"This API token does not have the `{Operation.CHANGE_OWNERS}` scope needed "
+                f"to answer an owner invitation (its scopes: {have})"
+            )
+        if user.crate_patterns and not any(
+            pattern_matches(p, invitation.crate_name) for p in user.crate_patterns
+        ):
+            raise forbidden(not_valid_for_crate(invitation.crate_name))
+
+    with worded():
+        answered = db.respond_to_invitation(user.user_id, crate_id, accept, authorize)
+    event = InvitationEvent.answered(answered, accepted=accept)
+    return answered, record_invitation_event(event)
+
+
+MAX_DEPENDENCY_CLOSURE = 1000
+
+
+def readable_crates(db: RegistryDB, token: TrustedToken) -> frozenset[str]:
+    """The crates (canonical names) a Trusted Publishing token may read in a registry
+    that requires authentication: the crates it names, and every crate of this registry
+    they depend on, directly or not, in any published version.
+
+    Why not all crates: a trust policy admits one CI workflow to publish some crates;
+    reading the rest of a private registry is not what it was trusted with. Why not only
+    its crates: ``cargo publish`` resolves (and verifies by building) the crate's
+    dependencies through the same token, so the crates it already depends on must be
+    readable. A release that adds a dependency on a crate none of its versions used yet
+    needs a ``read`` token for that publish (or the dependency published first under
+    the same policy). The walk stops at ``MAX_DEPENDENCY_CLOSURE`` crates.
+    """
+    seen: set[str] = set()
+    queue = [canonical_name(name) for name in token.record.crates]
+    while queue and len(seen) < MAX_DEPENDENCY_CLOSURE:
+        name = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        with worded():
+            entries = db.index_entries(name)
+        for entry in entries:
+            deps = entry.get("deps")
+            if not isinstance(deps, list):
+                continue
+            for dep in deps:
+                if not isinstance(dep, dict) or dep.get("registry") is not None:
+                    continue  # another registry's crate: not ours to gate
+                package = dep.get("package") or dep.get("name")
+                if isinstance(package, str):
+                    queue.append(canonical_name(package))
+    return frozenset(seen)
 
 
 def set_trustpub_only(db: RegistryDB, actor: Actor, name: str, value: bool) -> CrateRow:

@@ -35,3 +35,23 @@ def conflict(detail: str) -> RegistryRefused:
 
 def too_large(detail: str) -> RegistryRefused:
     return RegistryRefused(detail, 413)
+
+
+class Unauthenticated(RegistryRefused):
+    """A 401 with the ``WWW-Authenticate: Cargo`` challenge cargo (1.74+) reads on a
+    registry that requires authentication; ``login_url`` tells users where to get a
+    token (cargo prints it)."""
+
+    def __init__(self, detail: str, login_url: str | None = None) -> None:
+        super().__init__(detail, 401)
+        self.login_url = login_url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.login_url is None:
+            return {"WWW-Authenticate": "Cargo"}
+        return {"WWW-Authenticate": f'Cargo login_url="{self.login_url}"'}
+
+
+def gone(detail: str) -> RegistryRefused:
+    return RegistryRefused(detail, 410)

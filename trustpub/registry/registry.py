@@ -46,9 +46,16 @@ from trustpub.registry.db import (
     StorageUnavailable,
     VersionRow,
 )
-from trustpub.registry.errors import RegistryRefused, bad_request, forbidden, not_found
+from trustpub.registry.errors import (
+    RegistryRefused,
+    Unauthenticated,
+    bad_request,
+    forbidden,
+    not_found,
+)
 from trustpub.registry.files import CrateFiles
-from trustpub.registry.names import index_path
+from trustpub.registry.me import ME, Account
+from trustpub.registry.names import canonical_name, index_path
 from trustpub.registry.publish import Limits, parse_publish
 from trustpub.registry.views import (
     audit_json,
@@ -74,6 +81,7 @@ log = logging.getLogger("trustpub.registry")
 T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_PER_PAGE = 100
+INVITATION_TTL = 30 * 24 * 3600  # crates.io's
 PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
     "warnings": {"invalid_categories": [], "invalid_badges": [], "other": []}
 }
@@ -84,6 +92,12 @@ class Registry:
 
     ``public_url`` is where cargo reaches the host application: the index is at
     ``sparse+{public_url}/index/`` and ``config.json`` points downloads and the API there.
+
+    ``auth_required`` makes it private (cargo's ``auth-required``, cargo 1.74+): the
+    index, ``config.json``, every API read and every download need a valid token, and a
+    request without one gets cargo's 401 challenge naming ``login_url`` (where users
+    learn how to get a token). ``invitation_ttl``: how long an owner invitation stays
+    open, in seconds.
     """
 
     def __init__(
@@ -95,8 +109,19 @@ class Registry:
         clock: Callable[[], float] = time.time,
         metrics: RegistryMetrics | None = None,
         webhook_rules: WebhookRules | None = None,
+        auth_required: bool = False,
+        login_url: str | None = None,
+        invitation_ttl: int = INVITATION_TTL,
     ) -> None:
         self.webhook_rules = webhook_rules or WebhookRules()
+        if login_url is not None and not _header_safe_url(login_url):
+            # It is written into a quoted header value: nothing may end the quotes.
+            raise ValueError(
+                "login_url: expected an http(s) URL (printable ASCII, no spaces or quotes)"
+            )
+        self.auth_required = auth_required
+        self.login_url = login_url
+        self.invitation_ttl = invitation_ttl
         self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
@@ -108,6 +133,7 @@ class Registry:
         # Per process; the trustpub service replaces it with its own (shared on Redis).
         self.rate_limiter = RateLimiter(RateLimits(), MemoryBackend())
         crates = paths.CRATES
+        account = Account(self)
         self.routes: list[BaseRoute] = [
             Route(f"{paths.INDEX}/config.json", self._h(self.config_json), methods=["GET"]),
             Route(f"{paths.INDEX}/{{path:path}}", self._h(self.index_file), methods=["GET"]),
@@ -137,6 +163,20 @@ class Registry:
             ),
             Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
             Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
+            Route(f"{ME}/tokens", self._h(account.list_tokens), methods=["GET"]),
+            Route(f"{ME}/tokens", self._h(account.create_token), methods=["PUT"]),
+            Route(f"{ME}/tokens/{{id:int}}", self._h(account.revoke_token), methods=["DELETE"]),
+            Route("/api/v1/tokens/current", self._h(account.revoke_current), methods=["DELETE"]),
+            Route(
+                f"{ME}/crate_owner_invitations",
+                self._h(account.list_invitations),
+                methods=["GET"],
+            ),
+            Route(
+                f"{ME}/crate_owner_invitations/{{crate_id:int}}",
+                self._h(account.answer_invitation),
+                methods=["PUT"],
+            ),
         ]
 
     def _h(self, endpoint: Endpoint) -> Endpoint:
@@ -191,6 +231,10 @@ class Registry:
         with changes.worded():
             return await anyio.to_thread.run_sync(call)
 
+    async def run_db(self, call: Callable[[], T]) -> T:
+        """``_db`` for the endpoints kept in other modules (``me``)."""
+        return await self._db(call)
+
     async def check_writable(self) -> None:
         """Readiness: raise ``RegistryRefused`` (503, or 507 when the disk is full) unless
         the database and the file store can take a publish now. Names no file."""
@@ -235,6 +279,8 @@ class Registry:
         client address; past the limit the address is refused before any check."""
         token = bearer_credential(request)
         if not token:
+            if self.auth_required:
+                raise self._challenge()
             raise forbidden("this action requires authentication (no `Authorization` header)")
         client = client_address(request.scope.get("client"))
         await self.rate_limiter.check_auth_allowed(client)
@@ -243,6 +289,36 @@ class Registry:
         except RegistryRefused:
             await self.rate_limiter.auth_failed(client)
             raise
+
+    def _challenge(self) -> Unauthenticated:
+        return Unauthenticated(
+            "this registry requires authentication: send a registry API token "
+            "(`cargo login --registry NAME`)",
+            self.login_url,
+        )
+
+    async def check_read(self, request: Request, crate: str | None = None) -> Actor | None:
+        """In a registry that requires authentication, refuse a read without a valid
+        token (401 with cargo's challenge; an invalid token is a 401 too, so cargo says
+        the token was rejected). ``crate``: the crate read, which a Trusted Publishing
+        token must be allowed to read (``changes.readable_crates``); for others, any of
+        a user's tokens reads every crate (crate scopes limit changes, not reads: a
+        build needs every dependency). A public registry lets everyone read (None)."""
+        if not self.auth_required:
+            return None
+        try:
+            actor = await self.actor(request)
+        except RegistryRefused as exc:
+            if exc.status_code == 403:
+                raise Unauthenticated(exc.detail, self.login_url) from None
+            raise
+        if isinstance(actor, TrustpubActor) and crate is not None:
+            readable = await self._db(lambda: changes.readable_crates(self.db, actor.token))
+            if canonical_name(crate) not in readable:
+                # Answered as for a crate that does not exist: a CI token learns nothing
+                # of the crates it may not read.
+                raise not_found(f"crate `{crate}` does not exist")
+        return actor
 
     async def _authenticate(self, token: str) -> Actor:
         if REGISTRY_TOKENS.is_well_formed(token):
@@ -272,11 +348,12 @@ class Registry:
     # -- sparse index ------------------------------------------------------------------
 
     async def config_json(self, request: Request) -> Response:
+        await self.check_read(request)
         return JSONResponse(
             {
                 "dl": f"{self.public_url}{paths.CRATES}",
                 "api": self.public_url,
-                "auth-required": False,
+                "auth-required": self.auth_required,
             }
         )
 
@@ -284,7 +361,9 @@ class Registry:
         path = request.path_params["path"]
         name = path.rsplit("/", 1)[-1]
         if not name or index_path(name) != path:
+            await self.check_read(request)
             raise not_found(f"no index file at `{path}`")
+        await self.check_read(request, name)
         found = await self._db(lambda: self.db.index_crate(name))
         if found is None:
             raise not_found(f"crate `{name}` does not exist")
@@ -345,6 +424,11 @@ class Registry:
         return JSONResponse(PUBLISH_WARNINGS)
 
     async def search(self, request: Request) -> Response:
+        if isinstance(await self.check_read(request), TrustpubActor):
+            raise forbidden(
+                "Trusted Publishing tokens cannot search a registry that requires "
+                "authentication; use a `read` token"
+            )
         query = request.query_params.get("q", "")
         per_page = query_int(request, "per_page", 10, 1, MAX_PER_PAGE)
         page = query_int(request, "page", 1, 1, 10_000)
@@ -362,6 +446,7 @@ class Registry:
     async def _crate_with_versions(self, request: Request) -> tuple[CrateRow, list[VersionRow]]:
         """The crate the path names and its versions, oldest first (404 if none)."""
         name = request.path_params["name"]
+        await self.check_read(request, name)
         found = await self._db(lambda: self.db.crate_with_versions(name))
         if found is None:
             raise not_found(f"crate `{name}` does not exist")
@@ -405,6 +490,7 @@ class Registry:
     async def owners(self, request: Request) -> Response:
         name = request.path_params["name"]
         if request.method == "GET":
+            await self.check_read(request, name)
             users = await self._db(lambda: self.db.owners(name))
             if users is None:
                 raise not_found(f"crate `{name}` does not exist")
@@ -419,9 +505,14 @@ class Registry:
             or len(logins) > 50
         ):
             raise bad_request('Expected a body like {"users": ["login"]}')
-        add = request.method == "PUT"
-        msg = await self._db(lambda: changes.change_owners(self.db, actor, name, logins, add))
-        self.metrics.owner_changes.inc("add" if add else "remove", amount=len(logins))
+        if request.method == "PUT":
+            # As crates.io: users are invited, and become owners when they accept.
+            msg, _events = await self._db(
+                lambda: changes.invite_owners(self.db, actor, name, logins, self.invitation_ttl)
+            )
+            return JSONResponse({"ok": True, "msg": msg})
+        msg = await self._db(lambda: changes.change_owners(self.db, actor, name, logins, False))
+        self.metrics.owner_changes.inc("remove", amount=len(logins))
         return JSONResponse({"ok": True, "msg": msg})
 
     # -- audit trail and webhooks (owners, with an API token) -------------------------------
@@ -497,6 +588,7 @@ class Registry:
 
     async def version_info(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
@@ -504,6 +596,7 @@ class Registry:
 
     async def download(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
@@ -538,6 +631,15 @@ class Registry:
         return JSONResponse({"ok": True})
 
 
+def _header_safe_url(url: str) -> bool:
+    return (
+        url.startswith(("https://", "http://"))
+        and url.isascii()
+        and url.isprintable()
+        and not any(c in url for c in '"\\ ')
+    )
+
+
 def _not_modified(request: Request, etag: str, last_modified: int) -> bool:
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None:
@@ -564,6 +666,9 @@ def create_registry_app(
     limits: Limits | None = None,
     http_client: httpx.AsyncClient | None = None,
     notifications: NotificationSettings | None = None,
+    auth_required: bool = False,
+    login_url: str | None = None,
+    invitation_ttl: int = INVITATION_TTL,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -576,6 +681,9 @@ def create_registry_app(
         public_url,
         limits=limits,
         webhook_rules=notifications.webhooks if notifications is not None else None,
+        auth_required=auth_required,
+        login_url=login_url,
+        invitation_ttl=invitation_ttl,
     )
 
     @contextlib.asynccontextmanager

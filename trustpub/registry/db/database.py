@@ -23,8 +23,10 @@ from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
     CrateState,
+    Invitation,
     NewVersion,
     OwnersChanged,
+    OwnersInvited,
     User,
     VersionRow,
 )
@@ -123,6 +125,8 @@ class RegistryDB:
         crates: Sequence[str],
         expires_at: int | None,
         actor_login: str | None = None,
+        *,
+        max_active: int | None = None,
     ) -> ApiToken:
         return self._write(
             lambda c, tx: writes.add_token(
@@ -136,6 +140,7 @@ class RegistryDB:
                 expires_at,
                 self.now(),
                 actor_login,
+                max_active,
             )
         )
 
@@ -152,6 +157,14 @@ class RegistryDB:
     def revoke_token_by_hash(self, token_hash: bytes) -> ApiToken | None:
         """Revoke the token with this hash; it as it was before (None: unknown)."""
         return self._write(lambda c, tx: writes.revoke_token_by_hash(c, tx, token_hash, self.now()))
+
+    def revoke_user_token(self, user_id: int, token_id: int, actor_login: str) -> bool:
+        """Revoke ``token_id`` if it is an active token of ``user_id``."""
+        return self._write(
+            lambda c, tx: writes.revoke_token(
+                c, tx, token_id, self.now(), actor_login, user_id=user_id
+            )
+        )
 
     def use_token(self, token_hash: bytes) -> ApiToken | None:
         """The active token with this hash (its last use recorded), else None."""
@@ -208,6 +221,14 @@ class RegistryDB:
 
     def versions_of(self, crate_ids: Sequence[int]) -> dict[int, list[VersionRow]]:
         return self._engine.run(lambda c: {cid: queries.versions(c, cid) for cid in crate_ids})
+
+    def index_entries(self, name: str) -> list[dict[str, object]]:
+        """The index entries of every version of the crate ``name`` denotes."""
+        return self._engine.run(lambda c: queries.index_entries(c, name))
+
+    def invitations_for(self, user_id: int) -> list[Invitation]:
+        """The user's pending, unexpired owner invitations."""
+        return self._engine.run(lambda c: queries.invitations_for(c, user_id, self.now()))
 
     # -- changes (writes.py: one transaction each, ``authorize`` inside it) ---------------
 
@@ -324,6 +345,34 @@ class RegistryDB:
                 return fn(conn)
 
         return self._engine.run(run)
+
+    def invite_owners(
+        self,
+        name: str,
+        logins: Sequence[str],
+        authorize: Authorize,
+        inviter_id: int | None,
+        expires_in: int,
+    ) -> OwnersInvited:
+        now = self.now()
+        return self._write(
+            lambda c, tx: writes.invite_owners(
+                c, tx, name, logins, authorize, inviter_id, now, now + expires_in
+            )
+        )
+
+    def respond_to_invitation(
+        self,
+        user_id: int,
+        crate_id: int,
+        accept: bool,
+        authorize: Callable[[Invitation], None],
+    ) -> Invitation:
+        return self._write(
+            lambda c, tx: writes.respond_to_invitation(
+                c, tx, user_id, crate_id, accept, authorize, self.now()
+            )
+        )
 
     def _write(self, fn: Callable[[queries.Connection, writes.Transaction], T]) -> T:
         return self._engine.run(lambda c: fn(c, self._engine.transaction))

@@ -8,7 +8,9 @@
         ├── UserExists, UnknownUser
         ├── CrateNotFound, VersionNotFound, VersionExists, NameConflict
         ├── UnknownDependency
-        └── AlreadyOwner, NotOwner, LastOwners, NoOwners
+        ├── AlreadyOwner, NotOwner, LastOwners, NoOwners
+        ├── InvitationNotFound, InvitationExpired
+        └── TooManyTokens
 
 The storage words no message for users: the layer that speaks to them
 (``trustpub.registry.changes``) does, from these fields. ``StorageUnavailable.reason``
@@ -133,3 +135,27 @@ class WebhookNotFound(DataConflict):
         super().__init__(crate, webhook_id)
         self.crate = crate
         self.webhook_id = webhook_id
+
+
+class InvitationNotFound(DataConflict):
+    """The user has no invitation for the crate with this id."""
+
+    def __init__(self, crate_id: int) -> None:
+        super().__init__(crate_id)
+        self.crate_id = crate_id
+
+
+class InvitationExpired(DataConflict):
+    """The invitation to own ``crate`` has expired; nothing was changed."""
+
+    def __init__(self, crate: str) -> None:
+        super().__init__(crate)
+        self.crate = crate
+
+
+class TooManyTokens(DataConflict):
+    """The user already holds ``limit`` active API tokens."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit

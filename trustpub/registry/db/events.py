@@ -42,7 +42,11 @@ TRUSTPUB_ONLY: Final = "crate.trustpub_only"
 """``trustpub_only`` set or cleared; details: ``{"trustpub_only": bool}``."""
 OWNERS_ADDED: Final = "crate.owners_added"
 OWNERS_REMOVED: Final = "crate.owners_removed"
-"""Owner changes; details: ``{"logins": [...]}``."""
+"""Owner changes; details: ``{"logins": [...]}`` (and ``"invitation": true`` when an
+invited user accepted)."""
+OWNER_INVITED: Final = "crate.owner_invited"
+OWNER_INVITATION_DECLINED: Final = "crate.owner_invitation_declined"
+"""Owner invitations; details: ``{"invitee", "expires_at"}``."""
 WEBHOOK_CREATED: Final = "webhook.created"
 WEBHOOK_DELETED: Final = "webhook.deleted"
 TOKEN_CREATED: Final = "token.created"  # noqa: S105 - an event kind
@@ -56,6 +60,8 @@ KINDS: Final = (
     TRUSTPUB_ONLY,
     OWNERS_ADDED,
     OWNERS_REMOVED,
+    OWNER_INVITED,
+    OWNER_INVITATION_DECLINED,
     WEBHOOK_CREATED,
     WEBHOOK_DELETED,
     TOKEN_CREATED,

@@ -7,13 +7,21 @@ The SQL is written to run on SQLite and PostgreSQL alike where the dialects agre
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from trustpub.errors import TrustpubError
 from trustpub.registry.db import rows
 from trustpub.registry.db.errors import CrateNotFound
-from trustpub.registry.db.rows import ApiToken, CrateRow, CrateState, User, VersionRow
+from trustpub.registry.db.rows import (
+    ApiToken,
+    CrateRow,
+    CrateState,
+    Invitation,
+    User,
+    VersionRow,
+)
 from trustpub.registry.names import canonical_name
 from trustpub.registry.versions import parse_version
 
@@ -159,3 +167,48 @@ def published_files(conn: Connection) -> set[tuple[str, str]]:
         "SELECT c.name, v.num FROM versions v JOIN crates c ON c.id = v.crate_id"
     ).fetchall()
     return {(str(r["name"]), str(r["num"])) for r in found}
+
+
+_INVITATION_SELECT = (
+    "SELECT i.*, c.name AS crate_name, invitee.login AS invitee, inviter.login AS inviter"
+    " FROM owner_invitations i JOIN crates c ON c.id = i.crate_id"
+    " JOIN users invitee ON invitee.id = i.invited_user_id"
+    " LEFT JOIN users inviter ON inviter.id = i.invited_by_user_id"
+)
+
+
+def invitations_for(conn: Connection, user_id: int, now: int) -> list[Invitation]:
+    """The user's pending invitations that have not expired, oldest first."""
+    found = conn.execute(
+        f"{_INVITATION_SELECT} WHERE i.invited_user_id = ? AND i.expires_at > ?"
+        " ORDER BY i.created_at, c.name",
+        (user_id, now),
+    ).fetchall()
+    return [rows.invitation(r) for r in found]
+
+
+def invitation(conn: Connection, crate_id: int, user_id: int) -> Invitation | None:
+    row = conn.execute(
+        f"{_INVITATION_SELECT} WHERE i.crate_id = ? AND i.invited_user_id = ?",
+        (crate_id, user_id),
+    ).fetchone()
+    return rows.invitation(row) if row is not None else None
+
+
+def active_token_count(conn: Connection, user_id: int, now: int) -> int:
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > ?)",
+        (user_id, now),
+    ).fetchone()
+    return int(count)
+
+
+def index_entries(conn: Connection, name: str) -> list[dict[str, Any]]:
+    """The index entries of every version of the crate ``name`` denotes (none if it
+    does not exist)."""
+    found = conn.execute(
+        "SELECT v.entry FROM versions v JOIN crates c ON c.id = v.crate_id WHERE c.canonical = ?",
+        (canonical_name(name),),
+    ).fetchall()
+    return [json.loads(r["entry"]) for r in found]

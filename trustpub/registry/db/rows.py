@@ -130,6 +130,31 @@ class OwnersChanged:
     added: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """A pending invitation to become an owner of a crate (``inviter`` is None when a
+    Trusted Publishing token sent it)."""
+
+    crate_id: int
+    crate_name: str
+    invitee_id: int
+    invitee: str
+    inviter_id: int | None
+    inviter: str | None
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnersInvited:
+    """The outcome of inviting owners: who was invited now, who already had a pending
+    invitation (left as it was), in the order asked."""
+
+    crate: str
+    invited: tuple[Invitation, ...]
+    already_pending: tuple[str, ...]
+
+
 def user(row: Row) -> User:
     try:
         email = row["email"]
@@ -186,4 +211,17 @@ def version(row: Row) -> VersionRow:
         trustpub_data=json.loads(row["trustpub_data"]) if row["trustpub_data"] else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def invitation(row: Row) -> Invitation:
+    return Invitation(
+        crate_id=row["crate_id"],
+        crate_name=row["crate_name"],
+        invitee_id=row["invited_user_id"],
+        invitee=row["invitee"],
+        inviter_id=row["invited_by_user_id"],
+        inviter=row["inviter"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
     )

@@ -209,6 +209,22 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX outbox_by_webhook ON outbox (webhook_id, id)",
         ),
     ),
+    Migration(
+        3,
+        "owner invitations",
+        # A pending invitation per crate and invited user; accepting it makes an owner.
+        # ``invited_by_user_id`` is NULL when a Trusted Publishing token invited.
+        (
+            """CREATE TABLE IF NOT EXISTS owner_invitations (
+                crate_id INTEGER NOT NULL REFERENCES crates (id),
+                invited_user_id INTEGER NOT NULL REFERENCES users (id),
+                invited_by_user_id INTEGER REFERENCES users (id),
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (crate_id, invited_user_id)
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

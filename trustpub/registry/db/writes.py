@@ -18,10 +18,13 @@ from typing import Any
 from trustpub.registry.db import events, queries
 from trustpub.registry.db.errors import (
     AlreadyOwner,
+    InvitationExpired,
+    InvitationNotFound,
     LastOwners,
     NameConflict,
     NoOwners,
     NotOwner,
+    TooManyTokens,
     UnknownDependency,
     UnknownUser,
     UserExists,
@@ -36,8 +39,10 @@ from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
     CrateState,
+    Invitation,
     NewVersion,
     OwnersChanged,
+    OwnersInvited,
     User,
     VersionRow,
 )
@@ -87,11 +92,16 @@ def add_token(
     expires_at: int | None,
     now: int,
     actor_login: str | None = None,
+    max_active: int | None = None,
 ) -> ApiToken:
+    """Store a token (its hash) for ``login``; ``max_active``, when given, is how many
+    active tokens the user may hold (``TooManyTokens`` past it)."""
     with tx(conn):
         user = queries.user_by_login(conn, login)
         if user is None:
             raise UnknownUser(login)
+        if max_active is not None and queries.active_token_count(conn, user.id, now) >= max_active:
+            raise TooManyTokens(max_active)
         cur = conn.execute(
             "INSERT INTO api_tokens (user_id, name, hash, scopes, crates, created_at,"
             " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -142,12 +152,22 @@ def revoke_token(
     now: int,
     actor_login: str | None = None,
     reason: str | None = None,
+    user_id: int | None = None,
 ) -> bool:
+    """Revoke the active token ``token_id`` (only if it is ``user_id``'s, when given)
+    and record it in the audit trail; False if there was no such token."""
     with tx(conn):
-        cur = conn.execute(
-            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (now, token_id),
-        )
+        if user_id is None:
+            cur = conn.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, token_id),
+            )
+        else:
+            cur = conn.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ?"
+                " AND revoked_at IS NULL",
+                (now, token_id, user_id),
+            )
         if cur.rowcount != 1:
             return False
         row = conn.execute(
@@ -502,3 +522,104 @@ def delete_webhook(
             details={"webhook_id": webhook_id, "url": found.url},
             now=now,
         )
+
+
+def invite_owners(
+    conn: Connection,
+    tx: Transaction,
+    name: str,
+    logins: Sequence[str],
+    authorize: Authorize,
+    inviter_id: int | None,
+    now: int,
+    expires_at: int,
+) -> OwnersInvited:
+    """Invite users to own a crate. Every login must be a user who is not an owner yet
+    (else nothing is written); a user with a pending invitation keeps it, an expired one
+    is replaced."""
+    with tx(conn):
+        state = queries.crate_state(conn, name)
+        authorize(state)
+        crate = state.crate
+        users: dict[int, User] = {}
+        for login in logins:
+            user = queries.user_by_login(conn, login)
+            if user is None:
+                raise UnknownUser(login)
+            if user.id in state.owner_ids:
+                raise AlreadyOwner(user.login, crate.name)
+            users.setdefault(user.id, user)
+        invited: list[Invitation] = []
+        pending: list[str] = []
+        for user in users.values():
+            existing = queries.invitation(conn, crate.id, user.id)
+            if existing is not None and existing.expires_at > now:
+                pending.append(user.login)
+                continue
+            if existing is not None:
+                conn.execute(
+                    "DELETE FROM owner_invitations WHERE crate_id = ? AND invited_user_id = ?",
+                    (crate.id, user.id),
+                )
+            conn.execute(
+                "INSERT INTO owner_invitations (crate_id, invited_user_id, invited_by_user_id,"
+                " created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (crate.id, user.id, inviter_id, now, expires_at),
+            )
+            found = queries.invitation(conn, crate.id, user.id)
+            assert found is not None
+            invited.append(found)
+            record_event(
+                conn,
+                kind=events.OWNER_INVITED,
+                crate=crate.name,
+                actor_login=found.inviter,
+                details={"invitee": found.invitee, "expires_at": expires_at},
+                now=now,
+            )
+        return OwnersInvited(crate.name, tuple(invited), tuple(pending))
+
+
+def respond_to_invitation(
+    conn: Connection,
+    tx: Transaction,
+    user_id: int,
+    crate_id: int,
+    accept: bool,
+    authorize: Callable[[Invitation], None],
+    now: int,
+) -> Invitation:
+    """Accept (the user becomes an owner) or decline the user's invitation to own the
+    crate ``crate_id``; either way the invitation is gone. An expired invitation cannot
+    be accepted (``InvitationExpired``, nothing changed) but can be declined."""
+    with tx(conn):
+        found = queries.invitation(conn, crate_id, user_id)
+        if found is None:
+            raise InvitationNotFound(crate_id)
+        authorize(found)
+        if accept:
+            if found.expires_at <= now:
+                raise InvitationExpired(found.crate_name)
+            conn.execute(
+                "INSERT INTO owners (crate_id, user_id, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (crate_id, user_id, now),
+            )
+            conn.execute("UPDATE crates SET updated_at = ? WHERE id = ?", (now, crate_id))
+        conn.execute(
+            "DELETE FROM owner_invitations WHERE crate_id = ? AND invited_user_id = ?",
+            (crate_id, user_id),
+        )
+        if accept:
+            kind, details = events.OWNERS_ADDED, {"logins": [found.invitee], "invitation": True}
+        else:
+            kind, details = events.OWNER_INVITATION_DECLINED, {"invitee": found.invitee}
+        record_event(
+            conn,
+            kind=kind,
+            crate=found.crate_name,
+            actor_login=found.invitee,
+            details=details,
+            now=now,
+        )
+        return found
