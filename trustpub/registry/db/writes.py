@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from trustpub.registry.db import queries
+from trustpub.registry.db import configs, queries
 from trustpub.registry.db.errors import (
     AlreadyOwner,
     LastOwners,
@@ -192,6 +192,10 @@ def _create_crate(conn: Connection, new: NewVersion, now: int) -> int:
             " ON CONFLICT DO NOTHING",
             (crate_id, uid, now),
         )
+    # Pending publishers (trustpub.registry.configs): the registrant's become the new
+    # crate's configs, anyone else's are dropped. AUDIT CALL SITE: the returned rows are
+    # the "pending publisher consumed" events.
+    configs.claim_pending(conn, crate_id, new.crate, owner_ids, now)
     return crate_id
 
 
