@@ -85,6 +85,7 @@ def create_app(
             services = await _build_services(settings, stack, client, store, metrics)
             # Readiness checks: the registry's own probe joins this list.
             readiness = health.default_checks(services)
+            owner_configs: OwnerConfigs | None = None
             if cargo_registry is not None:
                 # In-process: trustpub tokens are checked against our own store.
                 authority = LocalAuthority(services.tokens)
@@ -95,7 +96,8 @@ def create_app(
                 github.client = await stack.enter_async_context(
                     httpx.AsyncClient(follow_redirects=False, trust_env=False)
                 )
-                services.exchanger.configs = OwnerConfigs(cargo_registry.db, settings.issuers)
+                owner_configs = OwnerConfigs(cargo_registry.db, settings.issuers)
+                services.exchanger.configs = owner_configs
                 readiness.append(health.ReadinessCheck("registry", cargo_registry.writable))
             # Also on app.state, for operators' tooling and tests; handlers use the
             # lifespan state through trustpub.api.state.services().
@@ -104,6 +106,9 @@ def create_app(
                 if settings.policy_reload_interval > 0:
                     tasks.start_soon(services.policies.watch, settings.policy_reload_interval)
                 tasks.start_soon(metrics.sample_process_forever)
+                if owner_configs is not None:
+                    # Build the union now rather than on the first exchange.
+                    tasks.start_soon(owner_configs.warm, services.policies.current)
                 _on_sighup(services.policies.reload)
                 for issuer in settings.issuers:
                     services.keys.ready(issuer)  # fetch the key sets in the background

@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trustpub.config import OwnerConfigSettings
-from trustpub.errors import PolicyProblem, TrustpubError
+from trustpub.errors import PolicyProblem, StoreUnavailable, TrustpubError
 from trustpub.grants import Operation
 from trustpub.oidc.issuers import CANONICAL_ISSUERS, Issuer, ProviderKind
 from trustpub.policies.loader import read_policy_table
@@ -45,6 +45,7 @@ from trustpub.registry.actors import UserActor, pattern_matches
 from trustpub.registry.db import configs as stored
 from trustpub.registry.db.configs import ConfigRow, NewConfig
 from trustpub.registry.db.database import RegistryDB
+from trustpub.registry.db.errors import RegistryDataError
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.errors import RegistryRefused, bad_request, conflict, forbidden, not_found
 from trustpub.registry.names import check_crate_name
@@ -187,13 +188,32 @@ class OwnerConfigs:
         )
 
     async def combined(self, files: PolicySet) -> PolicySet:
+        """The union for ``files``; ``StoreUnavailable`` (503) when the registry database
+        cannot be read: without the configs' current state, the exchange must not guess."""
+        try:
+            return await self._combined(files)
+        except RegistryDataError as exc:
+            raise StoreUnavailable("The registry database is unavailable") from exc
+
+    async def warm(self, files: PolicySet) -> None:
+        """Build the union ahead of the first exchange; a failure is logged (the first
+        exchange tries again)."""
+        try:
+            await self._combined(files)
+        except RegistryDataError as exc:
+            log.warning("cannot read the owner configs", extra={"fields": {"reason": str(exc)}})
+
+    async def _combined(self, files: PolicySet) -> PolicySet:
         generation = await anyio.to_thread.run_sync(self._db.config_generation)
         key = (id(files), generation)
         if self._set is not None and self._key == key:
             return self._set
         async with self._lock:
             generation, rows = await anyio.to_thread.run_sync(self._db.live_configs)
-            built = self.build(files, rows)
+            # In a worker thread: with many configs a rebuild takes seconds, and the event
+            # loop keeps serving meanwhile (exchanges wait for the new set: a deleted
+            # config must never match again once its deletion is committed).
+            built = await anyio.to_thread.run_sync(self.build, files, rows)
             self._key, self._set = (id(files), generation), built
             return built
 
