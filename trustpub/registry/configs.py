@@ -311,6 +311,18 @@ class _Request:
     explicit_owner_id: str | None
 
 
+def config_problems(
+    new: NewConfig, pending_owner: str | None, issuers: Sequence[Issuer]
+) -> list[PolicyProblem]:
+    """Every problem of a config about to be stored: the validation of policy files,
+    field by field (a GitHub owner id not yet resolved is checked as a placeholder)."""
+    probe = new if new.owner_id is not None or new.provider != "github" else _with(new, "0")
+    _, problems = read_policy_table(
+        CONFIG_FILE, "new-config", policy_table(probe, pending_owner=pending_owner), issuers
+    )
+    return problems
+
+
 def _problem_text(problems: Sequence[PolicyProblem], provider: ProviderKind) -> str:
     names = {
         "github": {
@@ -449,14 +461,7 @@ class ConfigsAPI:
         return _Request(provider, crate, new, explicit)
 
     def _validate(self, new: NewConfig, *, pending_owner: str | None) -> None:
-        """The same validation as a policy file's, field by field."""
-        probe = new if new.owner_id is not None or new.provider != "github" else _with(new, "0")
-        _, problems = read_policy_table(
-            CONFIG_FILE,
-            "new-config",
-            policy_table(probe, pending_owner=pending_owner),
-            self._issuers,
-        )
+        problems = config_problems(new, pending_owner, self._issuers)
         if problems:
             raise bad_request(_problem_text(problems, _provider(new.provider)))
 
