@@ -411,6 +411,10 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         **{f"server.{f.name}": getattr(s.server, f.name) for f in dataclasses.fields(s.server)},
         "trusted_proxies": s.trusted_proxies,
         "forwarded_header": s.forwarded_header,
+        **{
+            f"trusted_publishing_configs.{f.name}": getattr(s.owner_configs, f.name)
+            for f in dataclasses.fields(s.owner_configs)
+        },
     }
 
 
@@ -699,8 +703,13 @@ def documented_endpoints() -> list[tuple[str, str, str]]:
 
 
 def test_every_documented_endpoint_is_served(tmp_path: Path) -> None:
+    from trustpub.config import OwnerConfigSettings
+    from trustpub.registry.configs import ConfigsAPI, GitHubLookup
+
     registry = Registry(tmp_path, "http://localhost:8080")
-    routes = [*ROUTES, *registry.routes]
+    configs = OwnerConfigSettings()
+    api = ConfigsAPI(registry, DEFAULT_ISSUERS, configs, GitHubLookup(configs))
+    routes = [*ROUTES, *registry.routes, *api.routes]
     endpoints = documented_endpoints()
     assert ("README.md", "PATCH", "/api/v1/crates/mylib") in {
         (where.split(":")[0], method, path) for where, method, path in endpoints

@@ -161,7 +161,7 @@ def resolve(args: argparse.Namespace) -> tuple[tuple[Issuer, ...], str, int]:
 
 
 def with_owner_configs(
-    args: argparse.Namespace, policies: PolicySet, issuers: Sequence[Issuer]
+    args: argparse.Namespace, policies: PolicySet, issuers: Sequence[Issuer], out: Console
 ) -> PolicySet:
     """The file policies and the registry's configs, as the exchange matches them."""
     from pathlib import Path
@@ -172,7 +172,9 @@ def with_owner_configs(
     data_dir = Path(args.data_dir) if args.data_dir else load_settings(args.config).data_dir
     path = data_dir / "registry" / "registry.db"
     if not path.is_file():
-        raise usage_error(f"no registry database at {path}")
+        # A registry not created yet has no configs; said, so a mistyped path shows.
+        out.warn(f"no registry database at {path}: no owner configs to match")
+        return policies
     db = RegistryDB(path)
     try:
         db.open()
@@ -255,7 +257,7 @@ def run_explain(args: argparse.Namespace, out: Console) -> int:
     issuers, directory, max_ttl = resolve(args)
     policies = load_policies(directory, issuers)
     if args.data_dir or args.owner_configs:
-        policies = with_owner_configs(args, policies, issuers)
+        policies = with_owner_configs(args, policies, issuers, out)
     claims = _read_claims(args, out)
 
     out.out(UNVERIFIED_NOTE)
