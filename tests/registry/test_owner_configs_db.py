@@ -118,3 +118,34 @@ def test_the_settings(tmp_path: Path) -> None:
     config.write_text("[trusted_publishing_configs]\nsurprise = 1\n")
     with pytest.raises(ConfigurationError, match="surprise"):
         load_settings(config, environ={})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kept", [100_000, 1])
+async def test_catching_up_by_changes_gives_the_set_a_full_read_gives(
+    dbs: tuple[RegistryDB, RegistryDB], monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    from trustpub.registry.db import configs
+
+    # kept=1: the log no longer reaches back, and the reader reads everything instead.
+    monkeypatch.setattr(configs, "CHANGES_KEPT", kept)
+    writer, reader = dbs
+    alice = writer.users()[0]
+    files = PolicySet(())
+    live = OwnerConfigs(reader, DEFAULT_ISSUERS)
+    await live.combined(files)
+    made = [
+        writer.create_config(
+            new_config(f"crate{i}", f"w{i}.yml"), alice.id, pending, pending_ttl=60
+        )
+        for i in range(5)
+    ]
+    await live.combined(files)
+    writer.delete_config(made[1].id, lambda conn, found: None)
+    writer.delete_config(made[3].id, lambda conn, found: None)
+    writer.create_config(new_config("later"), alice.id, pending, pending_ttl=60)
+    caught_up = await live.combined(files)
+    _, rows = reader.live_configs()
+    full = OwnerConfigs(reader, DEFAULT_ISSUERS).build(files, rows)
+    assert sorted(p.id for p in caught_up) == sorted(p.id for p in full)
+    assert len(caught_up) == 4

@@ -142,8 +142,49 @@ def by_id(conn: Connection, config_id: int) -> ConfigRow | None:
 # -- writes (each in one transaction) ----------------------------------------------------
 
 
-def _bump(conn: Connection) -> None:
+CHANGES_KEPT = 100_000
+"""Generations of the change log kept; a reader further behind reads everything."""
+
+
+def _bump(conn: Connection, config_ids: Sequence[int]) -> None:
     conn.execute("UPDATE trustpub_config_generation SET generation = generation + 1 WHERE id = 1")
+    current = generation(conn)
+    for config_id in set(config_ids):
+        conn.execute(
+            "INSERT INTO trustpub_config_changes (generation, config_id) VALUES (?, ?)",
+            (current, config_id),
+        )
+    conn.execute(
+        "DELETE FROM trustpub_config_changes WHERE generation <= ?", (current - CHANGES_KEPT,)
+    )
+
+
+def changes_since(
+    conn: Connection, since: int, now: int
+) -> tuple[int, dict[int, ConfigRow | None] | None]:
+    """The generation now, and each config changed after generation ``since``: its row
+    in force, or None (deleted, expired). None instead of the changes when the log no
+    longer reaches back to ``since`` (read everything with ``live`` then)."""
+    current = generation(conn)
+    if current == since:
+        return current, {}
+    (oldest,) = conn.execute("SELECT MIN(generation) FROM trustpub_config_changes").fetchone()
+    if since > current or oldest is None or oldest > since + 1:
+        return current, None
+    ids = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT config_id FROM trustpub_config_changes"
+            " WHERE generation > ? AND generation <= ?",
+            (since, current),
+        ).fetchall()
+    ]
+    changed: dict[int, ConfigRow | None] = dict.fromkeys(ids)
+    for config_id in ids:
+        row = by_id(conn, config_id)
+        if row is not None and (row.crate_id is not None or (row.expires_at or 0) > now):
+            changed[config_id] = row
+    return current, changed
 
 
 def _same(a: ConfigRow, b: NewConfig) -> bool:
@@ -216,7 +257,7 @@ def create(
             ),
         )
         config_id = int(cur.fetchone()[0])
-        _bump(conn)
+        _bump(conn, [config_id])
         created = by_id(conn, config_id)
     assert created is not None
     return created
@@ -236,7 +277,7 @@ def delete(
         check(conn, row)
         assert row is not None
         conn.execute("DELETE FROM trustpub_configs WHERE id = ?", (config_id,))
-        _bump(conn)
+        _bump(conn, [config_id])
     return row
 
 
@@ -258,7 +299,7 @@ def pin_namespace(
                 if row is not None:
                     pinned.append(row)
         if pinned:
-            _bump(conn)
+            _bump(conn, [row.id for row in pinned])
     return pinned
 
 
@@ -277,8 +318,10 @@ def claim_pending(
     if not pending:
         return []
     claimed: list[ConfigRow] = []
+    touched: list[int] = []
     for found in pending:
         row = _row(found)
+        touched.append(row.id)
         expired = row.expires_at is None or row.expires_at <= now
         if row.created_by in owner_ids and not expired:
             conn.execute(
@@ -289,16 +332,23 @@ def claim_pending(
             claimed.append(row)
         else:
             conn.execute("DELETE FROM trustpub_configs WHERE id = ?", (row.id,))
-    _bump(conn)
+    _bump(conn, touched)
     return claimed
 
 
 def purge_expired(conn: Connection, tx: Transaction, now: int) -> int:
     """Delete expired pending configs; how many."""
     with tx(conn):
-        cur = conn.execute(
+        expired = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT id FROM trustpub_configs WHERE crate_id IS NULL AND expires_at <= ?",
+                (now,),
+            ).fetchall()
+        ]
+        conn.execute(
             "DELETE FROM trustpub_configs WHERE crate_id IS NULL AND expires_at <= ?", (now,)
         )
-        if cur.rowcount:
-            _bump(conn)
-    return cur.rowcount
+        if expired:
+            _bump(conn, expired)
+    return len(expired)

@@ -228,6 +228,11 @@ class RegistryDB:
         now = self.now()
         return self._engine.run(lambda c: (configs.generation(c), configs.live(c, now)))
 
+    def config_changes(self, since: int) -> tuple[int, dict[int, configs.ConfigRow | None] | None]:
+        """The configs changed after generation ``since`` (see ``configs.changes_since``)."""
+        now = self.now()
+        return self._engine.run(lambda c: configs.changes_since(c, since, now))
+
     def configs_for(
         self, provider: str | None, name: str, *, pending: bool = False
     ) -> list[configs.ConfigRow]:

@@ -189,6 +189,13 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "INSERT INTO trustpub_config_generation (id, generation) VALUES (1, 0)"
             " ON CONFLICT DO NOTHING",
+            # Which configs each generation changed: a worker catches up by reading only
+            # those (its rebuild costs the changes, not the number of configs).
+            """CREATE TABLE IF NOT EXISTS trustpub_config_changes (
+                generation INTEGER NOT NULL,
+                config_id INTEGER NOT NULL,
+                PRIMARY KEY (generation, config_id)
+            )""",
         ),
     ),
 )
