@@ -342,9 +342,13 @@ def register_config(commands: Any) -> None:
     _json_flag(listing)
     listing.set_defaults(handler=config_list)
     add = add_command(actions, "add", CONFIG_ADD)
-    add.add_argument("--crate", required=True, metavar="NAME")
+    add.add_argument(
+        "--crate", required=True, metavar="NAME", help="the crate (it may not exist yet)"
+    )
     add.add_argument("--user", required=True, metavar="LOGIN", help="recorded as its creator")
-    add.add_argument("--provider", required=True, choices=("github", "gitlab"))
+    add.add_argument(
+        "--provider", required=True, choices=("github", "gitlab"), help="the CI provider"
+    )
     add.add_argument(
         "--repository",
         required=True,
@@ -357,13 +361,29 @@ def register_config(commands: Any) -> None:
         metavar="FILE",
         help="GitHub workflow file name, or GitLab CI config path",
     )
-    add.add_argument("--environment", metavar="NAME")
+    add.add_argument("--environment", metavar="NAME", help="the deployment environment")
     add.add_argument("--repository-owner-id", metavar="ID", help="GitHub: the owner's id")
     add.add_argument("--namespace-id", metavar="ID", help="GitLab: pin the namespace id now")
     add.add_argument("--issuer", metavar="URL", help="default: the provider's canonical issuer")
-    add.add_argument("--ref", action="append", default=[], metavar="PATTERN", dest="refs")
-    add.add_argument("--operation", action="append", default=[], metavar="OP", dest="operations")
-    add.add_argument("--token-ttl", metavar="DURATION")
+    add.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        dest="refs",
+        help="accepted ref pattern, as a policy's refs (repeatable)",
+    )
+    add.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="OP",
+        dest="operations",
+        help="granted operation (repeatable; default publish-update)",
+    )
+    add.add_argument(
+        "--token-ttl", metavar="DURATION", help="lifetime of the minted tokens (e.g. 15m)"
+    )
     add.set_defaults(handler=config_add)
     remove = actions.add_parser("remove", help="remove a config by id")
     remove.add_argument("id", type=int, help="the config's id, as 'config list' shows it")
