@@ -231,10 +231,10 @@ def test_bad_input_gets_crates_io_codes_and_writes_nothing(env: Env) -> None:
             "Unknown GitHub user or organization",
         ),
         (alice, github_config(repository_name="a/b"), 400, "repository_name"),
-        (alice, github_config(environment=5), 400, "environment"),
-        (alice, github_config(surprise=1), 400, "Unknown field"),
-        (alice, {"github_config": {}}, 400, "crate"),
-        (alice, {"gitlab_config": {}}, 400, "github_config"),
+        (alice, github_config(environment=5), 422, "environment"),
+        (alice, github_config(surprise=1), 422, "Unknown field"),
+        (alice, {"github_config": {}}, 422, "crate"),
+        (alice, {"gitlab_config": {}}, 422, "github_config"),
     ]
     for token, body, status, text in cases:
         response = env.post(GITHUB, token, body)

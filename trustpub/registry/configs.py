@@ -84,6 +84,11 @@ MISSING_SCOPE = "this token does not have the required permissions to perform th
 UNKNOWN_GITHUB_OWNER = "Unknown GitHub user or organization"
 
 
+def wrong_shape(detail: str) -> RegistryRefused:
+    """A JSON body of the wrong shape: 422, as crates.io (and every JSON endpoint here)."""
+    return RegistryRefused(detail, 422)
+
+
 def crate_not_found(name: str) -> RegistryRefused:
     return not_found(f"crate `{name}` does not exist")
 
@@ -440,11 +445,11 @@ class ConfigsAPI:
         key = f"{provider}_config"
         body = data.get(key)
         if set(data) != {key} or not isinstance(body, dict):
-            raise bad_request(f"Expected a JSON object with one key, `{key}`, holding the config")
+            raise wrong_shape(f"Expected a JSON object with one key, `{key}`, holding the config")
         fields, extra = _FIELDS[provider], _EXTRA[provider]
         unknown = sorted(set(body) - set(fields) - set(extra))
         if unknown:
-            raise bad_request(
+            raise wrong_shape(
                 f"Unknown field(s) in `{key}`: {', '.join(f'`{u}`' for u in unknown)} "
                 f"(expected: {', '.join(fields + extra)})"
             )
@@ -455,7 +460,7 @@ class ConfigsAPI:
             if name == "environment" and value is None:
                 continue
             if not isinstance(value, str):
-                raise bad_request(
+                raise wrong_shape(
                     f"`{key}.{name}`: " + ("missing" if name not in body else "expected a string")
                 )
             if not value or len(value) > 255:
@@ -466,12 +471,12 @@ class ConfigsAPI:
         crate = values["crate"]
         issuer = body.get("issuer", CANONICAL_ISSUERS[provider])
         if not isinstance(issuer, str):
-            raise bad_request(f"`{key}.issuer`: expected a string")
+            raise wrong_shape(f"`{key}.issuer`: expected a string")
         explicit: str | None = None
         if "repository_owner_id" in body:
             raw = body["repository_owner_id"]
             if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).isdigit():
-                raise bad_request(f"`{key}.repository_owner_id`: expected a numeric id")
+                raise wrong_shape(f"`{key}.repository_owner_id`: expected a numeric id")
             explicit = str(int(raw))
         extensions = {k: body[k] for k in EXTENSIONS if k in body}
         if provider == "github":
