@@ -433,6 +433,10 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
                 ("poll_interval", s.notifications.poll_interval),
             )
         },
+        **{
+            f"trusted_publishing_configs.{f.name}": getattr(s.owner_configs, f.name)
+            for f in dataclasses.fields(s.owner_configs)
+        },
     }
 
 
@@ -721,8 +725,13 @@ def documented_endpoints() -> list[tuple[str, str, str]]:
 
 
 def test_every_documented_endpoint_is_served(tmp_path: Path) -> None:
+    from trustpub.config import OwnerConfigSettings
+    from trustpub.registry.configs import ConfigsAPI, GitHubLookup
+
     registry = Registry(tmp_path, "http://localhost:8080")
-    routes = [*ROUTES, *registry.routes]
+    configs = OwnerConfigSettings()
+    api = ConfigsAPI(registry, DEFAULT_ISSUERS, configs, GitHubLookup(configs))
+    routes = [*ROUTES, *registry.routes, *api.routes]
     endpoints = documented_endpoints()
     assert ("README.md", "PATCH", "/api/v1/crates/mylib") in {
         (where.split(":")[0], method, path) for where, method, path in endpoints

@@ -105,6 +105,23 @@ class SecretScanningSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerConfigSettings:
+    """``[trusted_publishing_configs]``: owner-managed configs (trustpub.registry.configs).
+
+    ``github_api_url`` answers ``GET /users/{login}`` for configs of the canonical GitHub
+    issuer ("" turns lookups off: configs must then give ``repository_owner_id``);
+    ``github_api_urls`` maps a GitHub Enterprise issuer URL to its API URL.
+    ``github_api_token`` (optional) authenticates the lookups. ``pending_ttl``: seconds a
+    pending publisher waits for its crate to be created.
+    """
+
+    github_api_url: str = "https://api.github.com"
+    github_api_urls: tuple[tuple[str, str], ...] = ()
+    github_api_token: str | None = field(default=None, repr=False)
+    pending_ttl: int = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to start. Build with ``load_settings``."""
 
@@ -135,6 +152,7 @@ class Settings:
     forwarded_header: str = "x-forwarded-for"
     secret_scanning: SecretScanningSettings = field(default_factory=SecretScanningSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    owner_configs: OwnerConfigSettings = field(default_factory=OwnerConfigSettings)
 
     def issuer(self, url: str) -> Issuer | None:
         for issuer in self.issuers:
@@ -165,6 +183,7 @@ _TOP_KEYS = {
     "forwarded_header",
     "secret_scanning",
     "notifications",
+    "trusted_publishing_configs",
 }
 
 ENV_VARS = {
@@ -417,6 +436,10 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["notifications"] = parse_notifications(
             _expect(raw, "notifications", dict, source), source
         )
+    if "trusted_publishing_configs" in raw:
+        changes["owner_configs"] = _parse_owner_configs(
+            _expect(raw, "trusted_publishing_configs", dict, source), source
+        )
     return replace(s, **changes)
 
 
@@ -447,6 +470,40 @@ def _parse_secret_scanning(value: Mapping[str, Any], where: str) -> SecretScanni
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}.key_url: {exc.detail}") from None
     return result
+
+
+def _parse_owner_configs(value: Mapping[str, Any], source: str) -> OwnerConfigSettings:
+    where = f"{source}: trusted_publishing_configs"
+    known = {"github_api_url", "github_api_urls", "github_api_token", "pending_ttl"}
+    extra = sorted(set(value) - known)
+    if extra:
+        raise ConfigurationError(f"{where}: unknown key(s): {', '.join(extra)}")
+    changes: dict[str, Any] = {}
+
+    def api_url(key: str, url: object) -> str:
+        if not isinstance(url, str) or (
+            (url and urlsplit(url).scheme not in ("http", "https")) or url != url.strip()
+        ):
+            raise ConfigurationError(f'{where}: {key}: expected an http(s) URL or ""')
+        return url.rstrip("/")
+
+    if "github_api_url" in value:
+        changes["github_api_url"] = api_url("github_api_url", value["github_api_url"])
+    if "github_api_urls" in value:
+        table = value["github_api_urls"]
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{where}: github_api_urls: expected a table")
+        changes["github_api_urls"] = tuple(
+            (issuer, api_url(f"github_api_urls.{issuer}", url)) for issuer, url in table.items()
+        )
+    if "github_api_token" in value:
+        token = value["github_api_token"]
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError(f"{where}: github_api_token: expected a non-empty string")
+        changes["github_api_token"] = token
+    if "pending_ttl" in value:
+        changes["pending_ttl"] = parse_duration(value["pending_ttl"], f"{where}.pending_ttl")
+    return replace(OwnerConfigSettings(), **changes)
 
 
 def _parse_rate_limits(value: Mapping[str, Any], source: str) -> RateLimits:

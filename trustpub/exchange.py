@@ -6,7 +6,8 @@ This is the one place where the three steps meet; it knows nothing of HTTP.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from trustpub.errors import TrustpubError
 from trustpub.logs import audit
@@ -19,7 +20,20 @@ from trustpub.store import NamespacePins
 from trustpub.tokens import IssuedToken, TokenService
 
 
+class ExtraPolicies(Protocol):
+    """Policies beside the files: the registry's owner-managed configs
+    (``trustpub.registry.configs.OwnerConfigs``), matched as one set with them."""
+
+    async def combined(self, files: PolicySet) -> PolicySet: ...
+
+    async def record_pin(self, matched: Iterable[str], namespace_id: str) -> object: ...
+
+
 class Exchanger:
+    configs: ExtraPolicies | None = None
+    """Set by the host once the registry is open: the live set is then the union of the
+    policy files and the owner configs, one index, one matcher."""
+
     def __init__(
         self,
         verifier: Verifier,
@@ -54,7 +68,15 @@ class Exchanger:
                     "project_path"
                 )
                 await self._limiter.exchange_for(claims.issuer.url, repository or "")
-            grant = await match(self._policies(), claims, self._pins, max_ttl=self._max_ttl)
+            policies = self._policies()
+            if self.configs is not None:
+                policies = await self.configs.combined(policies)
+            grant = await match(policies, claims, self._pins, max_ttl=self._max_ttl)
+            if self.configs is not None and claims.issuer.provider == "gitlab":
+                # The namespace id the matcher pinned, shown on the configs that use it.
+                namespace_id = claims.optional_str("namespace_id")
+                if namespace_id is not None:
+                    await self.configs.record_pin(grant.policies, namespace_id)
             issued = await self._tokens.mint(grant, claims, leeway=self._leeway)
         except TrustpubError as exc:
             reason = type(exc).__name__

@@ -30,6 +30,7 @@ from trustpub.policies.live import policy_snapshot
 from trustpub.ratelimit import limiter_for
 from trustpub.registry import LocalAuthority
 from trustpub.registry import Registry as CargoRegistry
+from trustpub.registry.configs import ConfigsAPI, GitHubLookup, OwnerConfigs
 from trustpub.store import Store, open_store
 from trustpub.tokens import TokenService
 from trustpub.web import ErrorBoundary, exception_handlers, paths
@@ -74,18 +75,38 @@ def create_app(
             invitation_ttl=settings.registry_invitation_ttl,
         )
         routes += cargo_registry.routes
+        # Owner-managed configs (crates.io's API); the GitHub lookup gets its HTTP client
+        # in the lifespan.
+        github = GitHubLookup(settings.owner_configs)
+        configs_api = ConfigsAPI(cargo_registry, settings.issuers, settings.owner_configs, github)
+        routes += configs_api.routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         async with contextlib.AsyncExitStack() as stack:
-            services = await _build_services(settings, stack, http_client, store, metrics)
+            client = http_client
+            if client is None:
+                # Redirects are not followed: a key set must come from the issuer's own
+                # host, and a GitHub account from the configured API.
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(follow_redirects=False, trust_env=False)
+                )
+            services = await _build_services(settings, stack, client, store, metrics)
             # Readiness checks: the registry's own probe joins this list.
             readiness = health.default_checks(services)
+            owner_configs: OwnerConfigs | None = None
             if cargo_registry is not None:
                 # In-process: trustpub tokens are checked against our own store.
                 authority = LocalAuthority(services.tokens)
                 cargo_registry.rate_limiter = services.limiter
                 await stack.enter_async_context(cargo_registry.open(authority))
+                # Its own client: GitHub's API is not an issuer (tests replace the issuers'
+                # client, never this one).
+                github.client = await stack.enter_async_context(
+                    httpx.AsyncClient(follow_redirects=False, trust_env=False)
+                )
+                owner_configs = OwnerConfigs(cargo_registry.db, settings.issuers)
+                services.exchanger.configs = owner_configs
                 readiness.append(health.ReadinessCheck("registry", cargo_registry.writable))
             state: dict[str, object] = {"services": services, "readiness": readiness}
             if settings.secret_scanning.enabled:
@@ -107,6 +128,9 @@ def create_app(
                     )
                     outbox = OutboxWorker(cargo_registry.db, settings.notifications, webhook_client)
                     tasks.start_soon(outbox.run_forever)
+                if owner_configs is not None:
+                    # Build the union now rather than on the first exchange.
+                    tasks.start_soon(owner_configs.warm, services.policies.current)
                 _on_sighup(services.policies.reload)
                 for issuer in settings.issuers:
                     services.keys.ready(issuer)  # fetch the key sets in the background

@@ -95,6 +95,18 @@ def register(subparsers: Any) -> None:
         help="the server's maximum token lifetime, like --max-ttl of check (default: the "
         "configuration's)",
     )
+    configs = explain.add_mutually_exclusive_group()
+    configs.add_argument(
+        "--owner-configs",
+        action="store_true",
+        help="also match the owner-managed configs of the registry in the configuration's "
+        "data directory",
+    )
+    configs.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="also match the owner-managed configs of the registry in DIR/registry",
+    )
     explain.set_defaults(handler=run_explain)
 
 
@@ -146,6 +158,32 @@ def resolve(args: argparse.Namespace) -> tuple[tuple[Issuer, ...], str, int]:
     directory = args.directory if args.directory is not None else str(settings.policy_dir)
     max_ttl = args.max_ttl if args.max_ttl is not None else settings.max_token_ttl
     return issuers, directory, max_ttl
+
+
+def with_owner_configs(
+    args: argparse.Namespace, policies: PolicySet, issuers: Sequence[Issuer], out: Console
+) -> PolicySet:
+    """The file policies and the registry's configs, as the exchange matches them."""
+    from pathlib import Path
+
+    from trustpub.registry.configs import OwnerConfigs
+    from trustpub.registry.db import RegistryDB, StorageUnavailable
+
+    data_dir = Path(args.data_dir) if args.data_dir else load_settings(args.config).data_dir
+    path = data_dir / "registry" / "registry.db"
+    if not path.is_file():
+        # A registry not created yet has no configs; said, so a mistyped path shows.
+        out.warn(f"no registry database at {path}: no owner configs to match")
+        return policies
+    db = RegistryDB(path)
+    try:
+        db.open()
+        _, rows = db.live_configs()
+    except StorageUnavailable as exc:
+        raise usage_error(f"cannot read the owner configs: {exc.reason}") from None
+    finally:
+        db.close()
+    return OwnerConfigs(db, issuers).build(policies, rows)
 
 
 def parse_issuers(values: Sequence[str]) -> tuple[Issuer, ...]:
@@ -218,6 +256,8 @@ def _read_claims(args: argparse.Namespace, console: Console) -> Mapping[str, obj
 def run_explain(args: argparse.Namespace, out: Console) -> int:
     issuers, directory, max_ttl = resolve(args)
     policies = load_policies(directory, issuers)
+    if args.data_dir or args.owner_configs:
+        policies = with_owner_configs(args, policies, issuers, out)
     claims = _read_claims(args, out)
 
     out.out(UNVERIFIED_NOTE)

@@ -113,6 +113,7 @@ def register(subparsers: Any) -> None:
     )
     _json_flag(audit)
     audit.set_defaults(handler=audit_list)
+    register_config(commands)
 
     serve = add_command(commands, "serve", SERVE)
     serve.add_argument(
@@ -436,3 +437,215 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
     )
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
     return 0
+
+
+# -- owner-managed Trusted Publishing configs -------------------------------------------------
+
+CONFIG = """owner-managed Trusted Publishing configs (as the configs API manages them)
+
+List, add and remove the registry's Trusted Publishing configs: the ones crate owners
+create through /api/v1/trusted_publishing/{github,gitlab}_configs. A config for a
+crate that does not exist yet is a pending publisher: the first matching exchange
+may create the crate, owned by --user.
+"""
+
+CONFIG_ADD = """add a config (validated as policy files are)
+
+Add a config for --crate, recorded as created by --user (for a pending publisher,
+the new crate's owner). GitHub configs need --repository-owner-id: the CLI does not
+ask GitHub's API (the configs API does).
+"""
+
+
+def register_config(commands: Any) -> None:
+    config = add_command(commands, "config", CONFIG)
+    config.set_defaults(handler=help_handler(config))
+    actions = config.add_subparsers(metavar="ACTION")
+    listing = actions.add_parser("list", help="list configs (pending ones included)")
+    listing.add_argument("--crate", metavar="NAME", help="only the configs of this crate")
+    _json_flag(listing)
+    listing.set_defaults(handler=config_list)
+    add = add_command(actions, "add", CONFIG_ADD)
+    add.add_argument(
+        "--crate", required=True, metavar="NAME", help="the crate (it may not exist yet)"
+    )
+    add.add_argument("--user", required=True, metavar="LOGIN", help="recorded as its creator")
+    add.add_argument(
+        "--provider", required=True, choices=("github", "gitlab"), help="the CI provider"
+    )
+    add.add_argument(
+        "--repository",
+        required=True,
+        metavar="PATH",
+        help="GitHub owner/name, or GitLab namespace/project (subgroups allowed)",
+    )
+    add.add_argument(
+        "--workflow",
+        required=True,
+        metavar="FILE",
+        help="GitHub workflow file name, or GitLab CI config path",
+    )
+    add.add_argument("--environment", metavar="NAME", help="the deployment environment")
+    add.add_argument("--repository-owner-id", metavar="ID", help="GitHub: the owner's id")
+    add.add_argument("--namespace-id", metavar="ID", help="GitLab: pin the namespace id now")
+    add.add_argument("--issuer", metavar="URL", help="default: the provider's canonical issuer")
+    add.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        dest="refs",
+        help="accepted ref pattern, as a policy's refs (repeatable)",
+    )
+    add.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="OP",
+        dest="operations",
+        help="granted operation (repeatable; default publish-update)",
+    )
+    add.add_argument(
+        "--token-ttl", metavar="DURATION", help="lifetime of the minted tokens (e.g. 15m)"
+    )
+    add.set_defaults(handler=config_add)
+    remove = actions.add_parser("remove", help="remove a config by id")
+    remove.add_argument("id", type=int, help="the config's id, as 'config list' shows it")
+    remove.set_defaults(handler=config_remove)
+
+
+def config_list(args: argparse.Namespace, console: Console) -> int:
+    from trustpub.registry.configs import config_json
+
+    def action(db: RegistryDB) -> int:
+        _, rows = db.live_configs()
+        if args.crate:
+            from trustpub.registry.names import canonical_name
+
+            rows = [r for r in rows if canonical_name(r.crate_name) == canonical_name(args.crate)]
+        table = [
+            (
+                str(r.id),
+                r.provider,
+                r.crate_name,
+                f"{r.repository_owner}/{r.repository_name}",
+                r.workflow,
+                r.environment or "-",
+                r.owner_id or "-",
+                "pending" if r.pending else "active",
+            )
+            for r in rows
+        ]
+        console.table(
+            (
+                "ID",
+                "PROVIDER",
+                "CRATE",
+                "REPOSITORY",
+                "WORKFLOW",
+                "ENVIRONMENT",
+                "OWNER ID",
+                "STATE",
+            ),
+            table,
+            as_json=args.json,
+            records=[{"provider": r.provider, **config_json(r)} for r in rows],
+        )
+        return 0
+
+    return _with_db(args, action)
+
+
+def config_add(args: argparse.Namespace, console: Console) -> int:
+    from trustpub.config import load_settings
+    from trustpub.oidc.issuers import CANONICAL_ISSUERS
+    from trustpub.registry.configs import config_problems
+    from trustpub.registry.db.configs import NewConfig
+
+    settings = load_settings(args.config)
+    owner, _, name = args.repository.rpartition("/")
+    extensions: dict[str, object] = {}
+    if args.refs:
+        extensions["refs"] = args.refs
+    if args.operations:
+        extensions["operations"] = args.operations
+    if args.token_ttl:
+        extensions["token_ttl"] = args.token_ttl
+    owner_id = args.repository_owner_id if args.provider == "github" else args.namespace_id
+    new = NewConfig(
+        provider=args.provider,
+        crate_name=args.crate,
+        issuer=args.issuer or CANONICAL_ISSUERS[args.provider],
+        repository_owner=owner,
+        owner_id=owner_id,
+        repository_name=name,
+        workflow=args.workflow,
+        environment=args.environment,
+        extensions=extensions,
+    )
+    if args.provider == "github" and not owner_id:
+        raise usage_error("--repository-owner-id is required for a GitHub config")
+
+    def action(db: RegistryDB) -> int:
+        from trustpub.registry.db import configs as stored
+        from trustpub.registry.db import queries
+        from trustpub.registry.names import check_crate_name
+
+        user = next((u for u in db.users() if u.login.lower() == args.user.lower()), None)
+        if user is None:
+            raise refused(f"no registry user `{args.user}`")
+        crate = db.crate(args.crate)
+        if crate is None:
+            check_crate_name(args.crate)
+        problems = config_problems(
+            new if crate is None else _renamed_config(new, crate.name),
+            user.login if crate is None else None,
+            settings.issuers,
+        )
+        if problems:
+            raise refused("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+
+        def check(conn: queries.Connection) -> int | None:
+            found = queries.crate(conn, args.crate)
+            return found.id if found is not None else None
+
+        try:
+            row = db.create_config(
+                new if crate is None else _renamed_config(new, crate.name),
+                user.id,
+                check,
+                pending_ttl=settings.owner_configs.pending_ttl,
+            )
+        except stored.DuplicateConfig as exc:
+            raise refused(f"an identical config exists (id {exc.existing.id})") from None
+        except stored.PendingTaken:
+            raise refused(f"another user holds a pending config for `{args.crate}`") from None
+        # The audit trail has it, with no actor: the operator's command line.
+        state = "pending publisher" if row.pending else "config"
+        console.out(f"added {state} {row.id} for crate {row.crate_name}")
+        return 0
+
+    return _with_db(args, action)
+
+
+def _renamed_config(new: Any, crate_name: str) -> Any:
+    from dataclasses import replace
+
+    return replace(new, crate_name=crate_name)
+
+
+def config_remove(args: argparse.Namespace, console: Console) -> int:
+    def action(db: RegistryDB) -> int:
+        from trustpub.registry.db import queries
+        from trustpub.registry.db.configs import ConfigRow
+
+        def check(conn: queries.Connection, row: ConfigRow | None) -> None:
+            if row is None:
+                raise refused(f"no config with id {args.id}")
+
+        row = db.delete_config(args.id, check)
+        # The audit trail has it, with no actor: the operator's command line.
+        console.out(f"removed config {row.id} ({row.provider}) of crate {row.crate_name}")
+        return 0
+
+    return _with_db(args, action)

@@ -123,8 +123,8 @@ def parse_policy_file(
     policies: list[Policy] = []
     seen: set[str] = set()
     for position, table in enumerate(tables, start=1):
-        reader = _PolicyReader(file, f"#{position}", table, problems)
-        policy = reader.read(issuers)
+        policy, table_problems = read_policy_table(file, f"#{position}", table, issuers)
+        problems.extend(table_problems)
         if policy is None:
             continue
         if policy.name in seen:
@@ -135,6 +135,20 @@ def parse_policy_file(
         seen.add(policy.name)
         policies.append(policy)
     return policies, problems
+
+
+def read_policy_table(
+    file: str, label: str, table: Mapping[str, object], issuers: Sequence[Issuer]
+) -> tuple[Policy | None, list[PolicyProblem]]:
+    """Validate one policy given as a table (a ``[[policy]]`` table, or an owner config
+    converted by ``trustpub.registry.configs``): the policy, or None and every problem.
+
+    The one validation of every policy field, whatever the policy's source: owner
+    configs are checked by exactly the rules policy files are.
+    """
+    problems: list[PolicyProblem] = []
+    policy = _PolicyReader(file, label, table, problems).read(issuers)
+    return (None if problems else policy), problems
 
 
 def _kind(value: object) -> str:

@@ -192,6 +192,15 @@ class Registry:
 
         return guarded
 
+    def guarded(self, endpoint: Endpoint) -> Endpoint:
+        """``endpoint`` served like the registry's own (refused while it is closed,
+        refusals counted): for the host's further registry endpoints (configs)."""
+        return self._h(endpoint)
+
+    async def run_storage(self, call: Callable[[], T]) -> T:
+        """A blocking storage call in a worker thread, its errors worded as refusals."""
+        return await self._db(call)
+
     @contextlib.asynccontextmanager
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
         """Open the database and file store; ``authority`` validates trustpub tokens

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from trustpub.registry.db import events, queries, writes
+from trustpub.registry.db import configs, events, queries, writes
 from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.rows import (
     ApiToken,
@@ -373,6 +373,70 @@ class RegistryDB:
                 c, tx, user_id, crate_id, accept, authorize, self.now()
             )
         )
+
+    # -- owner-managed Trusted Publishing configs (db.configs) ---------------------------
+
+    def config_generation(self) -> int:
+        """A number that changes with every change to the configs."""
+        return self._engine.run(configs.generation)
+
+    def live_configs(self) -> tuple[int, list[configs.ConfigRow]]:
+        """The generation and every config in force, read together."""
+        now = self.now()
+        return self._engine.run(lambda c: (configs.generation(c), configs.live(c, now)))
+
+    def config_changes(self, since: int) -> tuple[int, dict[int, configs.ConfigRow | None] | None]:
+        """The configs changed after generation ``since`` (see ``configs.changes_since``)."""
+        now = self.now()
+        return self._engine.run(lambda c: configs.changes_since(c, since, now))
+
+    def configs_for(
+        self, provider: str | None, name: str, *, pending: bool = False
+    ) -> list[configs.ConfigRow]:
+        now = self.now()
+        return self._engine.run(
+            lambda c: configs.for_crate(c, provider, name, now, pending=pending)
+        )
+
+    def config(self, config_id: int) -> configs.ConfigRow | None:
+        return self._engine.run(lambda c: configs.by_id(c, config_id))
+
+    def create_config(
+        self,
+        new: configs.NewConfig,
+        user_id: int,
+        check: Callable[[queries.Connection], int | None],
+        *,
+        pending_ttl: int,
+        actor_login: str | None = None,
+    ) -> configs.ConfigRow:
+        return self._write(
+            lambda c, tx: configs.create(
+                c,
+                tx,
+                new,
+                user_id,
+                self.now(),
+                check=check,
+                pending_ttl=pending_ttl,
+                actor_login=actor_login,
+            )
+        )
+
+    def delete_config(
+        self,
+        config_id: int,
+        check: Callable[[queries.Connection, configs.ConfigRow | None], None],
+        actor_login: str | None = None,
+    ) -> configs.ConfigRow:
+        return self._write(
+            lambda c, tx: configs.delete(c, tx, config_id, check, self.now(), actor_login)
+        )
+
+    def pin_config_namespace(
+        self, config_ids: Sequence[int], namespace_id: str
+    ) -> list[configs.ConfigRow]:
+        return self._write(lambda c, tx: configs.pin_namespace(c, tx, config_ids, namespace_id))
 
     def _write(self, fn: Callable[[queries.Connection, writes.Transaction], T]) -> T:
         return self._engine.run(lambda c: fn(c, self._engine.transaction))

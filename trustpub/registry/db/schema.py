@@ -225,6 +225,51 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "owner-managed Trusted Publishing configs, pending publishers, their generation",
+        (
+            # One table for both providers. GitHub: repository_owner / repository_name /
+            # workflow filename, owner_id the account id resolved at creation. GitLab:
+            # namespace / project / CI config path, owner_id the namespace id, NULL until
+            # the first successful exchange pins it. crate_id is NULL while the config is
+            # a pending publisher (the crate does not exist yet; expires_at bounds it).
+            # AUTOINCREMENT: a deleted config's id is never given to another one.
+            """CREATE TABLE IF NOT EXISTS trustpub_configs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                provider TEXT NOT NULL,
+                crate_id INTEGER REFERENCES crates (id),
+                crate_name TEXT NOT NULL,
+                canonical TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                repository_owner TEXT NOT NULL,
+                owner_id TEXT,
+                repository_name TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                environment TEXT,
+                extensions TEXT NOT NULL DEFAULT '{}',
+                created_by INTEGER NOT NULL REFERENCES users (id),
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER
+            )""",
+            "CREATE INDEX IF NOT EXISTS trustpub_configs_canonical ON trustpub_configs (canonical)",
+            # Bumped by every change to trustpub_configs: a worker compares it with the
+            # one its live policy set was built from (one indexed read per exchange).
+            """CREATE TABLE IF NOT EXISTS trustpub_config_generation (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                generation INTEGER NOT NULL
+            )""",
+            "INSERT INTO trustpub_config_generation (id, generation) VALUES (1, 0)"
+            " ON CONFLICT DO NOTHING",
+            # Which configs each generation changed: a worker catches up by reading only
+            # those (its rebuild costs the changes, not the number of configs).
+            """CREATE TABLE IF NOT EXISTS trustpub_config_changes (
+                generation INTEGER NOT NULL,
+                config_id INTEGER NOT NULL,
+                PRIMARY KEY (generation, config_id)
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

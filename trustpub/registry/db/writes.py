@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from trustpub.registry.db import events, queries
+from trustpub.registry.db import configs, events, queries
 from trustpub.registry.db.errors import (
     AlreadyOwner,
     InvitationExpired,
@@ -303,6 +303,10 @@ def _create_crate(conn: Connection, new: NewVersion, now: int) -> int:
             " ON CONFLICT DO NOTHING",
             (crate_id, uid, now),
         )
+    # Pending publishers (trustpub.registry.configs): the registrant's become the new
+    # crate's configs, anyone else's are dropped (their creation is in the audit trail;
+    # the crate's own trustpub.publish event follows in this transaction).
+    configs.claim_pending(conn, crate_id, new.crate, owner_ids, now)
     return crate_id
 
 

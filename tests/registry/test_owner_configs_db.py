@@ -1,0 +1,151 @@
+"""Owner configs in the registry database: the live set across processes, pending
+publishers' expiry and claim, and the settings that drive them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trustpub.config import load_settings
+from trustpub.errors import ConfigurationError
+from trustpub.oidc.issuers import DEFAULT_ISSUERS
+from trustpub.policies import PolicySet
+from trustpub.registry.configs import OwnerConfigs, config_id
+from trustpub.registry.db import RegistryDB
+from trustpub.registry.db.configs import NewConfig
+from trustpub.registry.db.queries import Connection
+
+GITHUB = DEFAULT_ISSUERS[0].url
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def new_config(crate: str, workflow: str = "release.yml") -> NewConfig:
+    return NewConfig(
+        provider="github",
+        crate_name=crate,
+        issuer=GITHUB,
+        repository_owner="octo-org",
+        owner_id="131804563",
+        repository_name="octo-lib",
+        workflow=workflow,
+        environment=None,
+        extensions={},
+    )
+
+
+def pending(conn: Connection) -> int | None:
+    return None
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def dbs(tmp_path: Path, clock: Clock) -> tuple[RegistryDB, RegistryDB]:
+    first = RegistryDB(tmp_path / "registry.db", clock=clock)
+    second = RegistryDB(tmp_path / "registry.db", clock=clock)
+    first.open()
+    second.open()
+    first.add_user("alice")
+    return first, second
+
+
+@pytest.mark.anyio
+async def test_a_change_in_one_process_is_seen_by_the_next_exchange_of_another(
+    dbs: tuple[RegistryDB, RegistryDB],
+) -> None:
+    writer, reader = dbs
+    files = PolicySet(())
+    live = OwnerConfigs(reader, DEFAULT_ISSUERS)
+    assert len(await live.combined(files)) == 0
+    alice = writer.users()[0]
+    row = writer.create_config(new_config("fresh"), alice.id, pending, pending_ttl=3600)
+    current = await live.combined(files)
+    [policy] = current.candidates(GITHUB, "Octo-Org/Octo-Lib")
+    assert config_id(policy) == row.id
+    assert policy.owners == ("alice",)
+    assert {str(op) for op in policy.operations} == {"publish-new", "publish-update"}
+    # Unchanged: the same set, not rebuilt.
+    assert await live.combined(files) is current
+    writer.delete_config(row.id, lambda conn, found: None)
+    assert len(await live.combined(files)) == 0
+
+
+@pytest.mark.anyio
+async def test_a_pending_publisher_expires(
+    dbs: tuple[RegistryDB, RegistryDB], clock: Clock
+) -> None:
+    db, _ = dbs
+    alice = db.users()[0]
+    db.create_config(new_config("fresh"), alice.id, pending, pending_ttl=3600)
+    live = OwnerConfigs(db, DEFAULT_ISSUERS)
+    assert len(await live.combined(PolicySet(()))) == 1
+    clock.now += 3601
+    assert db.live_configs()[1] == []
+    assert db.configs_for(None, "fresh", pending=True) == []
+
+
+def test_the_settings(tmp_path: Path) -> None:
+    config = tmp_path / "trustpub.toml"
+    config.write_text(
+        "[trusted_publishing_configs]\n"
+        'github_api_url = "http://127.0.0.1:9/"\n'
+        'pending_ttl = "2d"\n'
+        'github_api_token = "t0ken"\n'
+        "[trusted_publishing_configs.github_api_urls]\n"
+        '"https://ghe.example.com/_services/token" = "https://ghe.example.com/api/v3"\n'
+    )
+    settings = load_settings(config, environ={}).owner_configs
+    assert settings.github_api_url == "http://127.0.0.1:9"
+    assert settings.pending_ttl == 2 * 86400
+    assert settings.github_api_urls == (
+        ("https://ghe.example.com/_services/token", "https://ghe.example.com/api/v3"),
+    )
+    assert "t0ken" not in repr(settings)
+    config.write_text('[trusted_publishing_configs]\ngithub_api_url = "ftp://x"\n')
+    with pytest.raises(ConfigurationError, match="github_api_url"):
+        load_settings(config, environ={})
+    config.write_text("[trusted_publishing_configs]\nsurprise = 1\n")
+    with pytest.raises(ConfigurationError, match="surprise"):
+        load_settings(config, environ={})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kept", [100_000, 1])
+async def test_catching_up_by_changes_gives_the_set_a_full_read_gives(
+    dbs: tuple[RegistryDB, RegistryDB], monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    from trustpub.registry.db import configs
+
+    # kept=1: the log no longer reaches back, and the reader reads everything instead.
+    monkeypatch.setattr(configs, "CHANGES_KEPT", kept)
+    writer, reader = dbs
+    alice = writer.users()[0]
+    files = PolicySet(())
+    live = OwnerConfigs(reader, DEFAULT_ISSUERS)
+    await live.combined(files)
+    made = [
+        writer.create_config(
+            new_config(f"crate{i}", f"w{i}.yml"), alice.id, pending, pending_ttl=60
+        )
+        for i in range(5)
+    ]
+    await live.combined(files)
+    writer.delete_config(made[1].id, lambda conn, found: None)
+    writer.delete_config(made[3].id, lambda conn, found: None)
+    writer.create_config(new_config("later"), alice.id, pending, pending_ttl=60)
+    caught_up = await live.combined(files)
+    _, rows = reader.live_configs()
+    full = OwnerConfigs(reader, DEFAULT_ISSUERS).build(files, rows)
+    assert sorted(p.id for p in caught_up) == sorted(p.id for p in full)
+    assert len(caught_up) == 4
