@@ -83,6 +83,8 @@ class Settings:
     policy_reload_interval: float = 2.0
     key_sets: KeySetSettings = field(default_factory=KeySetSettings)
     registry_enabled: bool = True
+    # [registry] database: a postgresql:// URL; None: the SQLite file under data_dir.
+    registry_database: str | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
     server: ServerSettings = field(default_factory=ServerSettings)
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
@@ -334,13 +336,15 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["key_sets"] = _parse_key_sets(_expect(raw, "key_sets", dict, source), source)
     if "registry" in raw:
         registry = _expect(raw, "registry", dict, source)
-        extra = sorted(set(registry) - {"enabled"})
+        extra = sorted(set(registry) - {"enabled", "database"})
         if extra:
             raise ConfigurationError(f"{source}: registry: unknown key(s): {', '.join(extra)}")
         if "enabled" in registry:
             if not isinstance(registry["enabled"], bool):
                 raise ConfigurationError(f"{source}: registry.enabled: expected true or false")
             changes["registry_enabled"] = registry["enabled"]
+        if "database" in registry:
+            changes["registry_database"] = _parse_database(registry["database"], source)
     if "rate_limits" in raw:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source
@@ -358,6 +362,16 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
             )
         changes["forwarded_header"] = header
     return replace(s, **changes)
+
+
+def _parse_database(value: object, source: str) -> str:
+    """``[registry] database``: a PostgreSQL URL (the SQLite default has no setting)."""
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"{source}: registry.database: expected postgresql://USER@HOST:PORT/DB "
+            "(leave it out for the SQLite file under data_dir)"
+        )
+    return value
 
 
 def _parse_rate_limits(value: Mapping[str, Any], source: str) -> RateLimits:

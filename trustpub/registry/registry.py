@@ -77,12 +77,14 @@ class Registry:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
         metrics: RegistryMetrics | None = None,
+        database: str | None = None,
     ) -> None:
+        # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
-        self.db = RegistryDB(self.directory / "registry.db", clock=clock)
+        self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
         self.files = CrateFiles(self.directory)
         self._authority: TokenAuthority | None = None
         self._open = False
@@ -149,7 +151,8 @@ class Registry:
         except StorageUnavailable as exc:
             self.db.close()
             raise ConfigurationError(
-                f"the registry cannot use its data directory {self.directory.absolute()}: "
+                f"the registry cannot use its data directory {self.directory.absolute()}"
+                f"{'' if self.db.location.startswith('/') else ' or ' + self.db.location}: "
                 f"{exc.reason}"
             ) from exc
 
@@ -452,13 +455,14 @@ def create_registry_app(
     credential: str | None = None,
     limits: Limits | None = None,
     http_client: httpx.AsyncClient | None = None,
+    database: str | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
     ``credential``; with neither, only registry API tokens are accepted."""
     if authority is None and trustpub_url is not None and not credential:
         raise ValueError("a trustpub URL needs an introspection credential")
-    registry = Registry(directory, public_url, limits=limits)
+    registry = Registry(directory, public_url, limits=limits, database=database)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
