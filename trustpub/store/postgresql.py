@@ -135,10 +135,17 @@ class PostgreSQLStore:
             raise self._unavailable(what, exc) from exc
 
     async def _create_schema(self, conn: Conn) -> None:
+        # DDL only when a table is missing, checked again under the lock: even
+        # CREATE INDEX IF NOT EXISTS locks its table against the writes of issues in
+        # flight on other replicas, and two of those would deadlock.
+        if not await _tables_missing(conn):
+            self._schema_ready = True
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            for statement in _SCHEMA:
-                await conn.execute(statement)
+            if await _tables_missing(conn):
+                for statement in _SCHEMA:
+                    await conn.execute(statement)
         self._schema_ready = True
 
     async def _purge(self, conn: Conn) -> None:
@@ -295,6 +302,20 @@ class PostgreSQLStore:
 
 class _Replay(Exception):
     """The jti is claimed: the transaction is rolled back and issue answers False."""
+
+
+_TABLES = ("trustpub_tokens", "trustpub_jtis", "trustpub_namespace_pins")
+
+
+async def _tables_missing(conn: Conn) -> bool:
+    row = await (
+        await conn.execute(
+            "SELECT count(*) FROM pg_catalog.pg_tables"
+            " WHERE schemaname = current_schema() AND tablename = ANY(%s)",
+            (list(_TABLES),),
+        )
+    ).fetchone()
+    return row is None or int(row[0]) < len(_TABLES)
 
 
 async def _configure(conn: Conn) -> None:
