@@ -275,3 +275,14 @@ def test_listening_on_all_interfaces_requires_an_explicit_public_url(listen: str
         environ={"TRUSTPUB_LISTEN": listen, "TRUSTPUB_PUBLIC_URL": "https://crates.example"}
     )
     assert settings.audience == "crates.example"
+
+
+def test_registry_database_takes_a_postgresql_url_only(tmp_path: Path) -> None:
+    assert load_settings(environ={}).registry_database is None
+    url = "postgresql://trustpub@db.internal:5432/trustpub"
+    config = write(tmp_path, f'[registry]\ndatabase = "{url}"\n')
+    assert load_settings(config, environ={}).registry_database == url
+    for bad in ('"sqlite:///x.db"', '"/var/lib/registry.db"', "1"):
+        config = write(tmp_path, f"[registry]\ndatabase = {bad}\n")
+        with pytest.raises(ConfigurationError, match=r"registry\.database: expected postgresql"):
+            load_settings(config, environ={})

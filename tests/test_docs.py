@@ -400,6 +400,7 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "key_sets.refresh_cooldown": s.key_sets.refresh_cooldown,
         "key_sets.max_stale": s.key_sets.max_stale,
         "registry.enabled": s.registry_enabled,
+        "registry.database": s.registry_database or (),  # none: the SQLite file
         **{
             f"rate_limits.{name}": limit.describe() if limit is not None else "off"
             for name, limit in (
