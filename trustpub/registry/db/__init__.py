@@ -8,7 +8,8 @@ The sparse index is rendered from it, so the index is exactly what the database 
 - ``schema``: ordered migrations and the version check
 - ``queries``: reads; ``writes``: changes, each in one transaction with its
   authorization inside
-- ``sqlite``: the engine (connections, transactions, guards)
+- ``sqlite``, ``postgresql``: the engines (connections, transactions, guards); the
+  default is a SQLite file, a ``postgresql://`` URL shares the data between replicas
 
 Nothing here imports the layers above it (the HTTP handlers, who-may-do-what, the
 request parser); nor does it word messages for users: ``trustpub.registry.changes``
