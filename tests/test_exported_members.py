@@ -81,6 +81,7 @@ FACES: dict[str, list[str]] = {
     ],
     "trustpub.store": [
         "NamespacePins",
+        "PostgreSQLStore",
         "RedisStore",
         "SQLiteStore",
         "Store",
