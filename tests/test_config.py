@@ -296,3 +296,14 @@ def test_a_private_registry_is_configured_in_the_registry_table(tmp_path: Path) 
     defaults = load_settings(environ={})
     assert (defaults.registry_auth_required, defaults.registry_login_url) == (False, None)
     assert defaults.registry_invitation_ttl == 30 * 86400
+
+
+def test_registry_database_takes_a_postgresql_url_only(tmp_path: Path) -> None:
+    assert load_settings(environ={}).registry_database is None
+    url = "postgresql://trustpub@db.internal:5432/trustpub"
+    config = write(tmp_path, f'[registry]\ndatabase = "{url}"\n')
+    assert load_settings(config, environ={}).registry_database == url
+    for bad in ('"sqlite:///x.db"', '"/var/lib/registry.db"', "1"):
+        config = write(tmp_path, f"[registry]\ndatabase = {bad}\n")
+        with pytest.raises(ConfigurationError, match=r"registry\.database: expected postgresql"):
+            load_settings(config, environ={})

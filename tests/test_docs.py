@@ -402,6 +402,7 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "registry.enabled": s.registry_enabled,
         "registry.auth_required": s.registry_auth_required,
         "registry.invitation_ttl": s.registry_invitation_ttl,
+        "registry.database": s.registry_database or (),  # none: the SQLite file
         **{
             f"rate_limits.{name}": limit.describe() if limit is not None else "off"
             for name, limit in (

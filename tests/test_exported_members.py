@@ -91,6 +91,7 @@ FACES: dict[str, list[str]] = {
     ],
     "trustpub.store": [
         "NamespacePins",
+        "PostgreSQLStore",
         "RedisStore",
         "SQLiteStore",
         "Store",

@@ -145,6 +145,8 @@ class Settings:
     registry_auth_required: bool = False
     registry_login_url: str | None = None
     registry_invitation_ttl: int = 30 * 24 * 3600
+    # [registry] database: a postgresql:// URL; None: the SQLite file under data_dir.
+    registry_database: str | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
     server: ServerSettings = field(default_factory=ServerSettings)
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
@@ -402,7 +404,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["key_sets"] = _parse_key_sets(_expect(raw, "key_sets", dict, source), source)
     if "registry" in raw:
         registry = _expect(raw, "registry", dict, source)
-        known = {"enabled", "auth_required", "login_url", "invitation_ttl"}
+        known = {"enabled", "auth_required", "login_url", "invitation_ttl", "database"}
         extra = sorted(set(registry) - known)
         if extra:
             raise ConfigurationError(f"{source}: registry: unknown key(s): {', '.join(extra)}")
@@ -412,6 +414,8 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
                     raise ConfigurationError(f"{source}: registry.{key}: expected true or false")
                 changes[f"registry_{key}"] = registry[key]
         changes.update(_parse_registry_access(registry, source))
+        if "database" in registry:
+            changes["registry_database"] = _parse_database(registry["database"], source)
     if "rate_limits" in raw:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source
@@ -504,6 +508,16 @@ def _parse_owner_configs(value: Mapping[str, Any], source: str) -> OwnerConfigSe
     if "pending_ttl" in value:
         changes["pending_ttl"] = parse_duration(value["pending_ttl"], f"{where}.pending_ttl")
     return replace(OwnerConfigSettings(), **changes)
+
+
+def _parse_database(value: object, source: str) -> str:
+    """``[registry] database``: a PostgreSQL URL (the SQLite default has no setting)."""
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"{source}: registry.database: expected postgresql://USER@HOST:PORT/DB "
+            "(leave it out for the SQLite file under data_dir)"
+        )
+    return value
 
 
 def _parse_rate_limits(value: Mapping[str, Any], source: str) -> RateLimits:

@@ -1,5 +1,9 @@
 """A registry on a temporary directory behind starlette's TestClient, with a fake
-trustpub authority whose tokens the test grants directly."""
+trustpub authority whose tokens the test grants directly.
+
+Every test that uses the registry runs twice: on the SQLite default and on
+PostgreSQL (tests/pg.py). A test about one engine's own behaviour asks for
+``sqlite_only`` (it then runs once)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from tests.pg import pg_database, pg_session_database  # noqa: F401 (fixtures)
 from tests.registry.helpers import body_for
 from trustpub.grants import Operation, Provenance
 from trustpub.registry import Limits, Registry, TrustedToken, create_registry_app
@@ -143,10 +148,40 @@ def limits() -> Limits:
     return Limits()
 
 
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The registry database engine this test runs on."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def env(tmp_path: Path, limits: Limits) -> Iterator[RegistryEnv]:
+def sqlite_only(engine: str) -> None:
+    """The test is about the SQLite engine (its file, its guards): skipped on the other,
+    where a test of its own covers the same ground."""
+    if engine != "sqlite":
+        pytest.skip("about the SQLite engine")
+
+
+@pytest.fixture
+def database(engine: str, request: pytest.FixtureRequest) -> str | None:
+    """The ``[registry] database`` setting: None (the SQLite file) or a PostgreSQL URL
+    whose tables are empty."""
+    if engine == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
+@pytest.fixture
+def env(tmp_path: Path, limits: Limits, database: str | None) -> Iterator[RegistryEnv]:
     authority = FakeAuthority()
-    app = create_registry_app(tmp_path, PUBLIC_URL, authority=authority, limits=limits)
+    app = create_registry_app(
+        tmp_path, PUBLIC_URL, authority=authority, limits=limits, database=database
+    )
     with TestClient(app) as client:
         registry: Registry = app.state.registry
         yield RegistryEnv(client, registry, authority, tmp_path)

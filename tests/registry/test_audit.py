@@ -4,7 +4,6 @@ it (owners, with an API token), and that it cannot be changed."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from trustpub.registry import Registry, create_registry_app
 from trustpub.registry.auth import user_token_hash
 from trustpub.registry.db import RegistryDB
 from trustpub.registry.db import events as kinds
+from trustpub.registry.db.queries import Connection
 
 UPDATE = Operation.PUBLISH_UPDATE
 
@@ -214,21 +214,32 @@ def test_the_trail_refuses_update_and_delete(env: RegistryEnv) -> None:
         json={"crate": {"trustpub_only": True}},
         headers={"Authorization": alice},
     )
-    with sqlite3.connect(env.directory / "registry.db") as conn:
-        (before,) = conn.execute("SELECT COUNT(*) FROM audit_events").fetchone()
-        assert before == 2  # alice's token, and trustpub_only
-        for statement in (
-            "UPDATE audit_events SET actor_login = 'mallory'",
-            "DELETE FROM audit_events",
-        ):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                conn.execute(statement)
-        (count,) = conn.execute("SELECT COUNT(*) FROM audit_events").fetchone()
-        assert conn.execute("SELECT DISTINCT actor_login FROM audit_events").fetchall() == [
-            (None,),
-            ("alice",),
-        ]
-    assert count == before
+    db = env.registry.db
+
+    def count() -> int:
+        return int(db.call(lambda c: c.execute("SELECT COUNT(*) FROM audit_events").fetchone()[0]))
+
+    before = count()
+    assert before == 2  # alice's token, and trustpub_only
+    for statement in (
+        "UPDATE audit_events SET actor_login = 'mallory'",
+        "DELETE FROM audit_events",
+    ):
+        # Refused by the database itself (SQLite's triggers, PostgreSQL's trigger
+        # function), on either engine.
+        def change(c: Connection, statement: str = statement) -> None:
+            c.execute(statement)
+
+        with pytest.raises(Exception, match="append-only"):
+            db.call(change)
+    assert count() == before
+    actors = db.call(
+        lambda c: sorted(
+            (r[0] or "")
+            for r in c.execute("SELECT DISTINCT actor_login FROM audit_events").fetchall()
+        )
+    )
+    assert actors == ["", "alice"]
 
 
 def test_an_unknown_kind_is_refused(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from trustpub.store import RedisStore, SQLiteStore, Store
+from tests.pg import pg_database, pg_session_database  # noqa: F401 (fixtures)
+from trustpub.store import PostgreSQLStore, RedisStore, SQLiteStore, Store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # The shared test server runs without persistence: the stores under test opt in.
@@ -56,7 +57,7 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await store.aclose()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str
 ) -> AsyncIterator[StoreFactory]:
@@ -67,6 +68,8 @@ async def store_factory(
         store: Store
         if request.param == "redis":
             store = RedisStore.from_url(STORE_URL, prefix=redis_prefix)
+        elif request.param == "postgresql":
+            store = PostgreSQLStore(request.getfixturevalue("pg_database"))
         else:
             store = SQLiteStore(tmp_path / "store" / "trustpub.db")
         opened.append(store)

@@ -82,7 +82,7 @@ def test_unusable_url_is_a_configuration_error(url: str, message: str) -> None:
 
 def test_refusal_does_not_repeat_credentials() -> None:
     with pytest.raises(ConfigurationError) as info:
-        open_store("postgres://admin:hunter2@db.internal/trustpub")
+        open_store("mysql://admin:hunter2@db.internal/trustpub")
     assert "hunter2" not in info.value.detail
 
 

@@ -73,6 +73,7 @@ def create_app(
             auth_required=settings.registry_auth_required,
             login_url=settings.registry_login_url,
             invitation_ttl=settings.registry_invitation_ttl,
+            database=settings.registry_database,
         )
         routes += cargo_registry.routes
         # Owner-managed configs (crates.io's API); the GitHub lookup gets its HTTP client

@@ -163,12 +163,23 @@ def _directory(args: argparse.Namespace) -> Path:
     return load_settings(args.config).data_dir / "registry"
 
 
+def _database(args: argparse.Namespace) -> str | Path:
+    """The configured ``[registry] database`` URL, else the SQLite file of the data
+    directory (``--data-dir`` always names a SQLite file)."""
+    if args.data_dir:
+        return Path(args.data_dir) / "registry" / "registry.db"
+    from trustpub.config import load_settings
+
+    settings = load_settings(args.config)
+    return settings.registry_database or settings.data_dir / "registry" / "registry.db"
+
+
 def _with_db(args: argparse.Namespace, action: Callable[[RegistryDB], int]) -> int:
     """Run ``action`` on the open registry database; its refusals exit 1, a database
     that cannot be used exits 3."""
     from trustpub.registry.db import RegistryDB, StorageUnavailable
 
-    db = RegistryDB(_directory(args) / "registry.db")
+    db = RegistryDB(_database(args))
     try:
         db.open()
     except StorageUnavailable as exc:

@@ -112,7 +112,9 @@ class Registry:
         auth_required: bool = False,
         login_url: str | None = None,
         invitation_ttl: int = INVITATION_TTL,
+        database: str | None = None,
     ) -> None:
+        # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
         if login_url is not None and not _header_safe_url(login_url):
             # It is written into a quoted header value: nothing may end the quotes.
@@ -126,7 +128,7 @@ class Registry:
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
-        self.db = RegistryDB(self.directory / "registry.db", clock=clock)
+        self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
         self.files = CrateFiles(self.directory)
         self._authority: TokenAuthority | None = None
         self._open = False
@@ -228,7 +230,8 @@ class Registry:
         except StorageUnavailable as exc:
             self.db.close()
             raise ConfigurationError(
-                f"the registry cannot use its data directory {self.directory.absolute()}: "
+                f"the registry cannot use its data directory {self.directory.absolute()}"
+                f"{'' if self.db.location.startswith('/') else ' or ' + self.db.location}: "
                 f"{exc.reason}"
             ) from exc
 
@@ -678,6 +681,7 @@ def create_registry_app(
     auth_required: bool = False,
     login_url: str | None = None,
     invitation_ttl: int = INVITATION_TTL,
+    database: str | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -693,6 +697,7 @@ def create_registry_app(
         auth_required=auth_required,
         login_url=login_url,
         invitation_ttl=invitation_ttl,
+        database=database,
     )
 
     @contextlib.asynccontextmanager

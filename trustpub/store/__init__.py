@@ -3,6 +3,7 @@
 ``open_store(url)`` picks the backend from the configured URL:
 
     redis://[user:password@]host:port/db?prefix=trustpub:   RedisStore (also rediss://)
+    postgresql://user@host:port/db   PostgreSQLStore (also postgres://; libpq's URL)
     sqlite:///relative/path.db    SQLiteStore, path relative to the working directory
     sqlite:////absolute/path.db   SQLiteStore, absolute path (four slashes)
     /plain/path.db or path.db     SQLiteStore
@@ -13,12 +14,15 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from trustpub.errors import ConfigurationError, StoreUnavailable
+from trustpub.postgres import is_postgresql_url
 from trustpub.store.base import NamespacePins, Store, StoreNotDurable
+from trustpub.store.postgresql import PostgreSQLStore
 from trustpub.store.redis import DEFAULT_PREFIX, RedisStore
 from trustpub.store.sqlite import SQLiteStore
 
 __all__ = [
     "NamespacePins",
+    "PostgreSQLStore",
     "RedisStore",
     "SQLiteStore",
     "Store",
@@ -41,6 +45,8 @@ def open_store(url: str) -> Store:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in ("redis", "rediss"):
         return _open_redis(url)
+    if is_postgresql_url(url):
+        return PostgreSQLStore(url)
     if scheme == "sqlite":
         if not url.startswith(_SQLITE_SCHEME) or len(url) == len(_SQLITE_SCHEME):
             raise ConfigurationError(
@@ -54,7 +60,7 @@ def open_store(url: str) -> Store:
     if scheme:
         raise ConfigurationError(
             f"store: unsupported store URL scheme {scheme!r} "
-            "(expected redis://, rediss://, sqlite:/// or a file path)"
+            "(expected redis://, rediss://, postgresql://, sqlite:/// or a file path)"
         )
     return _open_sqlite(url)
 

@@ -10,7 +10,8 @@ The sparse index is rendered from it, so the index is exactly what the database 
   authorization inside
 - ``events``: the append-only audit trail, webhook subscriptions and the notification
   outbox (``record_event``, called inside each change's transaction)
-- ``sqlite``: the engine (connections, transactions, guards)
+- ``sqlite``, ``postgresql``: the engines (connections, transactions, guards); the
+  default is a SQLite file, a ``postgresql://`` URL shares the data between replicas
 
 Nothing here imports the layers above it (the HTTP handlers, who-may-do-what, the
 request parser); nor does it word messages for users: ``trustpub.registry.changes``

@@ -3,10 +3,10 @@ versions, owners), the one typed face of this package.
 
 Each method is one read or one transaction (``queries``, ``writes``) run by an
 ``Engine``: connections, transactions, guards, and failures raised as
-``StorageUnavailable``. ``sqlite.SQLiteEngine`` is the one engine today; another (say
-PostgreSQL) implements the same protocol, keeps its migrations beside
-``schema.SQLITE_MIGRATIONS``, and serves the same queries and writes. Blocking: call it
-from a worker thread in async code.
+``StorageUnavailable``: ``sqlite.SQLiteEngine`` for a file (the default), or
+``postgresql.PostgreSQLEngine`` for a ``postgresql://`` URL (replicas on several
+hosts). Both run the same migrations, queries and writes. Blocking: call it from a
+worker thread in async code.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from trustpub.postgres import is_postgresql_url
 from trustpub.registry.db import configs, events, queries, writes
 from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
+from trustpub.registry.db.postgresql import PostgreSQLEngine
 from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
@@ -65,14 +67,30 @@ class RegistryDB:
 
     def __init__(
         self,
-        path: str | Path,
+        location: str | Path,
         *,
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path).absolute()
-        self._engine: Engine = SQLiteEngine(self.path, busy_timeout=busy_timeout)
+        """``location``: a SQLite file path, or a ``postgresql://`` URL."""
+        self._engine: Engine
+        self._path: Path | None = None
+        if isinstance(location, str) and is_postgresql_url(location):
+            engine = PostgreSQLEngine(location, lock_timeout=busy_timeout)
+            self.location = engine.location
+            self._engine = engine
+        else:
+            self._path = Path(location).absolute()
+            self.location = str(self._path)
+            self._engine = SQLiteEngine(self._path, busy_timeout=busy_timeout)
         self._clock = clock
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (``ValueError`` on PostgreSQL)."""
+        if self._path is None:
+            raise ValueError(f"{self.location} is not a file")
+        return self._path
 
     # -- lifecycle -----------------------------------------------------------------------
 

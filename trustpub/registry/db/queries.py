@@ -1,8 +1,11 @@
 """Reads: plain functions of a connection, each returning stored values (``rows``).
 
-The SQL is written to run on SQLite and PostgreSQL alike where the dialects agree
-(``?`` placeholders, which a PostgreSQL engine translates to its own; ``RETURNING``;
-``ON CONFLICT``); the exceptions are marked where they occur.
+The SQL runs on SQLite and PostgreSQL alike (``?`` placeholders, which the
+PostgreSQL engine numbers; ``RETURNING``; ``ON CONFLICT``). Names compare up to ASCII
+case as ``lower(col) = lower(?)``, with non-ASCII input refused before the query:
+SQLite's ``lower`` folds ASCII only, PostgreSQL's folds more (the Kelvin sign to
+``k``), and on ASCII input both agree. ``LIKE`` compares lower-cased operands (SQLite
+folds ASCII case in ``LIKE``, PostgreSQL does not).
 """
 
 from __future__ import annotations
@@ -42,15 +45,19 @@ class Connection(Protocol):
 
 
 def user_by_login(conn: Connection, login: str) -> User | None:
-    # SQLite: the login column compares with COLLATE NOCASE (ASCII case folding).
+    if not login.isascii():  # logins are ASCII; see the module docstring
+        return None
     row = conn.execute(
-        "SELECT id, login, created_at, email FROM users WHERE login = ?", (login,)
+        "SELECT id, login, created_at, email FROM users WHERE lower(login) = lower(?)",
+        (login,),
     ).fetchone()
     return rows.user(row) if row is not None else None
 
 
 def users(conn: Connection) -> list[User]:
-    found = conn.execute("SELECT id, login, created_at, email FROM users ORDER BY login").fetchall()
+    found = conn.execute(
+        "SELECT id, login, created_at, email FROM users ORDER BY lower(login), login"
+    ).fetchall()
     return [rows.user(r) for r in found]
 
 
@@ -58,7 +65,9 @@ def tokens(conn: Connection, login: str | None) -> list[ApiToken]:
     query = "SELECT t.*, u.login FROM api_tokens t JOIN users u ON u.id = t.user_id"
     params: tuple[Any, ...] = ()
     if login is not None:
-        query += " WHERE u.login = ?"
+        if not login.isascii():
+            return []
+        query += " WHERE lower(u.login) = lower(?)"
         params = (login,)
     return [rows.api_token(r) for r in conn.execute(query + " ORDER BY t.id", params).fetchall()]
 
@@ -85,15 +94,21 @@ def crate_by_id(conn: Connection, crate_id: int) -> CrateRow:
 
 def crate_by_index_name(conn: Connection, lower_name: str) -> CrateRow | None:
     """The crate whose index file is ``lower_name``: its name up to case only."""
-    # SQLite: the name column compares with COLLATE NOCASE.
-    row = conn.execute("SELECT * FROM crates WHERE name = ?", (lower_name,)).fetchone()
+    if not lower_name.isascii():  # crate names are ASCII
+        return None
+    # Through the canonical name's index; the name itself differs only in case.
+    row = conn.execute(
+        "SELECT * FROM crates WHERE canonical = ? AND lower(name) = lower(?)",
+        (canonical_name(lower_name), lower_name),
+    ).fetchone()
     return rows.crate(row) if row is not None else None
 
 
 def owner_users(conn: Connection, crate_id: int) -> list[User]:
     found = conn.execute(
-        "SELECT u.id, u.login, u.created_at, u.email FROM owners o JOIN users u ON u.id = o.user_id"
-        " WHERE o.crate_id = ? ORDER BY u.login",
+        "SELECT u.id, u.login, u.created_at, u.email FROM owners o"
+        " JOIN users u ON u.id = o.user_id"
+        " WHERE o.crate_id = ? ORDER BY lower(u.login), u.login",
         (crate_id,),
     ).fetchall()
     return [rows.user(r) for r in found]
@@ -115,11 +130,16 @@ def state_of(conn: Connection, found: CrateRow) -> CrateState:
 
 def search(conn: Connection, query: str, limit: int, offset: int) -> tuple[list[CrateRow], int]:
     pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    # SQLite: LIKE folds ASCII case (PostgreSQL needs ILIKE).
-    where = "WHERE name LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\'"
+    # Both sides lowered by the database: not a name comparison, so each engine's own
+    # folding is fine here.
+    where = (
+        "WHERE lower(name) LIKE lower(?) ESCAPE '\\'"
+        " OR lower(description) LIKE lower(?) ESCAPE '\\'"
+    )
     (total,) = conn.execute(f"SELECT COUNT(*) FROM crates {where}", (pattern, pattern)).fetchone()  # noqa: S608
     found = conn.execute(
-        f"SELECT * FROM crates {where} ORDER BY name = ? DESC, name LIMIT ? OFFSET ?",  # noqa: S608
+        f"SELECT * FROM crates {where}"  # noqa: S608
+        " ORDER BY lower(name) = lower(?) DESC, lower(name) LIMIT ? OFFSET ?",
         (pattern, pattern, query, limit, offset),
     ).fetchall()
     return [rows.crate(r) for r in found], int(total)

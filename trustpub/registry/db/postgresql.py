@@ -1,0 +1,277 @@
+"""The PostgreSQL engine: the registry's data shared by any number of trustpub replicas.
+
+Through psycopg 3 and its connection pool (``psycopg_pool``): the registry's database
+calls are blocking and run in worker threads, so the synchronous API fits; the pool
+hands each call its own connection, so reads run in parallel.
+
+The queries and writes are the SQLite engine's, unchanged. To make that possible:
+
+- placeholders: the SQL is written with ``?``; ``translate`` turns each one outside
+  string literals and quoted identifiers into ``$1``, ``$2``, ... and the statement is
+  sent through psycopg's ``RawCursor`` (server-side parameters), so a ``%`` in the
+  SQL is only a ``%``;
+- rows read by name and by position, as ``sqlite3.Row`` does (``Row``);
+- transactions serialise writers as SQLite's ``BEGIN IMMEDIATE`` does: each write
+  transaction first takes one transaction-level advisory lock, so a check inside it
+  sees the state it changes, on every replica (the writes were written for that
+  rule; publishes are rare and short, and the benchmark in bench/ measures the cost).
+  Reads take no lock: each statement sees the latest committed data;
+- migrations: the same ordered list, run by ``schema.migrate`` under the same lock
+  (several replicas starting at once migrate once); a migration's statements are
+  ``schema.postgresql_statements`` (its variant, or its portable SQL translated);
+  the version is kept in the table ``trustpub_schema``.
+
+Every psycopg failure becomes ``StorageUnavailable``, naming the server but never
+the password (``location``). A lost connection is dropped by the pool, so the next
+call starts on a fresh one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import RowMaker
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from trustpub.postgres import safe_location
+from trustpub.registry.db.errors import StorageFull, StorageUnavailable
+from trustpub.registry.db.queries import Connection, Cursor
+from trustpub.registry.db.schema import (
+    SQLITE_MIGRATIONS,
+    Migration,
+    SchemaTooNew,
+    migrate,
+    postgresql_statements,
+)
+
+log = logging.getLogger("trustpub.registry")
+
+T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 8
+# Any number, the same for every trustpub: the one lock every write transaction takes.
+WRITER_LOCK = 0x7472757374707562  # "trustpub"
+VERSION_TABLE = "trustpub_schema"
+
+# String literals and quoted identifiers, kept as they are; ``?`` elsewhere.
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?")
+
+
+@functools.lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """``sql`` with its ``?`` placeholders numbered as PostgreSQL's ``$n``."""
+    count = 0
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal count
+        if match.group(0) != "?":
+            return match.group(0)
+        count += 1
+        return f"${count}"
+
+    return _TOKENS.sub(number, sql)
+
+
+class Row(tuple[Any, ...]):
+    """A row read by position or by column name, as ``sqlite3.Row`` is."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> Row:
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(self._names[key])
+        return super().__getitem__(key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> RowMaker[Row]:
+    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+    return lambda values: Row(values, names)
+
+
+class _Connection:
+    """A pooled connection speaking the queries' dialect (``queries.Connection``)."""
+
+    def __init__(self, conn: psycopg.Connection[Row]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        cursor = psycopg.RawCursor(self.raw, row_factory=_row_factory)
+        cursor.execute(translate(sql), tuple(parameters))
+        return cursor
+
+
+class PostgreSQLEngine:
+    """Connections (a pool), transactions and failure handling for one PostgreSQL
+    database. ``url`` is a libpq URL (``postgresql://USER@HOST:PORT/DB``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lock_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        migrations: tuple[Migration, ...] = SQLITE_MIGRATIONS,
+    ) -> None:
+        self.url = url
+        self.location = safe_location(url)
+        self._lock_timeout = lock_timeout
+        self._connect_timeout = connect_timeout
+        self._pool_size = pool_size
+        self._migrations = migrations
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pool_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Migrate the database (created by its operator) and check it can be written."""
+        self.run(self._migrate)
+        self.check_writable()
+
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def run(self, fn: Callable[[_Connection], T]) -> T:
+        """Run ``fn`` with a pooled connection; failures raise ``StorageUnavailable``."""
+        try:
+            with self._get_pool().connection(timeout=self._connect_timeout) as raw:
+                return fn(_Connection(raw))
+        except StorageUnavailable:
+            raise
+        except PoolTimeout as exc:
+            raise self._failure(f"no connection within {self._connect_timeout:g} s", exc) from exc
+        except psycopg.Error as exc:
+            raise self._failure(_describe(exc), exc) from exc
+
+    def check_writable(self) -> None:
+        """Raise ``StorageUnavailable`` unless the writer lock can be taken and a write
+        made now (a read-only standby refuses the lock's transaction)."""
+
+        def check(conn: _Connection) -> None:
+            with self.transaction(conn):
+                conn.execute("SELECT 1 FROM users LIMIT 1").fetchall()
+
+        self.run(check)
+
+    @contextmanager
+    def transaction(self, conn: Connection) -> Iterator[None]:
+        """A write transaction holding the writer lock from its start (released by
+        COMMIT or ROLLBACK, or by the server when the connection is lost)."""
+        raw = _raw(conn)
+        with raw.transaction():
+            # A read-only transaction (a standby) cannot write: refuse up front.
+            raw.execute("SET TRANSACTION READ WRITE")
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            yield
+
+    # -- schema version (VersionKeeper) -------------------------------------------------
+
+    def read_version(self, conn: Connection) -> int:
+        raw = _raw(conn)
+        # A catalog query, not to_regclass(): its cache may not yet show a table that
+        # another replica's migration just committed (the advisory lock we waited on
+        # does not refresh it), and the migration would then run twice.
+        found = raw.execute(
+            "SELECT 1 FROM pg_catalog.pg_tables"
+            " WHERE schemaname = current_schema() AND tablename = %s",
+            (VERSION_TABLE,),
+        ).fetchone()
+        if found is None:
+            return 0
+        row = raw.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()  # noqa: S608
+        return int(row[0]) if row is not None else 0
+
+    def write_version(self, conn: Connection, version: int) -> None:
+        raw = _raw(conn)
+        raw.execute(
+            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
+            " only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),"
+            " version BIGINT NOT NULL)"
+        )
+        raw.execute(
+            f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)"  # noqa: S608
+            " ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version",
+            (int(version),),
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _migrate(self, conn: _Connection) -> None:
+        found = self.read_version(conn)
+        if found > len(self._migrations):
+            raise SchemaTooNew(found, len(self._migrations))
+        pg = tuple(
+            Migration(m.version, m.summary, postgresql_statements(m)) for m in self._migrations
+        )
+        migrate(conn, pg, self, _execute)
+
+    def _get_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    kwargs={
+                        "autocommit": True,
+                        "connect_timeout": max(1, round(self._connect_timeout)),
+                    },
+                    configure=self._configure,
+                    check=ConnectionPool.check_connection,
+                    timeout=self._connect_timeout,
+                    name="trustpub-registry",
+                    open=False,
+                )
+                # Connections are made in the background; a server that is down shows
+                # as a timeout in the call that needs one, not here.
+                self._pool.open(wait=False)
+            return self._pool
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        # A writer waits this long for the writer lock, as SQLite's busy_timeout does.
+        conn.execute(f"SET lock_timeout = {int(self._lock_timeout * 1000)}")
+        # An acknowledged publish must survive a crash of the server: never let a
+        # server-wide `synchronous_commit = off` apply to our commits.
+        conn.execute("SET synchronous_commit = on")
+
+    def _failure(self, reason: str, exc: BaseException | None = None) -> StorageUnavailable:
+        detail = f"registry database {self.location}: {reason}"
+        log.warning(detail)
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return StorageFull(detail)
+        return StorageUnavailable(detail)
+
+
+def _raw(conn: Connection) -> psycopg.Connection[Any]:
+    if not isinstance(conn, _Connection):
+        raise TypeError("a PostgreSQL engine's transaction needs one of its connections")
+    return conn.raw
+
+
+def _execute(conn: _Connection, statement: str) -> None:
+    conn.raw.execute(statement)
+
+
+def _describe(exc: psycopg.Error) -> str:
+    """The server's message, first line only (a DETAIL may quote row values)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
