@@ -20,6 +20,7 @@ from trustpub import durations
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.ratelimit import RateLimits, parse_limit
+from trustpub.registry.storage.settings import StorageSettings, parse_storage
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -83,6 +84,8 @@ class Settings:
     policy_reload_interval: float = 2.0
     key_sets: KeySetSettings = field(default_factory=KeySetSettings)
     registry_enabled: bool = True
+    # [registry] storage, downloads and [registry.s3]: where the .crate files live.
+    registry_storage: StorageSettings = field(default_factory=StorageSettings)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     server: ServerSettings = field(default_factory=ServerSettings)
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
@@ -334,13 +337,14 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["key_sets"] = _parse_key_sets(_expect(raw, "key_sets", dict, source), source)
     if "registry" in raw:
         registry = _expect(raw, "registry", dict, source)
-        extra = sorted(set(registry) - {"enabled"})
+        extra = sorted(set(registry) - {"enabled", "storage", "downloads", "s3"})
         if extra:
             raise ConfigurationError(f"{source}: registry: unknown key(s): {', '.join(extra)}")
         if "enabled" in registry:
             if not isinstance(registry["enabled"], bool):
                 raise ConfigurationError(f"{source}: registry.enabled: expected true or false")
             changes["registry_enabled"] = registry["enabled"]
+        changes["registry_storage"] = parse_storage(registry, source)
     if "rate_limits" in raw:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source

@@ -15,10 +15,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.registry.helpers import body_for
+from tests.registry.s3server import S3Server, run_moto_server
 from trustpub.grants import Operation, Provenance
 from trustpub.registry import Limits, Registry, TrustedToken, create_registry_app
 from trustpub.registry.actors import SCOPES
 from trustpub.registry.auth import generate_user_token, user_token_hash
+from trustpub.registry.storage import StorageSettings
 from trustpub.tokens.format import generate_token
 from trustpub.tokens.record import TokenRecord
 
@@ -107,10 +109,18 @@ class RegistryEnv:
         return [json.loads(line) for line in response.text.splitlines()]
 
     def crate_files(self) -> list[str]:
-        return sorted(p.name for p in (self.directory / "crates").rglob("*.crate"))
+        """The .crate files in the store (directory or bucket), by file name."""
+        return sorted(key.rsplit("/", 1)[-1] for key in self.registry.files.list_keys())
+
+    def crate_bytes(self, name: str, vers: str) -> bytes:
+        stored = self.registry.files.get(name, vers)
+        assert stored is not None
+        return b"".join(stored.chunks)
 
     def staged_files(self) -> list[Path]:
-        return list((self.directory / "tmp").iterdir())
+        """Uploads staged on disk (the S3 backend stages none: an empty list)."""
+        tmp = self.directory / "tmp"
+        return list(tmp.iterdir()) if tmp.exists() else []
 
 
 def detail(response: httpx.Response) -> str:
@@ -125,10 +135,32 @@ def limits() -> Limits:
     return Limits()
 
 
+#: For tests of the directory backend itself (file modes, a vanished data directory).
+file_storage_only = pytest.mark.parametrize("storage", ["file"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server, a real HTTP server process on loopback (an emulator)."""
+    yield from run_moto_server()
+
+
+@pytest.fixture(params=["file", "s3"])
+def storage(request: pytest.FixtureRequest) -> StorageSettings | None:
+    """Every registry test that touches files runs on both backends: the default
+    directory under the data directory, and a fresh bucket of the S3 emulator."""
+    if request.param == "file":
+        return None
+    server: S3Server = request.getfixturevalue("s3_server")
+    return server.storage()
+
+
 @pytest.fixture
-def env(tmp_path: Path, limits: Limits) -> Iterator[RegistryEnv]:
+def env(tmp_path: Path, limits: Limits, storage: StorageSettings | None) -> Iterator[RegistryEnv]:
     authority = FakeAuthority()
-    app = create_registry_app(tmp_path, PUBLIC_URL, authority=authority, limits=limits)
+    app = create_registry_app(
+        tmp_path, PUBLIC_URL, authority=authority, limits=limits, storage=storage
+    )
     with TestClient(app) as client:
         registry: Registry = app.state.registry
         yield RegistryEnv(client, registry, authority, tmp_path)

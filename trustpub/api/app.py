@@ -62,7 +62,10 @@ def create_app(
     cargo_registry: CargoRegistry | None = None
     if settings.registry_enabled:
         cargo_registry = CargoRegistry(
-            settings.data_dir / "registry", settings.public_url, metrics=metrics.registry
+            settings.data_dir / "registry",
+            settings.public_url,
+            metrics=metrics.registry,
+            storage=settings.registry_storage,
         )
         routes += cargo_registry.routes
 
