@@ -180,6 +180,8 @@ class S3Storage:
     def _build_client(self) -> S3Client:
         s = self._settings
         config = botocore.config.Config(
+            # SigV4 everywhere, presigned URLs included (they would otherwise be SigV2).
+            signature_version="s3v4",
             s3={"addressing_style": s.addressing_style},  # type: ignore[arg-type]  # a str checked by settings
             retries={"mode": "standard", "max_attempts": 3},
             connect_timeout=5,
