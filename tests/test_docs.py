@@ -400,6 +400,18 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "key_sets.refresh_cooldown": s.key_sets.refresh_cooldown,
         "key_sets.max_stale": s.key_sets.max_stale,
         "registry.enabled": s.registry_enabled,
+        # The default store is the data directory's `registry/`, written DATA_DIR there.
+        "registry.storage": (
+            "file://DATA_DIR/registry"
+            if s.registry_storage.local_root(Path("DATA_DIR/registry")) == Path("DATA_DIR/registry")
+            else s.registry_storage.url
+        ),
+        "registry.downloads": s.registry_storage.downloads,
+        **{
+            f"registry.s3.{name}": getattr(s.registry_storage.s3, name) or ()
+            for name in ("endpoint_url", "region", "access_key_id", "secret_access_key")
+        },
+        "registry.s3.addressing_style": s.registry_storage.s3.addressing_style,
         **{
             f"rate_limits.{name}": limit.describe() if limit is not None else "off"
             for name, limit in (
