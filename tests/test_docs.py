@@ -403,6 +403,18 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "registry.auth_required": s.registry_auth_required,
         "registry.invitation_ttl": s.registry_invitation_ttl,
         "registry.database": s.registry_database or (),  # none: the SQLite file
+        # The default store is the data directory's `registry/`, written DATA_DIR there.
+        "registry.storage": (
+            "file://DATA_DIR/registry"
+            if s.registry_storage.local_root(Path("DATA_DIR/registry")) == Path("DATA_DIR/registry")
+            else s.registry_storage.url
+        ),
+        "registry.downloads": s.registry_storage.downloads,
+        **{
+            f"registry.s3.{name}": getattr(s.registry_storage.s3, name) or ()
+            for name in ("endpoint_url", "region", "access_key_id", "secret_access_key")
+        },
+        "registry.s3.addressing_style": s.registry_storage.s3.addressing_style,
         **{
             f"rate_limits.{name}": limit.describe() if limit is not None else "off"
             for name, limit in (

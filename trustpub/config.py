@@ -22,6 +22,7 @@ from trustpub.errors import ConfigurationError
 from trustpub.notify.settings import NotificationSettings, parse_notifications
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.ratelimit import RateLimits, parse_limit
+from trustpub.registry.storage.settings import StorageSettings, parse_storage
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -147,6 +148,8 @@ class Settings:
     registry_invitation_ttl: int = 30 * 24 * 3600
     # [registry] database: a postgresql:// URL; None: the SQLite file under data_dir.
     registry_database: str | None = None
+    # [registry] storage, downloads and [registry.s3]: where the .crate files live.
+    registry_storage: StorageSettings = field(default_factory=StorageSettings)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     server: ServerSettings = field(default_factory=ServerSettings)
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
@@ -404,7 +407,16 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["key_sets"] = _parse_key_sets(_expect(raw, "key_sets", dict, source), source)
     if "registry" in raw:
         registry = _expect(raw, "registry", dict, source)
-        known = {"enabled", "auth_required", "login_url", "invitation_ttl", "database"}
+        known = {
+            "enabled",
+            "auth_required",
+            "login_url",
+            "invitation_ttl",
+            "database",
+            "storage",
+            "downloads",
+            "s3",
+        }
         extra = sorted(set(registry) - known)
         if extra:
             raise ConfigurationError(f"{source}: registry: unknown key(s): {', '.join(extra)}")
@@ -416,6 +428,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes.update(_parse_registry_access(registry, source))
         if "database" in registry:
             changes["registry_database"] = _parse_database(registry["database"], source)
+        changes["registry_storage"] = parse_storage(registry, source)
     if "rate_limits" in raw:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source

@@ -48,3 +48,14 @@ def test_the_banner_shows_the_default_store_as_configured() -> None:
 def test_the_banner_counts_policies_in_good_english(count: int, words: str) -> None:
     banner = start_banner(Settings(policy_dir=Path("policies")), count)
     assert f"(audience 'localhost:8080', {words} from policies, store " in banner
+
+
+def test_the_banner_names_an_object_store_without_its_credentials() -> None:
+    from trustpub.registry.storage import S3Settings, StorageSettings
+
+    s3 = S3Settings(access_key_id="AKIA1", secret_access_key="s3cret-key")
+    storage = StorageSettings("s3://crates/prod", "redirect", s3)
+    banner = start_banner(Settings(registry_storage=storage), 1)
+    assert banner.endswith("store sqlite:///data/trustpub.db, crate files s3://crates/prod)")
+    assert "s3cret" not in banner
+    assert "AKIA1" not in banner

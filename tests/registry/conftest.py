@@ -20,10 +20,12 @@ from starlette.testclient import TestClient
 
 from tests.pg import pg_database, pg_session_database  # noqa: F401 (fixtures)
 from tests.registry.helpers import body_for
+from tests.registry.s3server import S3Server, run_moto_server
 from trustpub.grants import Operation, Provenance
 from trustpub.registry import Limits, Registry, TrustedToken, create_registry_app
 from trustpub.registry.actors import SCOPES
 from trustpub.registry.auth import generate_user_token, user_token_hash
+from trustpub.registry.storage import StorageSettings
 from trustpub.tokens.format import generate_token
 from trustpub.tokens.record import TokenRecord
 
@@ -130,10 +132,18 @@ class RegistryEnv:
         return response
 
     def crate_files(self) -> list[str]:
-        return sorted(p.name for p in (self.directory / "crates").rglob("*.crate"))
+        """The .crate files in the store (directory or bucket), by file name."""
+        return sorted(key.rsplit("/", 1)[-1] for key in self.registry.files.list_keys())
+
+    def crate_bytes(self, name: str, vers: str) -> bytes:
+        stored = self.registry.files.get(name, vers)
+        assert stored is not None
+        return b"".join(stored.chunks)
 
     def staged_files(self) -> list[Path]:
-        return list((self.directory / "tmp").iterdir())
+        """Uploads staged on disk (the S3 backend stages none: an empty list)."""
+        tmp = self.directory / "tmp"
+        return list(tmp.iterdir()) if tmp.exists() else []
 
 
 def detail(response: httpx.Response) -> str:
@@ -148,14 +158,29 @@ def limits() -> Limits:
     return Limits()
 
 
+# The backends a registry test runs on: each database engine with the default
+# directory store, and the S3 emulator with the SQLite default (the storage and the
+# engine are independent: their full product would only repeat the same paths).
+BACKENDS = ("sqlite+file", "postgresql+file", "sqlite+s3")
 ENGINES = ("sqlite", "postgresql")
 
+#: For tests of the directory backend itself (file modes, a vanished data directory).
+file_storage_only = pytest.mark.parametrize(
+    "backend", ["sqlite+file", "postgresql+file"], indirect=True
+)
 
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    """The registry database engine this test runs on."""
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``ENGINE+STORAGE``: where this registry test keeps its data."""
     name: str = request.param
     return name
+
+
+@pytest.fixture
+def engine(backend: str) -> str:
+    """The registry database engine this test runs on."""
+    return backend.partition("+")[0]
 
 
 @pytest.fixture
@@ -176,11 +201,34 @@ def database(engine: str, request: pytest.FixtureRequest) -> str | None:
     return url
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server, a real HTTP server process on loopback (an emulator)."""
+    yield from run_moto_server()
+
+
 @pytest.fixture
-def env(tmp_path: Path, limits: Limits, database: str | None) -> Iterator[RegistryEnv]:
+def storage(backend: str, request: pytest.FixtureRequest) -> StorageSettings | None:
+    """The crate file store: the default directory under the data directory, or a
+    fresh bucket of the S3 emulator."""
+    if backend.partition("+")[2] == "file":
+        return None
+    server: S3Server = request.getfixturevalue("s3_server")
+    return server.storage()
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, limits: Limits, database: str | None, storage: StorageSettings | None
+) -> Iterator[RegistryEnv]:
     authority = FakeAuthority()
     app = create_registry_app(
-        tmp_path, PUBLIC_URL, authority=authority, limits=limits, database=database
+        tmp_path,
+        PUBLIC_URL,
+        authority=authority,
+        limits=limits,
+        database=database,
+        storage=storage,
     )
     with TestClient(app) as client:
         registry: Registry = app.state.registry

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.registry.conftest import RegistryEnv, detail
 from tests.registry.helpers import body_for, dep, make_crate, metadata, publish_body
 from trustpub.registry import Limits
-from trustpub.registry.files import StagedFile
 
 
 @pytest.fixture
@@ -104,14 +104,14 @@ def test_only_owners_publish_updates(env: RegistryEnv, alice: str) -> None:
 
 def test_an_existing_version_is_refused_and_the_file_kept(env: RegistryEnv, alice: str) -> None:
     env.publish(alice, "demo", "1.0.0")
-    before = (env.directory / "crates/demo/demo-1.0.0.crate").read_bytes()
+    before = env.crate_bytes("demo", "1.0.0")
     response = env.put_body(
         alice,
         publish_body(metadata("demo", "1.0.0"), make_crate("demo", "1.0.0", files={"x.rs": b"x"})),
     )
     assert response.status_code == 409
     assert detail(response) == "crate version `demo@1.0.0` already exists"
-    assert (env.directory / "crates/demo/demo-1.0.0.crate").read_bytes() == before
+    assert env.crate_bytes("demo", "1.0.0") == before
     response = env.publish(alice, "demo", "1.0.0+build.2")
     assert response.status_code == 409
     assert len(env.index_lines("demo")) == 1
@@ -181,7 +181,7 @@ def test_an_oversized_body_is_refused_with_413(env: RegistryEnv, alice: str) -> 
 def test_a_failure_while_placing_the_file_rolls_everything_back(
     env: RegistryEnv, alice: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_place(staged: StagedFile, name: str, version: str) -> None:
+    def broken_place(staged: Any, name: str, version: str) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(env.registry.files, "place", broken_place)
@@ -200,7 +200,7 @@ def test_a_failure_after_placing_the_file_removes_it(
 ) -> None:
     real_place = env.registry.files.place
 
-    def place_then_fail(staged: StagedFile, name: str, version: str) -> None:
+    def place_then_fail(staged: Any, name: str, version: str) -> None:
         real_place(staged, name, version)
         raise RuntimeError("commit interrupted")
 
@@ -216,14 +216,14 @@ def test_a_failure_after_placing_the_file_removes_it(
 def test_staged_leftovers_are_removed_when_the_store_opens(tmp_path: Path) -> None:
     import os
 
-    from trustpub.registry.files import CrateFiles
+    from trustpub.registry.storage.local import LocalStorage
 
-    files = CrateFiles(tmp_path)
+    files = LocalStorage(tmp_path)
     files.open()
     abandoned = files.stage(b"partial")
     os.close(abandoned.fd)  # its writer is gone: nobody holds its lock
     in_flight = files.stage(b"being published")
-    CrateFiles(tmp_path).open()
+    LocalStorage(tmp_path).open()
     assert not abandoned.path.exists()
     assert in_flight.path.exists()  # another process's publish is left alone
     files.discard(in_flight)

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from tests.live import LiveService, registry_cli, run_service
+from tests.registry.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from trustpub.devissuer import DevIssuer, serve_in_thread
 
 pytestmark = [
@@ -260,3 +261,44 @@ def test_cargo_publishes_yanks_and_changes_owners_with_trusted_publishing(
         assert revoked.status_code == 204
         stderr = cargo.fails(work, *yank, token=minted)
         assert "Trusted Publishing token is invalid, expired or revoked" in stderr
+
+
+@pytest.mark.parametrize("downloads", ["stream", "redirect"])
+def test_cargo_publishes_and_downloads_through_the_s3_backend(
+    tmp_path: Path, s3_server: S3Server, issuer: DevIssuer, downloads: str
+) -> None:
+    """Real cargo against ``trustpub serve`` whose files live in the S3 emulator: the
+    .crate lands in the bucket, and cargo fetches it streamed or redirected."""
+    storage = s3_server.storage(prefix="prod")
+    bucket, _ = storage.s3_location()
+    s3 = storage.s3
+    config = (
+        f'[registry]\nstorage = "{storage.url}"\ndownloads = "{downloads}"\n'
+        f'[registry.s3]\nendpoint_url = "{s3.endpoint_url}"\nregion = "{s3.region}"\n'
+        f'addressing_style = "{s3.addressing_style}"\n'
+    )
+    # The credentials from the standard AWS variables, as a deployment would pass them.
+    aws = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    with run_service(
+        tmp_path, issuers=[issuer.trustpub_issuer()], extra_config=config, env=aws
+    ) as svc:
+        cargo = Cargo(tmp_path / "cargo-home", f"sparse+{svc.url}/index/")
+        work = tmp_path / "work"
+        work.mkdir()
+        registry_cli(svc, "user", "add", "alice")
+        alice = registry_cli(svc, "token", "create", "--user", "alice", "--scope", "publish-new")
+        lib = make_package(work, "tp-stored", "1.0.0")
+        cargo.ok(lib, "publish", "--registry", "trustpub", "--no-verify", token=alice)
+        assert s3_server.keys(bucket) == ["prod/crates/tp_stored/tp_stored-1.0.0.crate"]
+        assert not (svc.config.parent / "data" / "registry" / "crates").exists()
+        consumer = make_package(
+            work, "consumer", "0.0.0", deps='tp-stored = { version = "1", registry = "trustpub" }\n'
+        )
+        cargo.ok(consumer, "fetch")
+        built = cargo.ok(consumer, "build", "--offline")
+        assert "Compiling tp-stored v1.0.0" in built
+        download = httpx.get(
+            f"{svc.url}/api/v1/crates/tp-stored/1.0.0/download", follow_redirects=False
+        )
+        assert download.status_code == (302 if downloads == "redirect" else 200)
+        assert SECRET_KEY not in svc.output()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.registry.conftest import RegistryEnv, detail
+from tests.registry.conftest import RegistryEnv, detail, file_storage_only
 from tests.registry.helpers import dep, make_crate, manifest, metadata, publish_body
 from trustpub.grants import Operation
 from trustpub.registry.errors import RegistryRefused, forbidden
@@ -250,6 +250,7 @@ def test_a_ci_token_without_owners_updates_an_existing_crate(env: RegistryEnv) -
 # -- file modes --------------------------------------------------------------------------
 
 
+@file_storage_only
 def test_crate_files_and_directories_are_owner_only(env: RegistryEnv) -> None:
     env.user("alice")
     assert env.publish(env.token("alice"), "demo", "1.0.0").status_code == 200

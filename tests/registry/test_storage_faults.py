@@ -27,7 +27,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.live import free_port
-from tests.registry.conftest import PUBLIC_URL, FakeAuthority, RegistryEnv, detail
+from tests.registry.conftest import (
+    PUBLIC_URL,
+    FakeAuthority,
+    RegistryEnv,
+    detail,
+    file_storage_only,
+)
 from tests.registry.helpers import body_for, make_crate, metadata, publish_body
 from trustpub.config import Settings
 from trustpub.errors import ConfigurationError
@@ -65,6 +71,7 @@ def on_disk(directory: Path) -> list[str]:
 # -- the database moved or deleted while running -----------------------------------------
 
 
+@file_storage_only
 def test_a_deleted_database_answers_503_and_is_never_recreated(
     env: RegistryEnv, sqlite_only: None
 ) -> None:
@@ -90,11 +97,12 @@ def test_a_deleted_database_answers_503_and_is_never_recreated(
     assert on_disk(env.directory) == ["crates/demo/demo-1.0.0.crate"]
 
 
+@file_storage_only
 def test_a_moved_data_directory_answers_503_until_it_is_back(
     env: RegistryEnv, sqlite_only: None
 ) -> None:
     # SQLite: the database moves with the directory. (PostgreSQL keeps answering; the
-    # file store alone then misses its files: its own concern, trustpub.registry.files.)
+    # file store alone then misses its files: its own concern, trustpub.registry.storage.)
     env.user("alice")
     alice = env.token("alice")
     assert env.publish(alice, "demo", "1.0.0").status_code == 200
@@ -324,13 +332,13 @@ from tests.registry.helpers import body_for
 from trustpub.registry import changes
 from trustpub.registry.actors import SCOPES, UserActor
 from trustpub.registry.db import RegistryDB
-from trustpub.registry.files import CrateFiles
+from trustpub.registry.storage.local import LocalStorage
 from trustpub.registry.publish import Limits, parse_publish
 
 root, point = Path(sys.argv[1]), sys.argv[2]
 db = RegistryDB(root / "registry.db")
 db.open()
-files = CrateFiles(root)
+files = LocalStorage(root)
 files.open()
 request = parse_publish(body_for("demo", "1.0.0"), Limits())
 staged = files.stage(request.crate)

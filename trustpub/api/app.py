@@ -74,6 +74,7 @@ def create_app(
             login_url=settings.registry_login_url,
             invitation_ttl=settings.registry_invitation_ttl,
             database=settings.registry_database,
+            storage=settings.registry_storage,
         )
         routes += cargo_registry.routes
         # Owner-managed configs (crates.io's API); the GitHub lookup gets its HTTP client

@@ -46,10 +46,13 @@ def plural(count: int, singular: str, plural_form: str) -> str:
 
 def start_banner(settings: Settings, policy_count: int) -> str:
     """The line ``trustpub serve`` logs once its port is bound."""
+    files = settings.registry_storage.url
     return (
         f"serving {settings.public_url} (audience {settings.audience!r}, "
         f"{plural(policy_count, 'policy', 'policies')} from {settings.policy_dir}, "
-        f"store {redact_url(settings.store_url)})"
+        f"store {redact_url(settings.store_url)}"
+        + (f", crate files {redact_url(files)}" if files and settings.registry_enabled else "")
+        + ")"
     )
 
 

@@ -4,7 +4,7 @@
 - ``auth``: token kinds, ``TokenAuthority`` and its local and remote implementations
 - ``actors``: who may do what (scopes, crate patterns, trustpub grants)
 - ``publish``: parsing and validating what ``cargo publish`` sends
-- ``db``: metadata (SQLite); ``files``: ``.crate`` files on disk
+- ``db``: metadata (SQLite); ``storage``: ``.crate`` files, on disk or in S3
 - ``changes``: who may change what, and the refusals users read
 - ``me``: the caller's own account over HTTP (API tokens, owner invitations)
 - ``invitations``: owner invitation events and their JSON

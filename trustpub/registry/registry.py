@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from trustpub.errors import ConfigurationError, TrustpubError
@@ -53,10 +53,10 @@ from trustpub.registry.errors import (
     forbidden,
     not_found,
 )
-from trustpub.registry.files import CrateFiles
 from trustpub.registry.me import ME, Account
 from trustpub.registry.names import canonical_name, index_path
 from trustpub.registry.publish import Limits, parse_publish
+from trustpub.registry.storage import CrateStorage, StorageSettings, open_storage
 from trustpub.registry.views import (
     audit_json,
     crate_summary,
@@ -88,7 +88,8 @@ PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
 
 
 class Registry:
-    """A registry in ``directory`` (``registry.db``, ``crates/``, ``tmp/``).
+    """A registry in ``directory`` (``registry.db``, and ``crates/``, ``tmp/`` unless
+    ``storage`` puts the files elsewhere, such as an S3 bucket).
 
     ``public_url`` is where cargo reaches the host application: the index is at
     ``sparse+{public_url}/index/`` and ``config.json`` points downloads and the API there.
@@ -113,6 +114,7 @@ class Registry:
         login_url: str | None = None,
         invitation_ttl: int = INVITATION_TTL,
         database: str | None = None,
+        storage: StorageSettings | None = None,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -129,7 +131,8 @@ class Registry:
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
         self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
-        self.files = CrateFiles(self.directory)
+        self.storage = storage or StorageSettings()
+        self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
         self._authority: TokenAuthority | None = None
         self._open = False
         # Per process; the trustpub service replaces it with its own (shared on Redis).
@@ -229,11 +232,10 @@ class Registry:
             self.db.holding_write_lock(self.files.sweep_orphans)
         except StorageUnavailable as exc:
             self.db.close()
-            raise ConfigurationError(
-                f"the registry cannot use its data directory {self.directory.absolute()}"
-                f"{'' if self.db.location.startswith('/') else ' or ' + self.db.location}: "
-                f"{exc.reason}"
-            ) from exc
+            where = self.storage.url or f"data directory {self.directory.absolute()}"
+            if not self.db.location.startswith("/"):
+                where += f" or {self.db.location}"
+            raise ConfigurationError(f"the registry cannot use its {where}: {exc.reason}") from exc
 
     def close_storage(self) -> None:
         self.db.close()
@@ -612,20 +614,26 @@ class Registry:
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
-        data = await self._db(lambda: self.files.read(version.crate_name, version.num))
-        if data is None:
+        if self.storage.downloads == "redirect":
+            url = await self._db(lambda: self.files.download_url(version.crate_name, version.num))
+            if url is not None:
+                self.metrics.downloads.inc()
+                return RedirectResponse(url, 302)
+        stored = await self._db(lambda: self.files.get(version.crate_name, version.num))
+        if stored is None:
             log.error(
                 "a published .crate file is missing",
                 extra={"fields": {"crate": version.crate_name, "version": version.num}},
             )
             raise RegistryRefused("The .crate file is missing from the registry", 500)
         self.metrics.downloads.inc()
-        return Response(
-            data,
+        return StreamingResponse(
+            stored.chunks,  # sync: read in worker threads
             media_type="application/gzip",
             headers={
+                "Content-Length": str(stored.size),
                 "Content-Disposition": f'attachment; filename="{version.crate_name}-'
-                f'{version.num}.crate"'
+                f'{version.num}.crate"',
             },
         )
 
@@ -682,6 +690,7 @@ def create_registry_app(
     login_url: str | None = None,
     invitation_ttl: int = INVITATION_TTL,
     database: str | None = None,
+    storage: StorageSettings | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -698,6 +707,7 @@ def create_registry_app(
         login_url=login_url,
         invitation_ttl=invitation_ttl,
         database=database,
+        storage=storage,
     )
 
     @contextlib.asynccontextmanager

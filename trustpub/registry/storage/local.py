@@ -1,4 +1,5 @@
-"""The .crate files, one per published version, under ``{root}/crates/``.
+"""``LocalStorage``: the .crate files in a directory, under ``{root}/crates/``
+(``file:///PATH``; the default, under the data directory).
 
 Write order. A publish stages the upload in ``{root}/tmp/`` (same file system, so the
 final move is an atomic rename) and fsyncs it, then, inside the metadata transaction
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import logging
 import os
 import secrets
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trustpub.registry.db import StorageFull, StorageUnavailable
-from trustpub.registry.names import canonical_name
+from trustpub.registry.storage import StoredFile, crate_key
 
 log = logging.getLogger("trustpub.registry")
 
@@ -46,7 +48,12 @@ class StagedFile:
     fd: int = field(repr=False)
 
 
-class CrateFiles:
+CHUNK = 64 * 1024
+
+
+class LocalStorage:
+    """A ``CrateStorage`` in a directory; see the module docstring."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()
         self._crates = self.root / "crates"
@@ -75,8 +82,7 @@ class CrateFiles:
 
     def path(self, name: str, version: str) -> Path:
         """Where a version's file lives. ``name`` is the crate's registered name."""
-        directory = canonical_name(name)
-        return self._crates / directory / f"{directory}-{version}.crate"
+        return self.root / crate_key(name, version)
 
     def stage(self, data: bytes) -> StagedFile:
         """Write ``data`` durably to a fresh temporary file, locked until discarded."""
@@ -124,32 +130,56 @@ class CrateFiles:
         finally:
             os.close(staged.fd)
 
-    def read(self, name: str, version: str) -> bytes | None:
+    def get(self, name: str, version: str) -> StoredFile | None:
         with self._errors("cannot read a .crate file"):
             try:
-                return self.path(name, version).read_bytes()
+                file = self.path(name, version).open("rb")
             except FileNotFoundError:
                 return None
+            try:
+                size = os.fstat(file.fileno()).st_size
+            except BaseException:
+                file.close()
+                raise
+        return StoredFile(size, self._chunks(file))
 
-    def sweep_orphans(self, published: Collection[tuple[str, str]]) -> list[Path]:
+    def exists(self, name: str, version: str) -> bool:
+        with self._errors("cannot read a .crate file"):
+            return self.path(name, version).is_file()
+
+    def list_keys(self) -> list[str]:
+        with self._errors("cannot list the .crate files"):
+            return sorted(
+                p.relative_to(self.root).as_posix() for p in self._crates.glob("*/*.crate")
+            )
+
+    def download_url(self, name: str, version: str) -> str | None:
+        return None  # a directory has no URL of its own: the registry streams the file
+
+    def sweep_orphans(self, published: Collection[tuple[str, str]]) -> list[str]:
         """Remove the ``.crate`` files no version names; ``published`` holds (crate
         name, version) of every version. Run it holding the database's writer lock."""
-        expected = {self.path(name, num) for name, num in published}
-        removed: list[Path] = []
+        expected = {crate_key(name, num) for name, num in published}
+        removed: list[str] = []
         with self._errors("cannot sweep orphan .crate files"):
-            for path in self._crates.glob("*/*.crate"):
-                if path not in expected:
+            for key in self.list_keys():
+                if key not in expected:
                     with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    removed.append(path)
+                        (self.root / key).unlink()
+                    removed.append(key)
         if removed:
             log.warning(
                 "removed .crate files that no version names (left by a crash during a publish)",
-                extra={"fields": {"files": sorted(str(p) for p in removed)}},
+                extra={"fields": {"files": [str(self.root / key) for key in removed]}},
             )
         return removed
 
     # -- internals -------------------------------------------------------------------------
+
+    def _chunks(self, file: io.BufferedReader) -> Iterator[bytes]:
+        with file, self._errors("cannot read a .crate file"):
+            while chunk := file.read(CHUNK):
+                yield chunk
 
     def _probe(self) -> None:
         probe = self._tmp / f".probe-{secrets.token_hex(8)}"
