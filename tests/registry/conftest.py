@@ -159,10 +159,30 @@ def limits() -> Limits:
 
 
 # The backends a registry test runs on: each database engine with the default
-# directory store, and the S3 emulator with the SQLite default (the storage and the
-# engine are independent: their full product would only repeat the same paths).
-BACKENDS = ("sqlite+file", "postgresql+file", "sqlite+s3")
+# directory store. Tests of what reaches the crate files (publish, download, uploads)
+# also run on the S3 emulator with the SQLite default (``with_s3``): the storage and
+# the engine are independent, and their full product would only repeat the same paths.
+BACKENDS = ("sqlite+file", "postgresql+file")
 ENGINES = ("sqlite", "postgresql")
+
+#: For a module whose tests reach the crate file store: every backend, S3 included.
+with_s3 = pytest.mark.with_s3
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that asks for a ``backend`` on every backend (S3 too where marked
+    ``with_s3``), unless it names its backends itself (``file_storage_only``)."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    if any(
+        m.args and m.args[0] == "backend" for m in metafunc.definition.iter_markers("parametrize")
+    ):
+        return
+    backends = [*BACKENDS]
+    if metafunc.definition.get_closest_marker("with_s3") is not None:
+        backends.append("sqlite+s3")
+    metafunc.parametrize("backend", backends, indirect=True)
+
 
 #: For tests of the directory backend itself (file modes, a vanished data directory).
 file_storage_only = pytest.mark.parametrize(
@@ -170,7 +190,7 @@ file_storage_only = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     """``ENGINE+STORAGE``: where this registry test keeps its data."""
     name: str = request.param

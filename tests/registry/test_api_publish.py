@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.registry.conftest import RegistryEnv, detail
+from tests.registry.conftest import RegistryEnv, detail, with_s3
 from tests.registry.helpers import body_for, dep, make_crate, metadata, publish_body
 from trustpub.registry import Limits
+
+# Publishes and downloads reach the crate file store: every backend, S3 included.
+pytestmark = with_s3
 
 
 @pytest.fixture

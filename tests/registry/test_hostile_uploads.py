@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.registry.conftest import RegistryEnv, detail, file_storage_only
+from tests.registry.conftest import RegistryEnv, detail, file_storage_only, with_s3
 from tests.registry.helpers import dep, make_crate, manifest, metadata, publish_body
 from trustpub.grants import Operation
 from trustpub.registry.errors import RegistryRefused, forbidden
 from trustpub.registry.publish import MAX_NESTING, Limits, nesting_depth, parse_publish
+
+# Publishes and downloads reach the crate file store: every backend, S3 included.
+pytestmark = with_s3
 
 NEW = Operation.PUBLISH_NEW
 UPDATE = Operation.PUBLISH_UPDATE
