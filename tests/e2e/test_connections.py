@@ -274,8 +274,16 @@ def test_cargos_h2c_upgrade_request_is_served_without_a_warning(
                 },
             )
             assert response.status_code == 200
-        entries = log_entries(svc)
+        cargo = "cargo/1.90.0 (2025-09-14)"
+        # The access line is written after the answer: wait for the three of them.
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            entries = log_entries(svc)
+            access = [e for e in entries if e.get("logger") == "trustpub.access"]
+            if sum(e.get("user_agent") == cargo for e in access) >= 3:
+                break
+            assert time.monotonic() < deadline, "fewer than 3 access lines for cargo"
+            time.sleep(0.05)
         assert [e for e in entries if e.get("level") == "warning"] == []
-        access = [e for e in entries if e.get("logger") == "trustpub.access"]
         # (before them, the start-up checks' /healthz from httpx)
-        assert [e["user_agent"] for e in access[-3:]] == ["cargo/1.90.0 (2025-09-14)"] * 3
+        assert [e["user_agent"] for e in access[-3:]] == [cargo] * 3
