@@ -729,6 +729,8 @@ async def test_declared_length_over_the_cap_is_refused_before_reading(
         {"max_age": 0.5},
         {"max_age": 100, "max_stale": 100},
         {"max_bytes": 1},
+        {"backoff_base": 0},
+        {"backoff_base": 5, "backoff_max": 5},
     ],
 )
 def test_edge_configurations_are_accepted(
@@ -841,3 +843,52 @@ async def test_identity_encoding_in_any_case_is_accepted(
         keys = KeySets(client)
         await keys.get_key(GITHUB, KID)
     assert keys.fetch_outcomes == {(GITHUB.url, "ok"): 1}
+
+
+# -- readiness, fetch notifications, the back-off's growth ---------------------------
+
+
+async def test_ready_fetches_in_the_background_when_missing_or_expired_only(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(max_age=3600)
+    assert keys.ready(GITHUB) is False  # nothing yet: a fetch starts, not awaited
+    await keys.settle()
+    assert fake_issuers.jwks_fetches == 1
+    assert keys.ready(GITHUB) is True
+    await keys.settle()
+    assert fake_issuers.jwks_fetches == 1  # a fresh set is not fetched again
+    key_clock.advance(3600)
+    assert keys.ready(GITHUB) is True  # expired but usable: served, refreshed behind
+    await keys.settle()
+    assert fake_issuers.jwks_fetches == 2
+
+
+async def test_every_fetch_outcome_is_reported(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    seen: list[tuple[str, str]] = []
+    keys = make_key_sets(on_fetch=lambda issuer, outcome: seen.append((issuer, outcome)))
+    fake_issuers.status = 503
+    assert await keys.warm(GITHUB) is False
+    fake_issuers.status = 200
+    key_clock.advance(1)
+    assert await keys.warm(GITHUB) is True
+    assert seen == [(GITHUB.url, "http_error"), (GITHUB.url, "ok")]
+
+
+async def test_the_back_off_doubles_up_to_two_to_the_32nd_times_its_base(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(backoff_base=1, backoff_max=2**40)
+    fake_issuers.status = 503
+    for failures in range(1, 36):
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+        assert fake_issuers.discoveries == failures
+        delay = 2 ** min(failures - 1, 32)
+        key_clock.advance(delay - 1)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)  # within the back-off: no attempt
+        assert fake_issuers.discoveries == failures
+        key_clock.advance(1)
