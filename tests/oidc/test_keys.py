@@ -892,3 +892,29 @@ async def test_the_back_off_doubles_up_to_two_to_the_32nd_times_its_base(
             await keys.get_key(GITHUB, KID)  # within the back-off: no attempt
         assert fake_issuers.discoveries == failures
         key_clock.advance(1)
+
+
+async def test_warm_during_the_back_off_does_not_fetch(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    keys = make_key_sets(backoff_base=10, backoff_max=10)
+    fake_issuers.status = 503
+    assert await keys.warm(GITHUB) is False
+    assert await keys.warm(GITHUB) is False
+    assert fake_issuers.discoveries == 1
+
+
+async def test_an_unknown_kid_waits_for_the_back_off_as_well_as_the_cooldown(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(max_age=3600, refresh_cooldown=60, backoff_base=1000, backoff_max=1000)
+    await keys.get_key(GITHUB, KID)
+    fake_issuers.status = 500
+    key_clock.advance(61)
+    with pytest.raises(InvalidJWT):
+        await keys.get_key(GITHUB, "no-such-kid")  # cooldown over: one refresh, it fails
+    assert fake_issuers.discoveries == 2
+    key_clock.advance(61)
+    with pytest.raises(InvalidJWT):
+        await keys.get_key(GITHUB, "no-such-kid")  # cooldown over, back-off not: none
+    assert fake_issuers.discoveries == 2
