@@ -918,3 +918,37 @@ async def test_an_unknown_kid_waits_for_the_back_off_as_well_as_the_cooldown(
     with pytest.raises(InvalidJWT):
         await keys.get_key(GITHUB, "no-such-kid")  # cooldown over, back-off not: none
     assert fake_issuers.discoveries == 2
+
+
+async def test_an_unknown_kid_during_a_refresh_joins_it_even_within_the_cooldown(
+    fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    # The stale set is being refreshed; a request for a kid only the new set has waits
+    # for that fetch (free to join) instead of being refused by the cooldown.
+    release = asyncio.Event()
+    started = asyncio.Event()
+    block = False
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if block and request.url.path.endswith("/jwks"):
+            started.set()
+            await release.wait()
+        return await fake_issuers(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, max_age=3600, refresh_cooldown=60, clock=key_clock)
+        await keys.get_key(GITHUB, KID)
+        rotated = make_signing_key("rotated-key")
+        fake_issuers.set_keys(GITHUB, rotated)
+        key_clock.advance(3600)
+        block = True
+        await keys.get_key(GITHUB, KID)  # stale: served, a refresh starts behind
+        await started.wait()
+        waiting = asyncio.create_task(keys.get_key(GITHUB, "rotated-key"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        release.set()
+        key = await waiting
+        assert key.public_numbers() == rotated.private.public_key().public_numbers()
+        await keys.aclose()
