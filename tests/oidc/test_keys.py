@@ -952,3 +952,44 @@ async def test_an_unknown_kid_during_a_refresh_joins_it_even_within_the_cooldown
         key = await waiting
         assert key.public_numbers() == rotated.private.public_key().public_numbers()
         await keys.aclose()
+
+
+async def test_a_finished_fetch_does_not_forget_the_fetch_started_after_it(
+    fake_issuers: FakeIssuers,
+) -> None:
+    # A failed fetch's last step reports its outcome; a readiness probe run right then
+    # (before the finished fetch's own bookkeeping) starts the next fetch (no back-off
+    # here). The finished fetch must not then drop that newer fetch from view, or a
+    # third fetch would run beside it.
+    release = asyncio.Event()
+    discoveries = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal discoveries
+        if request.url.path.endswith("/openid-configuration"):
+            discoveries += 1
+            if discoveries > 1:
+                await release.wait()
+        return httpx.Response(503)
+
+    probes: list[str] = []
+
+    def on_fetch(issuer: str, outcome: str) -> None:
+        if not probes:
+            probes.append(outcome)
+            asyncio.get_running_loop().call_soon(keys.ready, GITHUB)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, backoff_base=0, backoff_max=0, on_fetch=on_fetch)
+        assert keys.ready(GITHUB) is False  # first fetch, in the background
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert probes == ["http_error"]
+        assert discoveries == 2  # the probe's fetch, now waiting
+        assert keys.ready(GITHUB) is False  # joins nothing new: that fetch is under way
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert discoveries == 2
+        release.set()
+        await keys.settle()
+        await keys.aclose()
