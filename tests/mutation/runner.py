@@ -83,8 +83,12 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "trustpub.providers.github": ("tests/providers",),
     "trustpub.providers.gitlab": ("tests/providers",),
     "trustpub.providers.matching": ("tests/providers",),
-    "trustpub.oidc.verify": ("tests/oidc/test_verify.py",),
-    "trustpub.oidc.keys": ("tests/oidc/test_keys.py", "tests/oidc/test_local_issuer.py"),
+    "trustpub.oidc.verify": ("tests/oidc/test_verify.py", "tests/oidc/test_lifetime.py"),
+    "trustpub.oidc.keys": (
+        "tests/oidc/test_keys.py",
+        "tests/oidc/test_keys_refresh.py",
+        "tests/oidc/test_local_issuer.py",
+    ),
 }
 
 

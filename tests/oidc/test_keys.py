@@ -729,6 +729,8 @@ async def test_declared_length_over_the_cap_is_refused_before_reading(
         {"max_age": 0.5},
         {"max_age": 100, "max_stale": 100},
         {"max_bytes": 1},
+        {"backoff_base": 0},
+        {"backoff_base": 5, "backoff_max": 5},
     ],
 )
 def test_edge_configurations_are_accepted(
@@ -841,3 +843,153 @@ async def test_identity_encoding_in_any_case_is_accepted(
         keys = KeySets(client)
         await keys.get_key(GITHUB, KID)
     assert keys.fetch_outcomes == {(GITHUB.url, "ok"): 1}
+
+
+# -- readiness, fetch notifications, the back-off's growth ---------------------------
+
+
+async def test_ready_fetches_in_the_background_when_missing_or_expired_only(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(max_age=3600)
+    assert keys.ready(GITHUB) is False  # nothing yet: a fetch starts, not awaited
+    await keys.settle()
+    assert fake_issuers.jwks_fetches == 1
+    assert keys.ready(GITHUB) is True
+    await keys.settle()
+    assert fake_issuers.jwks_fetches == 1  # a fresh set is not fetched again
+    key_clock.advance(3600)
+    assert keys.ready(GITHUB) is True  # expired but usable: served, refreshed behind
+    await keys.settle()
+    assert fake_issuers.jwks_fetches == 2
+
+
+async def test_every_fetch_outcome_is_reported(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    seen: list[tuple[str, str]] = []
+    keys = make_key_sets(on_fetch=lambda issuer, outcome: seen.append((issuer, outcome)))
+    fake_issuers.status = 503
+    assert await keys.warm(GITHUB) is False
+    fake_issuers.status = 200
+    key_clock.advance(1)
+    assert await keys.warm(GITHUB) is True
+    assert seen == [(GITHUB.url, "http_error"), (GITHUB.url, "ok")]
+
+
+async def test_the_back_off_doubles_up_to_two_to_the_32nd_times_its_base(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(backoff_base=1, backoff_max=2**40)
+    fake_issuers.status = 503
+    for failures in range(1, 36):
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)
+        assert fake_issuers.discoveries == failures
+        delay = 2 ** min(failures - 1, 32)
+        key_clock.advance(delay - 1)
+        with pytest.raises(KeySetUnavailable):
+            await keys.get_key(GITHUB, KID)  # within the back-off: no attempt
+        assert fake_issuers.discoveries == failures
+        key_clock.advance(1)
+
+
+async def test_warm_during_the_back_off_does_not_fetch(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers
+) -> None:
+    keys = make_key_sets(backoff_base=10, backoff_max=10)
+    fake_issuers.status = 503
+    assert await keys.warm(GITHUB) is False
+    assert await keys.warm(GITHUB) is False
+    assert fake_issuers.discoveries == 1
+
+
+async def test_an_unknown_kid_waits_for_the_back_off_as_well_as_the_cooldown(
+    make_key_sets: KeySetsFactory, fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    keys = make_key_sets(max_age=3600, refresh_cooldown=60, backoff_base=1000, backoff_max=1000)
+    await keys.get_key(GITHUB, KID)
+    fake_issuers.status = 500
+    key_clock.advance(61)
+    with pytest.raises(InvalidJWT):
+        await keys.get_key(GITHUB, "no-such-kid")  # cooldown over: one refresh, it fails
+    assert fake_issuers.discoveries == 2
+    key_clock.advance(61)
+    with pytest.raises(InvalidJWT):
+        await keys.get_key(GITHUB, "no-such-kid")  # cooldown over, back-off not: none
+    assert fake_issuers.discoveries == 2
+
+
+async def test_an_unknown_kid_during_a_refresh_joins_it_even_within_the_cooldown(
+    fake_issuers: FakeIssuers, key_clock: FakeClock
+) -> None:
+    # The stale set is being refreshed; a request for a kid only the new set has waits
+    # for that fetch (free to join) instead of being refused by the cooldown.
+    release = asyncio.Event()
+    started = asyncio.Event()
+    block = False
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if block and request.url.path.endswith("/jwks"):
+            started.set()
+            await release.wait()
+        return await fake_issuers(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, max_age=3600, refresh_cooldown=60, clock=key_clock)
+        await keys.get_key(GITHUB, KID)
+        rotated = make_signing_key("rotated-key")
+        fake_issuers.set_keys(GITHUB, rotated)
+        key_clock.advance(3600)
+        block = True
+        await keys.get_key(GITHUB, KID)  # stale: served, a refresh starts behind
+        await started.wait()
+        waiting = asyncio.create_task(keys.get_key(GITHUB, "rotated-key"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        release.set()
+        key = await waiting
+        assert key.public_numbers() == rotated.private.public_key().public_numbers()
+        await keys.aclose()
+
+
+async def test_a_finished_fetch_does_not_forget_the_fetch_started_after_it(
+    fake_issuers: FakeIssuers,
+) -> None:
+    # A failed fetch's last step reports its outcome; a readiness probe run right then
+    # (before the finished fetch's own bookkeeping) starts the next fetch (no back-off
+    # here). The finished fetch must not then drop that newer fetch from view, or a
+    # third fetch would run beside it.
+    release = asyncio.Event()
+    discoveries = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal discoveries
+        if request.url.path.endswith("/openid-configuration"):
+            discoveries += 1
+            if discoveries > 1:
+                await release.wait()
+        return httpx.Response(503)
+
+    probes: list[str] = []
+
+    def on_fetch(issuer: str, outcome: str) -> None:
+        if not probes:
+            probes.append(outcome)
+            asyncio.get_running_loop().call_soon(keys.ready, GITHUB)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        keys = KeySets(client, backoff_base=0, backoff_max=0, on_fetch=on_fetch)
+        assert keys.ready(GITHUB) is False  # first fetch, in the background
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert probes == ["http_error"]
+        assert discoveries == 2  # the probe's fetch, now waiting
+        assert keys.ready(GITHUB) is False  # joins nothing new: that fetch is under way
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert discoveries == 2
+        release.set()
+        await keys.settle()
+        await keys.aclose()

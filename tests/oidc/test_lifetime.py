@@ -10,7 +10,7 @@ from tests.conftest import AUDIENCE, github_claims, gitlab_claims, make_signing_
 from tests.oidc.conftest import GITHUB, GITLAB, NOW, OIDCEnv
 from trustpub.config import load_settings
 from trustpub.errors import ConfigurationError, InvalidJWT
-from trustpub.oidc.verify import DEFAULT_MAX_LIFETIME, Verifier
+from trustpub.oidc.verify import DEFAULT_MAX_LIFETIME, MAX_NUMERIC_DATE, Verifier
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +54,9 @@ async def test_the_maximum_lifetime_is_configurable(env: OIDCEnv) -> None:
     strict = Verifier([GITHUB, GITLAB], AUDIENCE, env.keys, max_lifetime=120, clock=env.wall_clock)
     with pytest.raises(InvalidJWT) as exc:
         await strict.verify(env.signing_key.sign(claims()))
-    assert "exceeds the maximum of 120 s" in exc.value.detail
+    assert "token lifetime (`exp` - `iat`) of 300 s exceeds the maximum of 120 s" in (
+        exc.value.detail
+    )
 
 
 async def test_exp_not_after_iat_is_refused(env: OIDCEnv) -> None:
@@ -108,5 +110,17 @@ def test_max_jwt_lifetime_setting() -> None:
 
 
 def test_max_lifetime_must_be_positive(env: OIDCEnv) -> None:
-    with pytest.raises(ConfigurationError):
-        Verifier([GITHUB], AUDIENCE, env.keys, max_lifetime=0)
+    for bad in (0, -1):
+        with pytest.raises(
+            ConfigurationError, match=r"^the maximum JWT lifetime must be positive$"
+        ):
+            Verifier([GITHUB], AUDIENCE, env.keys, max_lifetime=bad)
+    Verifier([GITHUB], AUDIENCE, env.keys, max_lifetime=1)
+
+
+async def test_numeric_dates_range_from_zero_to_the_year_9999(env: OIDCEnv) -> None:
+    # The range itself, at both ends: 0 and MAX_NUMERIC_DATE are NumericDates.
+    await env.verifier.verify(env.signing_key.sign(claims(nbf=0)))
+    assert "token is not yet valid (nbf)" in await refusal(env, claims(nbf=MAX_NUMERIC_DATE))
+    for name, value in (("nbf", -1), ("iat", -1), ("nbf", MAX_NUMERIC_DATE + 1)):
+        assert f"claim `{name}` is out of range" in await refusal(env, claims(**{name: value}))

@@ -85,6 +85,9 @@ def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> 
         # The workflows folder exactly: not another folder of the same length.
         "o/r/" + "x" * len(".github/workflows/") + "release.yml@refs/heads/main",
         "o/r/.github/workflows//release.yml@refs/heads/main",
+        # The whole owner and the whole repository name, not a part of either.
+        "octo/re po/.github/workflows/release.yml@refs/heads/main",
+        "oc to/repo/.github/workflows/release.yml@refs/heads/main",
     ],
 )
 def test_malformed_workflow_refs_are_not_parsed(value: str) -> None:
@@ -446,3 +449,29 @@ async def test_missing_required_claim_is_invalid() -> None:
             InMemoryNamespacePins(),
             max_ttl=60,
         )
+
+
+@pytest.mark.parametrize(
+    "job_workflow_ref",
+    [
+        "kube-org/\u212aube/.github/workflows/publish.yml@refs/heads/main",
+        "\u212aube-org/shared/.github/workflows/publish.yml@refs/heads/main",
+    ],
+)
+def test_a_job_workflow_owner_or_repository_outside_ascii_is_refused(
+    job_workflow_ref: str,
+) -> None:
+    with pytest.raises(InvalidJWT) as exc:
+        read_facts(UnverifiedClaims(github_claims(job_workflow_ref=job_workflow_ref)), GITHUB)
+    assert exc.value.detail == (
+        "Unexpected `job_workflow_ref` value: GitHub owner and repository names are ASCII"
+    )
+
+
+def test_a_job_workflow_ref_outside_ascii_after_the_repository_is_read() -> None:
+    # Only the owner and the repository must be ASCII: a branch name may be anything.
+    value = "kube-org/shared/.github/workflows/publish.yml@refs/heads/caf\u00e9"
+    facts = read_facts(UnverifiedClaims(github_claims(job_workflow_ref=value)), GITHUB)
+    assert facts.job_workflow == WorkflowRef(
+        "kube-org/shared", "publish.yml", "refs/heads/caf\u00e9"
+    )

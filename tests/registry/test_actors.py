@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import logging
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
 
 import pytest
@@ -10,11 +11,14 @@ import pytest
 from trustpub.grants import Operation, Provenance
 from trustpub.registry.actors import (
     NEW_CRATE_REFUSED,
+    TRUSTPUB_ONLY_REFUSED,
     Actor,
+    ExistingCrate,
     TrustedToken,
     TrustpubActor,
     UserActor,
     check_crate_pattern,
+    check_publish,
     pattern_matches,
     require,
 )
@@ -178,3 +182,98 @@ def test_trustpub_token_creates_only_the_exact_crate_granted_publish_new() -> No
         assert error.detail == NEW_CRATE_REFUSED
     # publish-new is not publish-update: the grant does not let it update the crate.
     refusal(actor, "publish-update", "demo-lib")
+
+
+# -- check_publish: new crate, existing crate, trustpub_only, squatting ------------------
+
+
+def ci(owners: Mapping[str, tuple[str, ...]], **crates: Collection[Operation]) -> TrustpubActor:
+    """A trustpub token whose policies name ``owners`` for the crates it may create."""
+    return TrustpubActor(TrustedToken(trustpub(**crates).token.record, owners))
+
+
+def crate(
+    *logins: str, owner_ids: Collection[int] = (OWNER,), trustpub_only: bool = False
+) -> ExistingCrate:
+    return ExistingCrate("demo", frozenset(owner_ids), logins, trustpub_only)
+
+
+def publish_refusal(actor: Actor, existing: ExistingCrate | None, status: int) -> str:
+    with pytest.raises(RegistryRefused) as info:
+        check_publish(actor, "demo", existing)
+    assert info.value.status_code == status
+    return info.value.detail
+
+
+BOTH = {Operation.PUBLISH_NEW, Operation.PUBLISH_UPDATE}
+
+
+def test_policy_owners_are_those_named_for_that_crate_only() -> None:
+    token = ci({"my-lib": ("alice", "bob"), "other": ("carol",)}).token
+    assert token.policy_owners("my_lib") == ("alice", "bob")
+    assert token.policy_owners("other") == ("carol",)
+    assert token.policy_owners("third") == ()
+
+
+def test_a_new_crate_needs_publish_new() -> None:
+    check_publish(ci({}, demo={Operation.PUBLISH_NEW}), "demo", None)
+    # A user API token creates a crate nobody owns yet: it becomes the owner.
+    check_publish(user(), "demo", None)
+    detail = publish_refusal(ci({}, demo={Operation.PUBLISH_UPDATE}), None, 403)
+    assert detail == NEW_CRATE_REFUSED
+    detail = publish_refusal(user(scopes={"publish-update"}), None, 403)
+    assert (
+        detail
+        == "This API token does not have the `publish-new` scope (its scopes: publish-update)"
+    )
+
+
+def test_an_existing_crate_needs_publish_update_and_ownership() -> None:
+    # publish-update alone is enough for an existing crate, publish-new is not asked.
+    check_publish(ci({}, demo={Operation.PUBLISH_UPDATE}), "demo", crate("alice"))
+    check_publish(user(scopes={"publish-update"}), "demo", crate("alice"))
+    detail = publish_refusal(ci({}, demo={Operation.PUBLISH_NEW}), crate("alice"), 403)
+    assert detail == (
+        "The provided access token does not allow `publish-update` on crate `demo` "
+        "(its trust policy grants: publish-new)"
+    )
+    detail = publish_refusal(user(), crate("bob", owner_ids={OWNER + 1}), 403)
+    assert detail == "You are not an owner of crate `demo`"
+
+
+def test_a_trustpub_only_crate_refuses_api_tokens_and_accepts_trusted_publishing() -> None:
+    detail = publish_refusal(user(), crate("alice", trustpub_only=True), 403)
+    assert detail == TRUSTPUB_ONLY_REFUSED.format(name="demo")
+    check_publish(user(), "demo", crate("alice", trustpub_only=False))
+    check_publish(ci({"demo": ("alice",)}, demo=BOTH), "demo", crate("alice", trustpub_only=True))
+
+
+def test_a_ci_token_publishes_when_one_policy_owner_owns_the_crate() -> None:
+    # Logins compare with ASCII case folded.
+    check_publish(ci({"demo": ("carol", "ALICE")}, demo=BOTH), "demo", crate("alice", "bob"))
+    # A policy that names no owner for the crate leaves ownership to the registry.
+    check_publish(ci({}, demo=BOTH), "demo", crate("bob"))
+    check_publish(ci({"other": ("alice",)}, demo=BOTH), "demo", crate("bob"))
+
+
+@pytest.mark.parametrize(
+    ("logins", "owned_by"), [(("bob", "alice2"), "`alice2`, `bob`"), ((), "nobody")]
+)
+def test_a_ci_token_does_not_publish_into_a_crate_squatted_by_others(
+    caplog: pytest.LogCaptureFixture, logins: tuple[str, ...], owned_by: str
+) -> None:
+    actor = ci({"demo": ("alice", "carol")}, demo=BOTH)
+    with caplog.at_level(logging.INFO, logger="trustpub.audit"):
+        detail = publish_refusal(actor, crate(*logins), 409)
+    assert detail == (
+        f"crate `demo` already exists and is owned by {owned_by}, none of whom the trust "
+        "policy names as an owner (`alice`, `carol`); Trusted Publishing does not publish "
+        "into a crate registered by someone else. Ask its owners to add one of the "
+        "policy's owners, or rename the crate"
+    )
+    fields = [getattr(r, "fields") for r in caplog.records if r.name == "trustpub.audit"]  # noqa: B009
+    assert [f["reason"] for f in fields] == ["crate-owned-by-others"]
+    assert fields[0]["outcome"] == "refused"
+    assert fields[0]["owners"] == sorted(logins)
+    assert fields[0]["policy_owners"] == ["alice", "carol"]
+    assert fields[0]["policies"] == ["p"]

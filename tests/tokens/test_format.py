@@ -169,3 +169,10 @@ def test_a_checksum_must_hold_every_crc32() -> None:
     with pytest.raises(ValueError, match="CRC32"):
         TokenFormat("x_", body_length=10, checksum_length=5)
     assert TokenFormat("x_", body_length=10).length == 12
+    # Six base62 characters hold every CRC32 (62**6 > 2**32): allowed, and counted.
+    kind = TokenFormat("x_", body_length=10, checksum_length=6)
+    assert kind.length == 18
+    token = kind.generate()
+    assert len(token) == 18
+    assert kind.problem(token) is None
+    assert kind.is_well_formed(token)
