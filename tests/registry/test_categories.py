@@ -187,6 +187,15 @@ def test_a_category_shows_its_subcategories_and_parents(env: RegistryEnv, catalo
     assert [p["slug"] for p in shown["parent_categories"]] == ["development-tools"]
     # Asked in another case, found (crates.io lowers the slug).
     assert get(env, "/api/v1/categories/Algorithms").json()["category"]["slug"] == "algorithms"
+    slugs = get(env, "/api/v1/category_slugs").json()["category_slugs"]
+    assert [s["slug"] for s in slugs] == sorted(default_categories().slugs())
+    algorithms = default_categories().get("algorithms")
+    assert algorithms is not None
+    assert slugs[0] == {
+        "id": "algorithms",
+        "slug": "algorithms",
+        "description": algorithms.description,
+    }
     missing = get(env, "/api/v1/categories/no-such-category")
     assert missing.status_code == 404
     assert detail(missing) == "category `no-such-category` does not exist"

@@ -50,6 +50,7 @@ READS = [
     "/api/v1/crates/base/1.0.0/download",
     "/api/v1/categories",
     "/api/v1/categories/algorithms",
+    "/api/v1/category_slugs",
     "/api/v1/keywords",
     "/api/v1/keywords/nope",
 ]

@@ -1,7 +1,8 @@
 """Browsing the registry by category and keyword, over HTTP, as crates.io serves it:
-``/api/v1/categories``, ``/api/v1/categories/{slug}``, ``/api/v1/keywords``,
-``/api/v1/keywords/{keyword}``, the ``category=``, ``keyword=`` and ``sort=``
-parameters of the crate search, and the ``categories``/``keywords`` lists of a crate.
+``/api/v1/categories``, ``/api/v1/categories/{slug}``, ``/api/v1/category_slugs``,
+``/api/v1/keywords``, ``/api/v1/keywords/{keyword}``, the ``category=``, ``keyword=``
+and ``sort=`` parameters of the crate search, and the ``categories``/``keywords``
+lists of a crate.
 
 Categories are the configured list (``trustpub.registry.categories``); the database
 holds which crates name which slugs and when each slug was first offered. The list
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from trustpub.registry.registry import Registry
 
 CATEGORIES = "/api/v1/categories"
+CATEGORY_SLUGS = "/api/v1/category_slugs"
 KEYWORDS = "/api/v1/keywords"
 LIST_SORTS = ("alpha", "crates")
 MAX_PER_PAGE = 100  # crates.io's
@@ -138,6 +140,18 @@ class Browse:
             self._json(c, counts, times) for c in self.categories.parents(found.slug)
         ]
         return JSONResponse({"category": body})
+
+    async def category_slugs(self, request: Request) -> Response:
+        """Every slug a manifest may name, subcategories included, in slug order."""
+        await self.registry.check_read(request)
+        slugs = sorted(self.categories, key=lambda c: c.slug)
+        return JSONResponse(
+            {
+                "category_slugs": [
+                    {"id": c.slug, "slug": c.slug, "description": c.description} for c in slugs
+                ]
+            }
+        )
 
     async def list_keywords(self, request: Request) -> Response:
         await self.registry.check_listing(request)

@@ -39,7 +39,7 @@ from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_ad
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import RemoteAuthority, TokenAuthority
-from trustpub.registry.browse import CATEGORIES, KEYWORDS, Browse
+from trustpub.registry.browse import CATEGORIES, CATEGORY_SLUGS, KEYWORDS, Browse
 from trustpub.registry.categories import Categories, default_categories
 from trustpub.registry.db import (
     ApiToken,
@@ -187,6 +187,7 @@ class Registry:
             Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
             Route(CATEGORIES, self._h(browse.list_categories), methods=["GET"]),
             Route(f"{CATEGORIES}/{{slug}}", self._h(browse.show_category), methods=["GET"]),
+            Route(CATEGORY_SLUGS, self._h(browse.category_slugs), methods=["GET"]),
             Route(KEYWORDS, self._h(browse.list_keywords), methods=["GET"]),
             Route(f"{KEYWORDS}/{{keyword}}", self._h(browse.show_keyword), methods=["GET"]),
             Route(f"{ME}/tokens", self._h(account.list_tokens), methods=["GET"]),
