@@ -22,6 +22,7 @@ from trustpub.errors import ConfigurationError
 from trustpub.notify.settings import NotificationSettings, parse_notifications
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.ratelimit import RateLimits, parse_limit
+from trustpub.registry.categories import Categories, load_categories
 from trustpub.registry.storage.settings import StorageSettings, parse_storage
 
 DEFAULT_HOST = "127.0.0.1"
@@ -29,6 +30,17 @@ DEFAULT_PORT = 8080
 DEFAULT_STORE = "sqlite:///data/trustpub.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ALL_INTERFACES = ("0.0.0.0", "::")  # noqa: S104 (compared, never bound)
+
+
+def _parse_categories(value: object, source: str) -> Categories:
+    """``[registry] categories``: the path of a category file, read now, so a file that
+    cannot be used stops the start (trustpub.registry.categories)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{source}: registry.categories: expected the path of a TOML file")
+    try:
+        return load_categories(value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: registry.categories: {exc.detail}") from None
 
 
 def _parse_registry_access(registry: dict[str, Any], source: str) -> dict[str, Any]:
@@ -150,6 +162,8 @@ class Settings:
     registry_database: str | None = None
     # [registry] storage, downloads and [registry.s3]: where the .crate files live.
     registry_storage: StorageSettings = field(default_factory=StorageSettings)
+    # [registry] categories: a TOML file of categories; None: the list trustpub ships.
+    registry_categories: Categories | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
     server: ServerSettings = field(default_factory=ServerSettings)
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
@@ -416,6 +430,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
             "storage",
             "downloads",
             "s3",
+            "categories",
         }
         extra = sorted(set(registry) - known)
         if extra:
@@ -429,6 +444,8 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         if "database" in registry:
             changes["registry_database"] = _parse_database(registry["database"], source)
         changes["registry_storage"] = parse_storage(registry, source)
+        if "categories" in registry:
+            changes["registry_categories"] = _parse_categories(registry["categories"], source)
     if "rate_limits" in raw:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source

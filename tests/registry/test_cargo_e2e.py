@@ -112,13 +112,15 @@ class Cargo:
         return result.stderr
 
 
-def make_package(root: Path, name: str, version: str, deps: str = "", code: str = "") -> Path:
+def make_package(
+    root: Path, name: str, version: str, deps: str = "", code: str = "", package_extra: str = ""
+) -> Path:
     package = root / f"{name}-{version}"
     (package / "src").mkdir(parents=True)
     (package / "Cargo.toml").write_text(
         f'[package]\nname = "{name}"\nversion = "{version}"\nedition = "2021"\n'
         f'description = "{name}, a test crate"\nlicense = "MIT"\n'
-        f'publish = ["trustpub"]\n\n[dependencies]\n{deps}'
+        f'publish = ["trustpub"]\n{package_extra}\n[dependencies]\n{deps}'
     )
     (package / "src" / "lib.rs").write_text(code or "pub fn answer() -> u32 { 42 }\n")
     return package
@@ -164,9 +166,19 @@ def test_cargo_publishes_yanks_and_changes_owners_with_trusted_publishing(
             "--scope", "publish-new", "--scope", "publish-update", "--scope", "yank",
         )  # fmt: skip
 
-        # 1. The first version, published by a person with an API token.
-        demo1 = make_package(work, "tp-demo", "0.1.0")
-        cargo.ok(demo1, "publish", "--registry", "trustpub", "--no-verify", token=alice)
+        # 1. The first version, published by a person with an API token. A category
+        # the registry does not offer is dropped, and cargo says so.
+        demo1 = make_package(
+            work,
+            "tp-demo",
+            "0.1.0",
+            package_extra='categories = ["algorithms", "no-such-category"]\nkeywords = ["Demo"]\n',
+        )
+        published = cargo.ok(demo1, "publish", "--registry", "trustpub", "--no-verify", token=alice)
+        assert "not valid category slugs" in published
+        assert "no-such-category" in published
+        crate = httpx.get(f"{svc.url}/api/v1/crates/tp-demo").json()["crate"]
+        assert (crate["categories"], crate["keywords"]) == (["algorithms"], ["demo"])
 
         # 2. CI exchanges its OIDC token for a trustpub token.
         jwt = issuer.mint(svc.audience)

@@ -48,6 +48,11 @@ READS = [
     "/api/v1/crates/base/1.0.0",
     "/api/v1/crates/base/owners",
     "/api/v1/crates/base/1.0.0/download",
+    "/api/v1/categories",
+    "/api/v1/categories/algorithms",
+    "/api/v1/category_slugs",
+    "/api/v1/keywords",
+    "/api/v1/keywords/nope",
 ]
 
 
@@ -117,6 +122,9 @@ def test_a_ci_token_reads_its_crates_and_their_dependencies_only(
         assert response.status_code == 404, path
         assert detail(response) == "crate `secret` does not exist"
     assert get(private, "/api/v1/crates?q=s", ci).status_code == 403
+    # Counts and keywords tell of crates it may not read: refused as the search is.
+    for path in ("/api/v1/categories", "/api/v1/categories/algorithms", "/api/v1/keywords"):
+        assert get(private, path, ci).status_code == 403, path
     # And it publishes what its policy allows.
     assert private.publish(ci, "app", "1.1.0").status_code == 200
 

@@ -75,6 +75,7 @@ def create_app(
             invitation_ttl=settings.registry_invitation_ttl,
             database=settings.registry_database,
             storage=settings.registry_storage,
+            categories=settings.registry_categories,
         )
         routes += cargo_registry.routes
         # Owner-managed configs (crates.io's API); the GitHub lookup gets its HTTP client

@@ -430,13 +430,15 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
 
     if args.login_url and not args.auth_required:
         raise usage_error("--login-url only applies with --auth-required")
+    settings = load_settings(args.config)
     try:
         app = create_registry_app(
             directory,
             public_url,
             trustpub_url=args.trustpub_url,
             credential=credential,
-            notifications=load_settings(args.config).notifications,
+            notifications=settings.notifications,
+            categories=settings.registry_categories,
             auth_required=args.auth_required,
             login_url=args.login_url,
         )

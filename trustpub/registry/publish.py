@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustpub.registry.categories import check_categories, check_keywords
 from trustpub.registry.errors import bad_request, too_large
 from trustpub.registry.names import check_crate_name
 from trustpub.registry.versions import Version, parse_version
@@ -36,7 +37,6 @@ _RUST_VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))
 DEP_KINDS = ("normal", "build", "dev")
 MAX_DEPS = 500
 MAX_FEATURES = 300
-MAX_KEYWORDS = 5
 MAX_NESTING = 32
 
 # One token of TOML (or JSON, whose strings are TOML basic strings): a string or a
@@ -312,9 +312,11 @@ def parse_metadata(data: Mapping[str, Any]) -> PublishMetadata:
         raise bad_request(
             f"Invalid `rust_version` `{shown(rust_version)}`: expected a Rust version like `1.70`"
         )
-    keywords = fields.text_list("keywords")
-    if len(keywords) > MAX_KEYWORDS:
-        raise bad_request(f"Too many keywords (max {MAX_KEYWORDS})")
+    # Checked as crates.io does (categories.py); unknown categories are dropped later,
+    # against the registry's list, and reported in the publish answer.
+    keywords = check_keywords(fields.text_list("keywords"))
+    categories = fields.text_list("categories")
+    check_categories(categories)
     return PublishMetadata(
         name=name,
         vers=vers,
@@ -331,7 +333,7 @@ def parse_metadata(data: Mapping[str, Any]) -> PublishMetadata:
         repository=fields.opt_text("repository"),
         readme=fields.opt_text("readme"),
         keywords=keywords,
-        categories=fields.text_list("categories"),
+        categories=categories,
         authors=fields.text_list("authors"),
     )
 

@@ -15,7 +15,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +39,8 @@ from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_ad
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
 from trustpub.registry.auth import RemoteAuthority, TokenAuthority
+from trustpub.registry.browse import CATEGORIES, CATEGORY_SLUGS, KEYWORDS, Browse
+from trustpub.registry.categories import Categories, default_categories
 from trustpub.registry.db import (
     ApiToken,
     CrateRow,
@@ -82,9 +85,18 @@ T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_PER_PAGE = 100
 INVITATION_TTL = 30 * 24 * 3600  # crates.io's
-PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
-    "warnings": {"invalid_categories": [], "invalid_badges": [], "other": []}
-}
+
+
+def publish_warnings(invalid_categories: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    """The publish answer (crates.io's): the categories dropped because the registry's
+    list lacks them, which cargo prints as a warning. Badges are not kept, nor checked."""
+    return {
+        "warnings": {
+            "invalid_categories": list(invalid_categories),
+            "invalid_badges": [],
+            "other": [],
+        }
+    }
 
 
 class Registry:
@@ -98,7 +110,8 @@ class Registry:
     index, ``config.json``, every API read and every download need a valid token, and a
     request without one gets cargo's 401 challenge naming ``login_url`` (where users
     learn how to get a token). ``invitation_ttl``: how long an owner invitation stays
-    open, in seconds.
+    open, in seconds. ``categories``: the categories crates may name (by default the
+    list trustpub ships, crates.io's).
     """
 
     def __init__(
@@ -115,6 +128,7 @@ class Registry:
         invitation_ttl: int = INVITATION_TTL,
         database: str | None = None,
         storage: StorageSettings | None = None,
+        categories: Categories | None = None,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -137,8 +151,11 @@ class Registry:
         self._open = False
         # Per process; the trustpub service replaces it with its own (shared on Redis).
         self.rate_limiter = RateLimiter(RateLimits(), MemoryBackend())
+        self.categories = categories if categories is not None else default_categories()
+        self.browse = Browse(self, self.categories)
         crates = paths.CRATES
         account = Account(self)
+        browse = self.browse
         self.routes: list[BaseRoute] = [
             Route(f"{paths.INDEX}/config.json", self._h(self.config_json), methods=["GET"]),
             Route(f"{paths.INDEX}/{{path:path}}", self._h(self.index_file), methods=["GET"]),
@@ -168,6 +185,11 @@ class Registry:
             ),
             Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
             Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
+            Route(CATEGORIES, self._h(browse.list_categories), methods=["GET"]),
+            Route(f"{CATEGORIES}/{{slug}}", self._h(browse.show_category), methods=["GET"]),
+            Route(CATEGORY_SLUGS, self._h(browse.category_slugs), methods=["GET"]),
+            Route(KEYWORDS, self._h(browse.list_keywords), methods=["GET"]),
+            Route(f"{KEYWORDS}/{{keyword}}", self._h(browse.show_keyword), methods=["GET"]),
             Route(f"{ME}/tokens", self._h(account.list_tokens), methods=["GET"]),
             Route(f"{ME}/tokens", self._h(account.create_token), methods=["PUT"]),
             Route(f"{ME}/tokens/{{id:int}}", self._h(account.revoke_token), methods=["DELETE"]),
@@ -227,6 +249,8 @@ class Registry:
         check can call this, then ``close_storage()``, before serving."""
         try:
             self.db.open()
+            # When each category was first offered: the categories API's created_at.
+            self.db.record_categories(self.categories.slugs())
             self.files.open()
             # A crash between a file's rename and its commit left it without a version.
             self.db.holding_write_lock(self.files.sweep_orphans)
@@ -410,6 +434,10 @@ class Registry:
             self.limits,
             lambda meta: changes.check_publish_right(self.db, actor, meta.name),
         )
+        # As crates.io: categories the registry does not offer are dropped, and named
+        # in the answer.
+        kept, invalid = self.categories.split(parsed.metadata.categories)
+        parsed = replace(parsed, metadata=replace(parsed.metadata, categories=kept))
         vers = parsed.metadata.vers
         staged = await self._db(lambda: self.files.stage(parsed.crate))
         try:
@@ -435,19 +463,36 @@ class Registry:
                 }
             },
         )
-        return JSONResponse(PUBLISH_WARNINGS)
+        return JSONResponse(publish_warnings(invalid))
 
-    async def search(self, request: Request) -> Response:
+    async def check_listing(self, request: Request) -> None:
+        """``check_read`` for reads across crates (search, categories, keywords): a
+        Trusted Publishing token, which may read only some crates, is refused."""
         if isinstance(await self.check_read(request), TrustpubActor):
             raise forbidden(
-                "Trusted Publishing tokens cannot search a registry that requires "
+                "Trusted Publishing tokens cannot search or list a registry that requires "
                 "authentication; use a `read` token"
             )
+
+    async def search(self, request: Request) -> Response:
+        """crates.io's search: ``q`` (name or description), ``category`` (with its
+        subcategories), ``keyword``, ``sort`` (see ``Browse.search_filters``), paged."""
+        await self.check_listing(request)
         query = request.query_params.get("q", "")
         per_page = query_int(request, "per_page", 10, 1, MAX_PER_PAGE)
         page = query_int(request, "page", 1, 1, 10_000)
+        filters = self.browse.search_filters(request, query)
+        if filters.matches_nothing:
+            return JSONResponse({"crates": [], "meta": {"total": 0}})
         crates, total = await self._db(
-            lambda: self.db.search(query, per_page, (page - 1) * per_page)
+            lambda: self.db.search(
+                query,
+                per_page,
+                (page - 1) * per_page,
+                sort=filters.sort,
+                categories=filters.categories,
+                keyword=filters.keyword,
+            )
         )
         versions = await self._db(lambda: self.db.versions_of([k.id for k in crates]))
         return JSONResponse(
@@ -472,6 +517,7 @@ class Registry:
             {
                 "crate": crate_summary(crate, versions),
                 "versions": [version_detail(v) for v in reversed(versions)],
+                **await self.browse.crate_terms(crate),
             }
         )
 
@@ -691,6 +737,7 @@ def create_registry_app(
     invitation_ttl: int = INVITATION_TTL,
     database: str | None = None,
     storage: StorageSettings | None = None,
+    categories: Categories | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -708,6 +755,7 @@ def create_registry_app(
         invitation_ttl=invitation_ttl,
         database=database,
         storage=storage,
+        categories=categories,
     )
 
     @contextlib.asynccontextmanager

@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from trustpub.registry.db import AuditEvent, CrateRow, Delivery, User, VersionRow, Webhook
+from trustpub.registry.categories import Category
+from trustpub.registry.db import (
+    AuditEvent,
+    CrateRow,
+    Delivery,
+    KeywordRow,
+    User,
+    VersionRow,
+    Webhook,
+)
 from trustpub.registry.versions import parse_version
 from trustpub.web import paths, rfc3339
 
@@ -62,6 +71,28 @@ def version_detail(version: VersionRow) -> dict[str, Any]:
         "downloads": 0,
         "published_by": {"login": version.published_by} if version.published_by else None,
         "trustpub_data": version.trustpub_data,
+    }
+
+
+def category_json(category: Category, crates_cnt: int, created_at: int) -> dict[str, Any]:
+    """crates.io's category (its ``id`` is the slug)."""
+    return {
+        "id": category.slug,
+        "category": category.name,
+        "slug": category.slug,
+        "description": category.description,
+        "crates_cnt": crates_cnt,
+        "created_at": rfc3339(created_at),
+    }
+
+
+def keyword_json(keyword: KeywordRow) -> dict[str, Any]:
+    """crates.io's keyword (its ``id`` is the keyword itself)."""
+    return {
+        "id": keyword.keyword,
+        "keyword": keyword.keyword,
+        "crates_cnt": keyword.crates_cnt,
+        "created_at": rfc3339(keyword.created_at),
     }
 
 

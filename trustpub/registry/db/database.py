@@ -26,6 +26,7 @@ from trustpub.registry.db.rows import (
     CrateRow,
     CrateState,
     Invitation,
+    KeywordRow,
     NewVersion,
     OwnersChanged,
     OwnersInvited,
@@ -234,8 +235,41 @@ class RegistryDB:
 
         return self._engine.run(read)
 
-    def search(self, query: str, limit: int, offset: int) -> tuple[list[CrateRow], int]:
-        return self._engine.run(lambda c: queries.search(c, query, limit, offset))
+    def search(
+        self,
+        query: str,
+        limit: int,
+        offset: int,
+        *,
+        sort: str = "relevance",
+        categories: Sequence[str] | None = None,
+        keyword: str | None = None,
+    ) -> tuple[list[CrateRow], int]:
+        """See ``queries.search``."""
+        return self._engine.run(
+            lambda c: queries.search(
+                c, query, limit, offset, sort=sort, categories=categories, keyword=keyword
+            )
+        )
+
+    # -- categories and keywords -----------------------------------------------------------
+
+    def record_categories(self, slugs: Sequence[str]) -> int:
+        """Note when each category slug was first offered; returns how many are new."""
+        return self._write(lambda c, tx: writes.record_categories(c, tx, slugs, self.now()))
+
+    def category_stats(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Per slug: how many crates name it, and when it was first offered."""
+        return self._engine.run(lambda c: (queries.category_counts(c), queries.category_times(c)))
+
+    def keywords(self, by_crates: bool, limit: int, offset: int) -> tuple[list[KeywordRow], int]:
+        return self._engine.run(lambda c: queries.keywords(c, by_crates, limit, offset))
+
+    def keyword(self, key: str) -> KeywordRow | None:
+        return self._engine.run(lambda c: queries.keyword(c, key))
+
+    def crate_keywords(self, crate_id: int) -> list[KeywordRow]:
+        return self._engine.run(lambda c: queries.crate_keywords(c, crate_id))
 
     def versions_of(self, crate_ids: Sequence[int]) -> dict[int, list[VersionRow]]:
         return self._engine.run(lambda c: {cid: queries.versions(c, cid) for cid in crate_ids})

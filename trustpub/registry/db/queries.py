@@ -22,6 +22,7 @@ from trustpub.registry.db.rows import (
     CrateRow,
     CrateState,
     Invitation,
+    KeywordRow,
     User,
     VersionRow,
 )
@@ -128,21 +129,136 @@ def state_of(conn: Connection, found: CrateRow) -> CrateState:
     return CrateState(found, frozenset(u.id for u in owners), tuple(u.login for u in owners))
 
 
-def search(conn: Connection, query: str, limit: int, offset: int) -> tuple[list[CrateRow], int]:
-    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    # Both sides lowered by the database: not a name comparison, so each engine's own
-    # folding is fine here.
-    where = (
-        "WHERE lower(name) LIKE lower(?) ESCAPE '\\'"
-        " OR lower(description) LIKE lower(?) ESCAPE '\\'"
-    )
-    (total,) = conn.execute(f"SELECT COUNT(*) FROM crates {where}", (pattern, pattern)).fetchone()  # noqa: S608
+SEARCH_SORTS = ("relevance", "downloads", "recent-downloads", "recent-updates", "new", "alpha")
+_BY_NAME = "lower(name), name"
+
+
+def downloads_order(recent: bool) -> str:
+    """ORDER BY terms of the ``downloads`` (all time) and ``recent-downloads`` (crates.io:
+    the last 90 days) sorts, most downloaded first.
+
+    MERGE SEAM: download counts are not stored yet (they come with the
+    ``version_downloads`` table of another change). Until this is wired to them, every
+    crate has 0 downloads, so both orders are the name order, their tie-break.
+    """
+    # MERGE SEAM: `{total or recent downloads} DESC, ` + _BY_NAME once counts exist.
+    return _BY_NAME
+
+
+def search(
+    conn: Connection,
+    query: str,
+    limit: int,
+    offset: int,
+    *,
+    sort: str = "relevance",
+    categories: Sequence[str] | None = None,
+    keyword: str | None = None,
+) -> tuple[list[CrateRow], int]:
+    """Crates whose name or description holds ``query`` (all crates for ""), in one of
+    the ``categories`` slugs (None: any) and naming ``keyword`` (stored form; None:
+    any), ordered by ``sort`` (one of ``SEARCH_SORTS``); one page and the total."""
+    if sort not in SEARCH_SORTS:
+        raise ValueError(f"unknown sort {sort!r}")
+    if categories is not None and not categories:
+        return [], 0
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query:
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        # Both sides lowered by the database: not a name comparison, so each engine's own
+        # folding is fine here.
+        clauses.append(
+            "(lower(name) LIKE lower(?) ESCAPE '\\'"
+            " OR lower(description) LIKE lower(?) ESCAPE '\\')"
+        )
+        params += [pattern, pattern]
+    if categories is not None:
+        marks = ", ".join("?" * len(categories))
+        clauses.append(
+            f"id IN (SELECT crate_id FROM crates_categories WHERE slug IN ({marks}))"  # noqa: S608
+        )
+        params += list(categories)
+    if keyword is not None:
+        clauses.append(
+            "id IN (SELECT ck.crate_id FROM crates_keywords ck"
+            " JOIN keywords k ON k.id = ck.keyword_id WHERE k.keyword = ?)"
+        )
+        params.append(keyword)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    (total,) = conn.execute(f"SELECT COUNT(*) FROM crates {where}", params).fetchone()  # noqa: S608
+    order_params: list[Any] = []
+    if sort == "relevance" and query:
+        order = f"lower(name) = lower(?) DESC, {_BY_NAME}"
+        order_params.append(query)
+    elif sort in ("downloads", "recent-downloads"):
+        order = downloads_order(sort == "recent-downloads")
+    elif sort == "new":
+        order = f"created_at DESC, {_BY_NAME}"
+    elif sort == "recent-updates":
+        order = f"updated_at DESC, {_BY_NAME}"
+    else:  # alpha, or relevance without a query
+        order = _BY_NAME
     found = conn.execute(
-        f"SELECT * FROM crates {where}"  # noqa: S608
-        " ORDER BY lower(name) = lower(?) DESC, lower(name) LIMIT ? OFFSET ?",
-        (pattern, pattern, query, limit, offset),
+        f"SELECT * FROM crates {where} ORDER BY {order}, id LIMIT ? OFFSET ?",  # noqa: S608
+        [*params, *order_params, limit, offset],
     ).fetchall()
     return [rows.crate(r) for r in found], int(total)
+
+
+# -- categories and keywords -------------------------------------------------------------
+
+
+def category_counts(conn: Connection) -> dict[str, int]:
+    """How many crates name each slug (configured or not)."""
+    found = conn.execute(
+        "SELECT slug, COUNT(*) AS n FROM crates_categories GROUP BY slug"
+    ).fetchall()
+    return {str(r["slug"]): int(r["n"]) for r in found}
+
+
+def category_times(conn: Connection) -> dict[str, int]:
+    """When each category slug was first offered."""
+    found = conn.execute("SELECT slug, created_at FROM categories").fetchall()
+    return {str(r["slug"]): int(r["created_at"]) for r in found}
+
+
+_KEYWORD_SELECT = (
+    "SELECT k.id, k.keyword, k.created_at, COUNT(ck.crate_id) AS crates_cnt FROM keywords k"
+    " LEFT JOIN crates_keywords ck ON ck.keyword_id = k.id"
+)
+_KEYWORD_GROUP = " GROUP BY k.id, k.keyword, k.created_at"
+
+
+def keywords(
+    conn: Connection, by_crates: bool, limit: int, offset: int
+) -> tuple[list[KeywordRow], int]:
+    """A page of keywords, alphabetical or by crates named (most first), and the total."""
+    order = "crates_cnt DESC, k.keyword" if by_crates else "k.keyword"
+    found = conn.execute(
+        f"{_KEYWORD_SELECT}{_KEYWORD_GROUP} ORDER BY {order} LIMIT ? OFFSET ?",
+        (limit, offset),
+    ).fetchall()
+    (total,) = conn.execute("SELECT COUNT(*) FROM keywords").fetchone()
+    return [rows.keyword(r) for r in found], int(total)
+
+
+def keyword(conn: Connection, key: str) -> KeywordRow | None:
+    """The keyword ``key`` (its stored, lower-case form)."""
+    row = conn.execute(f"{_KEYWORD_SELECT} WHERE k.keyword = ?{_KEYWORD_GROUP}", (key,)).fetchone()
+    return rows.keyword(row) if row is not None else None
+
+
+def crate_keywords(conn: Connection, crate_id: int) -> list[KeywordRow]:
+    """The keywords a crate names, alphabetical, each with its crate count."""
+    found = conn.execute(
+        f"{_KEYWORD_SELECT} WHERE k.id IN"  # noqa: S608
+        " (SELECT keyword_id FROM crates_keywords WHERE crate_id = ?)"
+        f"{_KEYWORD_GROUP} ORDER BY k.keyword",
+        (crate_id,),
+    ).fetchall()
+    return [rows.keyword(r) for r in found]
 
 
 _VERSION_SELECT = (

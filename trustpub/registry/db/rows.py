@@ -59,6 +59,16 @@ class CrateRow:
 
 
 @dataclass(frozen=True, slots=True)
+class KeywordRow:
+    """A keyword (ASCII lower case) and how many crates it names now."""
+
+    id: int
+    keyword: str
+    crates_cnt: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class CrateState:
     """A crate and its owners (user ids and logins), read inside the transaction that
     changes it: what an authorization check decides on."""
@@ -224,4 +234,13 @@ def invitation(row: Row) -> Invitation:
         inviter=row["inviter"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
+    )
+
+
+def keyword(row: Row) -> KeywordRow:
+    return KeywordRow(
+        id=row["id"],
+        keyword=row["keyword"],
+        crates_cnt=int(row["crates_cnt"]),
+        created_at=row["created_at"],
     )

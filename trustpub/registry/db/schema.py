@@ -30,6 +30,13 @@ PostgreSQL): write a migration once, in SQL both run. The rules:
   unique names), or, for single statements, in ``POSTGRESQL_STATEMENTS`` (migration 2
   does: the triggers that keep the audit trail append-only).
 
+Migration 7 backfills new tables from existing data: the crates' ``keywords`` and
+``categories`` JSON arrays become rows of ``crates_keywords`` and ``crates_categories``
+(the columns stay as they were). Its reading of JSON is said once per engine
+(``json_each`` on SQLite, ``jsonb_array_elements`` on PostgreSQL, in
+``POSTGRESQL_STATEMENTS``), so a database of either engine keeps every keyword and
+category it held.
+
 ``postgresql_statements`` refuses a statement it recognises as SQLite-only, and the
 registry tests run every migration on both engines and compare the resulting columns
 (tests/registry/test_db.py), so a migration that breaks the rule fails there.
@@ -293,6 +300,63 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # 5 and 6 are taken by other changes of the same release (merged in their place).
+    Migration(5, "reserved for another change (placeholder)", ("SELECT 1",)),
+    Migration(6, "reserved for another change (placeholder)", ("SELECT 1",)),
+    Migration(
+        7,
+        "crate categories and keywords as tables, filled from the crates' JSON columns",
+        (
+            # When each category slug was first offered (the API's created_at); the
+            # names and descriptions are the configured list's, not stored here.
+            """CREATE TABLE IF NOT EXISTS categories (
+                slug TEXT PRIMARY KEY,
+                created_at INTEGER NOT NULL
+            )""",
+            # Every slug a crate names, configured or not (the list may change; the
+            # reads keep the configured ones). No foreign key to categories for that
+            # reason.
+            """CREATE TABLE IF NOT EXISTS crates_categories (
+                crate_id INTEGER NOT NULL REFERENCES crates (id),
+                slug TEXT NOT NULL,
+                PRIMARY KEY (crate_id, slug)
+            )""",
+            "CREATE INDEX IF NOT EXISTS crates_categories_by_slug ON crates_categories (slug)",
+            # Keywords in ASCII lower case, once each.
+            """CREATE TABLE IF NOT EXISTS keywords (
+                id INTEGER PRIMARY KEY,
+                keyword TEXT NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS crates_keywords (
+                crate_id INTEGER NOT NULL REFERENCES crates (id),
+                keyword_id INTEGER NOT NULL REFERENCES keywords (id),
+                PRIMARY KEY (crate_id, keyword_id)
+            )""",
+            "CREATE INDEX IF NOT EXISTS crates_keywords_by_keyword ON crates_keywords (keyword_id)",
+            # The backfill, from the JSON arrays publishes wrote into crates.keywords and
+            # crates.categories (which stay as they are): JSON functions differ, so
+            # PostgreSQL runs its own statements (POSTGRESQL_STATEMENTS). A keyword is
+            # first seen with the oldest crate naming it.
+            """INSERT INTO keywords (keyword, created_at)
+            SELECT lower(j.value), MIN(c.created_at)
+            FROM crates c, json_each(CASE WHEN json_type(c.keywords) = 'array'
+                                     THEN c.keywords ELSE '[]' END) j
+            WHERE j.type = 'text' AND j.value <> ''
+            GROUP BY lower(j.value)""",
+            """INSERT INTO crates_keywords (crate_id, keyword_id)
+            SELECT DISTINCT c.id, k.id
+            FROM crates c, json_each(CASE WHEN json_type(c.keywords) = 'array'
+                                     THEN c.keywords ELSE '[]' END) j
+            JOIN keywords k ON k.keyword = lower(j.value)
+            WHERE j.type = 'text'""",
+            """INSERT INTO crates_categories (crate_id, slug)
+            SELECT DISTINCT c.id, j.value
+            FROM crates c, json_each(CASE WHEN json_type(c.categories) = 'array'
+                                     THEN c.categories ELSE '[]' END) j
+            WHERE j.type = 'text' AND j.value <> ''""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
@@ -378,6 +442,39 @@ POSTGRESQL_STATEMENTS: dict[int, dict[int, tuple[str, ...]]] = {
             ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()""",
         ),
         4: (),
+    },
+    7: {
+        # Migration 7's backfill: jsonb for SQLite's json_each, and ASCII-only lower
+        # case (translate), as SQLite's lower() folds it.
+        6: (
+            """INSERT INTO keywords (keyword, created_at)
+            SELECT translate(e.value #>> '{}', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                             'abcdefghijklmnopqrstuvwxyz') AS keyword, MIN(c.created_at)
+            FROM (SELECT created_at, keywords::jsonb AS list FROM crates) c,
+                 jsonb_array_elements(CASE WHEN jsonb_typeof(c.list) = 'array'
+                                      THEN c.list ELSE '[]'::jsonb END) AS e(value)
+            WHERE jsonb_typeof(e.value) = 'string' AND e.value #>> '{}' <> ''
+            GROUP BY 1""",
+        ),
+        7: (
+            """INSERT INTO crates_keywords (crate_id, keyword_id)
+            SELECT DISTINCT c.id, k.id
+            FROM (SELECT id, keywords::jsonb AS list FROM crates) c
+            CROSS JOIN LATERAL jsonb_array_elements(
+                CASE WHEN jsonb_typeof(c.list) = 'array' THEN c.list ELSE '[]'::jsonb END
+            ) AS e(value)
+            JOIN keywords k ON k.keyword = translate(e.value #>> '{}',
+                'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
+            WHERE jsonb_typeof(e.value) = 'string'""",
+        ),
+        8: (
+            """INSERT INTO crates_categories (crate_id, slug)
+            SELECT DISTINCT c.id, e.value #>> '{}'
+            FROM (SELECT id, categories::jsonb AS list FROM crates) c,
+                 jsonb_array_elements(CASE WHEN jsonb_typeof(c.list) = 'array'
+                                      THEN c.list ELSE '[]'::jsonb END) AS e(value)
+            WHERE jsonb_typeof(e.value) = 'string' AND e.value #>> '{}' <> ''""",
+        ),
     },
 }
 

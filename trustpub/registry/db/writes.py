@@ -364,7 +364,47 @@ def _insert_version(conn: Connection, crate_id: int, new: NewVersion, now: int) 
             crate_id,
         ),
     )
+    _set_keywords(conn, crate_id, new.keywords, now)
+    _set_categories(conn, crate_id, new.categories)
     return version_id
+
+
+def _set_keywords(conn: Connection, crate_id: int, keywords: Sequence[str], now: int) -> None:
+    """The crate's keywords become ``keywords`` (already in their stored, lower-case form),
+    as its newest version says; a keyword no crate names any more stays (count 0)."""
+    conn.execute("DELETE FROM crates_keywords WHERE crate_id = ?", (crate_id,))
+    for keyword in dict.fromkeys(keywords):
+        conn.execute(
+            "INSERT INTO keywords (keyword, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (keyword, now),
+        )
+        conn.execute(
+            "INSERT INTO crates_keywords (crate_id, keyword_id)"
+            " SELECT ?, id FROM keywords WHERE keyword = ?",
+            (crate_id, keyword),
+        )
+
+
+def _set_categories(conn: Connection, crate_id: int, slugs: Sequence[str]) -> None:
+    conn.execute("DELETE FROM crates_categories WHERE crate_id = ?", (crate_id,))
+    for slug in dict.fromkeys(slugs):
+        conn.execute(
+            "INSERT INTO crates_categories (crate_id, slug) VALUES (?, ?)", (crate_id, slug)
+        )
+
+
+def record_categories(conn: Connection, tx: Transaction, slugs: Sequence[str], now: int) -> int:
+    """Note when each of ``slugs`` was first offered (kept for those already known);
+    returns how many are new."""
+    added = 0
+    with tx(conn):
+        for slug in slugs:
+            cur = conn.execute(
+                "INSERT INTO categories (slug, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (slug, now),
+            )
+            added += max(cur.rowcount, 0)
+    return added
 
 
 def set_yanked(
