@@ -430,15 +430,17 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
 
     if args.login_url and not args.auth_required:
         raise usage_error("--login-url only applies with --auth-required")
+    settings = load_settings(args.config)
     try:
         app = create_registry_app(
             directory,
             public_url,
             trustpub_url=args.trustpub_url,
             credential=credential,
-            notifications=load_settings(args.config).notifications,
+            notifications=settings.notifications,
             auth_required=args.auth_required,
             login_url=args.login_url,
+            require_metadata=settings.registry_require_metadata,
         )
     except ValueError as exc:
         raise usage_error(f"--{exc}".replace("login_url", "login-url", 1)) from None

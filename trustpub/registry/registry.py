@@ -60,6 +60,7 @@ from trustpub.registry.storage import CrateStorage, StorageSettings, open_storag
 from trustpub.registry.views import (
     audit_json,
     crate_summary,
+    dependency_json,
     user_json,
     version_detail,
     webhook_json,
@@ -98,7 +99,8 @@ class Registry:
     index, ``config.json``, every API read and every download need a valid token, and a
     request without one gets cargo's 401 challenge naming ``login_url`` (where users
     learn how to get a token). ``invitation_ttl``: how long an owner invitation stays
-    open, in seconds.
+    open, in seconds. ``require_metadata`` (crates.io's rule) refuses a publish without
+    a description or a license; a private registry may turn it off.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class Registry:
         invitation_ttl: int = INVITATION_TTL,
         database: str | None = None,
         storage: StorageSettings | None = None,
+        require_metadata: bool = True,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -126,6 +129,7 @@ class Registry:
         self.auth_required = auth_required
         self.login_url = login_url
         self.invitation_ttl = invitation_ttl
+        self.require_metadata = require_metadata
         self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
@@ -151,6 +155,11 @@ class Registry:
             ),
             # Before `{name}/{version}`, which would otherwise take `versions` for a version.
             Route(f"{crates}/{{name}}/versions", self._h(self.versions), methods=["GET"]),
+            Route(
+                f"{crates}/{{name}}/reverse_dependencies",
+                self._h(self.reverse_dependencies),
+                methods=["GET"],
+            ),
             Route(f"{crates}/{{name}}/audit", self._h(self.audit), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/webhooks",
@@ -165,6 +174,11 @@ class Registry:
             Route(f"{crates}/{{name}}/{{version}}", self._h(self.version_info), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/{{version}}/download", self._h(self.download), methods=["GET"]
+            ),
+            Route(
+                f"{crates}/{{name}}/{{version}}/dependencies",
+                self._h(self.dependencies),
+                methods=["GET"],
             ),
             Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
             Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
@@ -405,10 +419,12 @@ class Registry:
         # The right to publish the name is checked from the metadata, before the .crate
         # is unpacked or anything is written.
         parsed = await anyio.to_thread.run_sync(
-            parse_publish,
-            body,
-            self.limits,
-            lambda meta: changes.check_publish_right(self.db, actor, meta.name),
+            lambda: parse_publish(
+                body,
+                self.limits,
+                lambda meta: changes.check_publish_right(self.db, actor, meta.name),
+                require_metadata=self.require_metadata,
+            )
         )
         vers = parsed.metadata.vers
         staged = await self._db(lambda: self.files.stage(parsed.crate))
@@ -608,6 +624,39 @@ class Registry:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
         return JSONResponse({"version": version_detail(version)})
 
+    async def dependencies(self, request: Request) -> Response:
+        """A version's dependencies (yanked or not), as crates.io lists them: required
+        before optional, then by crate name."""
+        name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
+        _, deps = await self._db(lambda: self.db.dependencies(name, num))
+        deps.sort(key=lambda d: (d.optional, d.crate.lower(), d.crate, d.id))
+        return JSONResponse({"dependencies": [dependency_json(d) for d in deps]})
+
+    async def reverse_dependencies(self, request: Request) -> Response:
+        """The crates whose default version (the highest not yanked) depends on this
+        one, as crates.io lists them: by name (crates.io puts the most downloaded
+        first; this registry counts no downloads), ``page``/``per_page`` paging."""
+        name = request.path_params["name"]
+        if isinstance(await self.check_read(request, name), TrustpubActor):
+            # The dependents are other crates, which such a token may not read.
+            raise forbidden(
+                "Trusted Publishing tokens cannot list reverse dependencies in a registry "
+                "that requires authentication; use a `read` token"
+            )
+        per_page = query_int(request, "per_page", 10, 1, MAX_PER_PAGE)
+        page = query_int(request, "page", 1, 1, 10_000)
+        found = await self._db(
+            lambda: self.db.reverse_dependencies(name, per_page, (page - 1) * per_page)
+        )
+        return JSONResponse(
+            {
+                "dependencies": [dependency_json(d, found.crate) for d in found.dependencies],
+                "versions": [version_detail(v) for v in found.versions],
+                "meta": {"total": found.total},
+            }
+        )
+
     async def download(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
         await self.check_read(request, name)
@@ -691,6 +740,7 @@ def create_registry_app(
     invitation_ttl: int = INVITATION_TTL,
     database: str | None = None,
     storage: StorageSettings | None = None,
+    require_metadata: bool = True,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -708,6 +758,7 @@ def create_registry_app(
         invitation_ttl=invitation_ttl,
         database=database,
         storage=storage,
+        require_metadata=require_metadata,
     )
 
     @contextlib.asynccontextmanager

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from trustpub.registry.db import AuditEvent, CrateRow, Delivery, User, VersionRow, Webhook
+from trustpub.registry.db import (
+    AuditEvent,
+    CrateRow,
+    Delivery,
+    DependencyRow,
+    User,
+    VersionRow,
+    Webhook,
+)
 from trustpub.registry.versions import parse_version
 from trustpub.web import paths, rfc3339
 
@@ -62,6 +70,25 @@ def version_detail(version: VersionRow) -> dict[str, Any]:
         "downloads": 0,
         "published_by": {"login": version.published_by} if version.published_by else None,
         "trustpub_data": version.trustpub_data,
+    }
+
+
+def dependency_json(dependency: DependencyRow, crate: str | None = None) -> dict[str, Any]:
+    """A dependency as crates.io's API lists it: ``crate_id`` is the crate depended on
+    (``crate`` when given: the name as stored, for reverse dependencies), never the
+    name a renamed dependency has in the manifest. ``downloads`` is 0: the registry
+    counts no downloads per crate."""
+    return {
+        "id": dependency.id,
+        "version_id": dependency.version_id,
+        "crate_id": crate if crate is not None else dependency.crate,
+        "req": dependency.req,
+        "optional": dependency.optional,
+        "default_features": dependency.default_features,
+        "features": list(dependency.features),
+        "target": dependency.target,
+        "kind": dependency.kind,
+        "downloads": 0,
     }
 
 
