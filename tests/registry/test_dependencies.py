@@ -26,7 +26,7 @@ from trustpub.registry.names import canonical_name
 from trustpub.registry.publish import parse_metadata
 
 # crates.io's EncodableDependency, key by key, with the JSON type of each value.
-DEPENDENCY_KEYS = {
+DEPENDENCY_KEYS: dict[str, type | tuple[type, ...]] = {
     "id": int,
     "version_id": int,
     "crate_id": str,
