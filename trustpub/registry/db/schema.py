@@ -306,10 +306,10 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             # What each version's index entry lists under `deps`, queryable. `name` is
             # the name the manifest uses (the index `name`), `crate` the crate depended
             # on (the index `package` for a renamed dependency, else `name`), and
-            # `canonical` its canonical name (queries.canonical_name: ASCII case folded,
+            # `canonical` its canonical name (names.canonical_name: ASCII case folded,
             # `-` as `_`). `registry` is NULL for a crate of this registry. `features`
             # is a JSON list; booleans 0/1. Rows are in the entry's order (by id).
-            """CREATE TABLE IF NOT EXISTS dependencies (
+            """CREATE TABLE dependencies (
                 id INTEGER PRIMARY KEY,
                 version_id INTEGER NOT NULL REFERENCES versions (id),
                 name TEXT NOT NULL,
@@ -323,9 +323,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
                 kind TEXT NOT NULL,
                 registry TEXT
             )""",
-            "CREATE INDEX IF NOT EXISTS dependencies_by_crate"
-            " ON dependencies (canonical, version_id)",
-            "CREATE INDEX IF NOT EXISTS dependencies_by_version ON dependencies (version_id, id)",
+            "CREATE INDEX dependencies_by_crate ON dependencies (canonical, version_id)",
+            "CREATE INDEX dependencies_by_version ON dependencies (version_id, id)",
             # Backfill from the stored index entries, in version and entry order. Dependency
             # names were checked as ASCII at publish, where lower() agrees on both engines.
             """INSERT INTO dependencies (version_id, name, crate, canonical, req, optional,
