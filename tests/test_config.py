@@ -135,6 +135,10 @@ provider = "gitlab"
         ('[key_sets]\nmax_age = "2h"\nmax_stale = "1h"\n', "max_stale (3600 s) must be at least"),
         ("[registry]\nenabled = 1\n", "registry.enabled: expected true or false"),
         ('[registry]\nauth_required = "yes"\n', "registry.auth_required: expected true or false"),
+        (
+            '[registry]\nrequire_metadata = "no"\n',
+            "registry.require_metadata: expected true or false",
+        ),
         ('[registry]\nlogin_url = "ftp://x"\n', "registry.login_url: expected an http(s) URL"),
         ('[registry]\nlogin_url = "https://x/\\"a"\n', "registry.login_url: expected"),
         ('[registry]\nlogin_url = "https://x/é"\n', "registry.login_url: expected"),
@@ -287,15 +291,17 @@ def test_a_private_registry_is_configured_in_the_registry_table(tmp_path: Path) 
     path = write(
         tmp_path,
         '[registry]\nauth_required = true\nlogin_url = "https://wiki.example/tokens"\n'
-        'invitation_ttl = "7d"\n',
+        'invitation_ttl = "7d"\nrequire_metadata = false\n',
     )
     settings = load_settings(path, environ={})
     assert settings.registry_auth_required is True
+    assert settings.registry_require_metadata is False
     assert settings.registry_login_url == "https://wiki.example/tokens"
     assert settings.registry_invitation_ttl == 7 * 86400
     defaults = load_settings(environ={})
     assert (defaults.registry_auth_required, defaults.registry_login_url) == (False, None)
     assert defaults.registry_invitation_ttl == 30 * 86400
+    assert defaults.registry_require_metadata is True  # crates.io's rule, by default
 
 
 def test_registry_database_takes_a_postgresql_url_only(tmp_path: Path) -> None:

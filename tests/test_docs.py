@@ -402,6 +402,7 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "registry.enabled": s.registry_enabled,
         "registry.auth_required": s.registry_auth_required,
         "registry.invitation_ttl": s.registry_invitation_ttl,
+        "registry.require_metadata": s.registry_require_metadata,
         "registry.database": s.registry_database or (),  # none: the SQLite file
         # The default store is the data directory's `registry/`, written DATA_DIR there.
         "registry.storage": (

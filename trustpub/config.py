@@ -154,8 +154,10 @@ class Settings:
     policy_reload_interval: float = 2.0
     key_sets: KeySetSettings = field(default_factory=KeySetSettings)
     registry_enabled: bool = True
-    # [registry] auth_required, login_url, invitation_ttl (trustpub.registry.Registry)
+    # [registry] auth_required, login_url, invitation_ttl, require_metadata
+    # (trustpub.registry.Registry)
     registry_auth_required: bool = False
+    registry_require_metadata: bool = True
     registry_login_url: str | None = None
     registry_invitation_ttl: int = 30 * 24 * 3600
     # [registry] database: a postgresql:// URL; None: the SQLite file under data_dir.
@@ -424,6 +426,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         known = {
             "enabled",
             "auth_required",
+            "require_metadata",
             "login_url",
             "invitation_ttl",
             "database",
@@ -435,7 +438,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         extra = sorted(set(registry) - known)
         if extra:
             raise ConfigurationError(f"{source}: registry: unknown key(s): {', '.join(extra)}")
-        for key in ("enabled", "auth_required"):
+        for key in ("enabled", "auth_required", "require_metadata"):
             if key in registry:
                 if not isinstance(registry[key], bool):
                     raise ConfigurationError(f"{source}: registry.{key}: expected true or false")

@@ -215,15 +215,30 @@ def test_cargo_publishes_yanks_and_changes_owners_with_trusted_publishing(
         cargo.ok(fresh, "publish", "--registry", "trustpub", "--no-verify", token=minted)
         assert owners(svc, "tp-fresh") == ["alice"]
 
-        # 4. A second crate depends on the first; a consumer builds from the registry.
+        # 4. A second crate depends on the first (renamed in its manifest); a consumer
+        # builds from the registry.
         app = make_package(
             work,
             "tp-app",
             "0.1.0",
-            deps='tp-demo = { version = "0.2", registry = "trustpub" }\n',
-            code="pub fn double() -> u32 { tp_demo::answer() * 2 }\n",
+            deps='demo = { package = "tp-demo", version = "0.2", registry = "trustpub" }\n',
+            code="pub fn double() -> u32 { demo::answer() * 2 }\n",
         )
         cargo.ok(app, "publish", "--registry", "trustpub", "--no-verify", token=alice)
+        # What cargo sent is listed under the crate it names, both ways.
+        deps = httpx.get(f"{svc.url}/api/v1/crates/tp-app/0.1.0/dependencies").json()
+        assert [(d["crate_id"], d["req"]) for d in deps["dependencies"]] == [("tp-demo", "^0.2")]
+        rev = httpx.get(f"{svc.url}/api/v1/crates/tp-demo/reverse_dependencies").json()
+        assert [v["crate"] for v in rev["versions"]] == ["tp-app"]
+        assert rev["meta"] == {"total": 1}
+        # A crate without a license is refused, and cargo shows why.
+        unlicensed = make_package(work, "tp-unlicensed", "0.1.0")
+        manifest = unlicensed / "Cargo.toml"
+        manifest.write_text(manifest.read_text().replace('license = "MIT"\n', ""))
+        stderr = cargo.fails(
+            unlicensed, "publish", "--registry", "trustpub", "--no-verify", token=alice
+        )
+        assert "missing or empty metadata fields: license." in stderr
         consumer = make_package(
             work,
             "consumer",

@@ -53,6 +53,8 @@ READS = [
     "/api/v1/category_slugs",
     "/api/v1/keywords",
     "/api/v1/keywords/nope",
+    "/api/v1/crates/base/1.0.0/dependencies",
+    "/api/v1/crates/base/reverse_dependencies",
 ]
 
 
@@ -117,6 +119,8 @@ def test_a_ci_token_reads_its_crates_and_their_dependencies_only(
         "/index/se/cr/secret",
         "/api/v1/crates/secret",
         "/api/v1/crates/secret/1.0.0/download",
+        "/api/v1/crates/secret/1.0.0/dependencies",
+        "/api/v1/crates/secret/reverse_dependencies",
     ):
         response = get(private, path, ci)
         assert response.status_code == 404, path
@@ -125,6 +129,11 @@ def test_a_ci_token_reads_its_crates_and_their_dependencies_only(
     # Counts and keywords tell of crates it may not read: refused as the search is.
     for path in ("/api/v1/categories", "/api/v1/categories/algorithms", "/api/v1/keywords"):
         assert get(private, path, ci).status_code == 403, path
+    # It reads the dependencies of what it may read, but not who depends on it: the
+    # dependents are other crates.
+    deps = get(private, "/api/v1/crates/app/1.0.0/dependencies", ci)
+    assert [d["crate_id"] for d in deps.json()["dependencies"]] == ["base"]
+    assert get(private, "/api/v1/crates/base/reverse_dependencies", ci).status_code == 403
     # And it publishes what its policy allows.
     assert private.publish(ci, "app", "1.1.0").status_code == 200
 

@@ -73,6 +73,7 @@ def create_app(
             auth_required=settings.registry_auth_required,
             login_url=settings.registry_login_url,
             invitation_ttl=settings.registry_invitation_ttl,
+            require_metadata=settings.registry_require_metadata,
             database=settings.registry_database,
             storage=settings.registry_storage,
             categories=settings.registry_categories,

@@ -441,6 +441,7 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
             categories=settings.registry_categories,
             auth_required=args.auth_required,
             login_url=args.login_url,
+            require_metadata=settings.registry_require_metadata,
         )
     except ValueError as exc:
         raise usage_error(f"--{exc}".replace("login_url", "login-url", 1)) from None

@@ -38,6 +38,7 @@ DEP_KINDS = ("normal", "build", "dev")
 MAX_DEPS = 500
 MAX_FEATURES = 300
 MAX_NESTING = 32
+MANIFEST_DOCS = "https://doc.rust-lang.org/cargo/reference/manifest.html#package-metadata"
 
 # One token of TOML (or JSON, whose strings are TOML basic strings): a string or a
 # comment, skipped whole, or a bracket that opens or closes a level.
@@ -201,12 +202,16 @@ def parse_publish(
     body: bytes,
     limits: Limits,
     authorize: Callable[[PublishMetadata], None] | None = None,
+    *,
+    require_metadata: bool = True,
 ) -> PublishRequest:
     """Split, parse and validate a publish body, including the .crate archive.
 
     ``authorize`` receives the validated metadata BEFORE the .crate is decompressed and
     raises to refuse: a caller with no right to publish that name cannot make the
     registry unpack anything (a gzip bomb costs it a JSON parse, nothing more).
+    ``require_metadata``: refuse a crate without a description or a license
+    (``check_required_metadata``), as crates.io does.
     """
     raw_metadata, crate = split_body(body, limits)
     try:
@@ -225,6 +230,8 @@ def parse_publish(
     metadata = parse_metadata(data)
     if authorize is not None:
         authorize(metadata)
+    if require_metadata:
+        check_required_metadata(metadata)
     check_crate_archive(crate, metadata.name, metadata.vers, limits)
     return PublishRequest(metadata, crate)
 
@@ -336,6 +343,24 @@ def parse_metadata(data: Mapping[str, Any]) -> PublishMetadata:
         categories=categories,
         authors=fields.text_list("authors"),
     )
+
+
+def check_required_metadata(metadata: PublishMetadata) -> None:
+    """Refuse a crate without a description or a license (``license``, or
+    ``license-file`` for one that has no SPDX expression): crates.io's rule, so users
+    learn what a crate is and on what terms they may use it. Blank counts as missing.
+    The error names every missing field and where cargo reads them from."""
+    missing = []
+    if not (metadata.description or "").strip():
+        missing.append("description")
+    if not (metadata.license or "").strip() and not (metadata.license_file or "").strip():
+        missing.append("license")
+    if missing:
+        raise bad_request(
+            f"missing or empty metadata fields: {', '.join(missing)}. Set `description` "
+            "and `license` (or `license-file`) in the [package] section of Cargo.toml; "
+            f"see {MANIFEST_DOCS}"
+        )
 
 
 def _parse_dep(raw: object, position: int) -> Dependency:

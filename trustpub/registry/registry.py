@@ -63,6 +63,7 @@ from trustpub.registry.storage import CrateStorage, StorageSettings, open_storag
 from trustpub.registry.views import (
     audit_json,
     crate_summary,
+    dependency_json,
     user_json,
     version_detail,
     webhook_json,
@@ -111,7 +112,8 @@ class Registry:
     request without one gets cargo's 401 challenge naming ``login_url`` (where users
     learn how to get a token). ``invitation_ttl``: how long an owner invitation stays
     open, in seconds. ``categories``: the categories crates may name (by default the
-    list trustpub ships, crates.io's).
+    list trustpub ships, crates.io's). ``require_metadata`` (crates.io's rule)
+    refuses a publish without a description or a license; a private registry may turn it off.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Registry:
         database: str | None = None,
         storage: StorageSettings | None = None,
         categories: Categories | None = None,
+        require_metadata: bool = True,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -140,6 +143,7 @@ class Registry:
         self.auth_required = auth_required
         self.login_url = login_url
         self.invitation_ttl = invitation_ttl
+        self.require_metadata = require_metadata
         self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
@@ -168,6 +172,11 @@ class Registry:
             ),
             # Before `{name}/{version}`, which would otherwise take `versions` for a version.
             Route(f"{crates}/{{name}}/versions", self._h(self.versions), methods=["GET"]),
+            Route(
+                f"{crates}/{{name}}/reverse_dependencies",
+                self._h(self.reverse_dependencies),
+                methods=["GET"],
+            ),
             Route(f"{crates}/{{name}}/audit", self._h(self.audit), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/webhooks",
@@ -182,6 +191,11 @@ class Registry:
             Route(f"{crates}/{{name}}/{{version}}", self._h(self.version_info), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/{{version}}/download", self._h(self.download), methods=["GET"]
+            ),
+            Route(
+                f"{crates}/{{name}}/{{version}}/dependencies",
+                self._h(self.dependencies),
+                methods=["GET"],
             ),
             Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
             Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
@@ -429,10 +443,12 @@ class Registry:
         # The right to publish the name is checked from the metadata, before the .crate
         # is unpacked or anything is written.
         parsed = await anyio.to_thread.run_sync(
-            parse_publish,
-            body,
-            self.limits,
-            lambda meta: changes.check_publish_right(self.db, actor, meta.name),
+            lambda: parse_publish(
+                body,
+                self.limits,
+                lambda meta: changes.check_publish_right(self.db, actor, meta.name),
+                require_metadata=self.require_metadata,
+            )
         )
         # As crates.io: categories the registry does not offer are dropped, and named
         # in the answer.
@@ -654,6 +670,39 @@ class Registry:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
         return JSONResponse({"version": version_detail(version)})
 
+    async def dependencies(self, request: Request) -> Response:
+        """A version's dependencies (yanked or not), as crates.io lists them: required
+        before optional, then by crate name."""
+        name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
+        _, deps = await self._db(lambda: self.db.dependencies(name, num))
+        deps.sort(key=lambda d: (d.optional, d.crate.lower(), d.crate, d.id))
+        return JSONResponse({"dependencies": [dependency_json(d) for d in deps]})
+
+    async def reverse_dependencies(self, request: Request) -> Response:
+        """The crates whose default version (the highest not yanked) depends on this
+        one, as crates.io lists them: by name (crates.io puts the most downloaded
+        first; this registry counts no downloads), ``page``/``per_page`` paging."""
+        name = request.path_params["name"]
+        if isinstance(await self.check_read(request, name), TrustpubActor):
+            # The dependents are other crates, which such a token may not read.
+            raise forbidden(
+                "Trusted Publishing tokens cannot list reverse dependencies in a registry "
+                "that requires authentication; use a `read` token"
+            )
+        per_page = query_int(request, "per_page", 10, 1, MAX_PER_PAGE)
+        page = query_int(request, "page", 1, 1, 10_000)
+        found = await self._db(
+            lambda: self.db.reverse_dependencies(name, per_page, (page - 1) * per_page)
+        )
+        return JSONResponse(
+            {
+                "dependencies": [dependency_json(d, found.crate) for d in found.dependencies],
+                "versions": [version_detail(v) for v in found.versions],
+                "meta": {"total": found.total},
+            }
+        )
+
     async def download(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
         await self.check_read(request, name)
@@ -738,6 +787,7 @@ def create_registry_app(
     database: str | None = None,
     storage: StorageSettings | None = None,
     categories: Categories | None = None,
+    require_metadata: bool = True,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -756,6 +806,7 @@ def create_registry_app(
         database=database,
         storage=storage,
         categories=categories,
+        require_metadata=require_metadata,
     )
 
     @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ from trustpub.registry.db import (
     AuditEvent,
     CrateRow,
     Delivery,
+    DependencyRow,
     KeywordRow,
     User,
     VersionRow,
@@ -93,6 +94,25 @@ def keyword_json(keyword: KeywordRow) -> dict[str, Any]:
         "keyword": keyword.keyword,
         "crates_cnt": keyword.crates_cnt,
         "created_at": rfc3339(keyword.created_at),
+    }
+
+
+def dependency_json(dependency: DependencyRow, crate: str | None = None) -> dict[str, Any]:
+    """A dependency as crates.io's API lists it: ``crate_id`` is the crate depended on
+    (``crate`` when given: the name as stored, for reverse dependencies), never the
+    name a renamed dependency has in the manifest. ``downloads`` is 0: the registry
+    counts no downloads per crate."""
+    return {
+        "id": dependency.id,
+        "version_id": dependency.version_id,
+        "crate_id": crate if crate is not None else dependency.crate,
+        "req": dependency.req,
+        "optional": dependency.optional,
+        "default_features": dependency.default_features,
+        "features": list(dependency.features),
+        "target": dependency.target,
+        "kind": dependency.kind,
+        "downloads": 0,
     }
 
 

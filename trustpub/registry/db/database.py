@@ -19,17 +19,20 @@ from typing import Protocol, TypeVar
 
 from trustpub.postgres import is_postgresql_url
 from trustpub.registry.db import configs, events, queries, writes
+from trustpub.registry.db.errors import CrateNotFound, VersionNotFound
 from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.postgresql import PostgreSQLEngine
 from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
     CrateState,
+    DependencyRow,
     Invitation,
     KeywordRow,
     NewVersion,
     OwnersChanged,
     OwnersInvited,
+    ReverseDependencies,
     User,
     VersionRow,
 )
@@ -225,6 +228,33 @@ class RegistryDB:
         def read(conn: queries.Connection) -> VersionRow | None:
             found = queries.crate(conn, name)
             return queries.version(conn, found.id, num) if found is not None else None
+
+        return self._engine.run(read)
+
+    def dependencies(self, name: str, num: str) -> tuple[VersionRow, list[DependencyRow]]:
+        """The version ``num`` of the crate ``name`` and its dependencies, in its index
+        entry's order (``CrateNotFound``, ``VersionNotFound``)."""
+
+        def read(conn: queries.Connection) -> tuple[VersionRow, list[DependencyRow]]:
+            found = queries.crate(conn, name)
+            if found is None:
+                raise CrateNotFound(name)
+            version = queries.version(conn, found.id, num)
+            if version is None:
+                raise VersionNotFound(found.name, num)
+            return version, queries.dependencies(conn, version.id)
+
+        return self._engine.run(read)
+
+    def reverse_dependencies(self, name: str, limit: int, offset: int) -> ReverseDependencies:
+        """The crates whose default version depends on the crate ``name``, one page
+        (see ``queries.reverse_dependencies``; ``CrateNotFound``)."""
+
+        def read(conn: queries.Connection) -> ReverseDependencies:
+            found = queries.crate(conn, name)
+            if found is None:
+                raise CrateNotFound(name)
+            return queries.reverse_dependencies(conn, found.id, limit, offset)
 
         return self._engine.run(read)
 

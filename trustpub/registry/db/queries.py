@@ -21,8 +21,10 @@ from trustpub.registry.db.rows import (
     ApiToken,
     CrateRow,
     CrateState,
+    DependencyRow,
     Invitation,
     KeywordRow,
+    ReverseDependencies,
     User,
     VersionRow,
 )
@@ -348,3 +350,68 @@ def index_entries(conn: Connection, name: str) -> list[dict[str, Any]]:
         (canonical_name(name),),
     ).fetchall()
     return [json.loads(r["entry"]) for r in found]
+
+
+def dependencies(conn: Connection, version_id: int) -> list[DependencyRow]:
+    """A version's dependencies in its index entry's order."""
+    found = conn.execute(
+        "SELECT * FROM dependencies WHERE version_id = ? ORDER BY id", (version_id,)
+    ).fetchall()
+    return [rows.dependency(r) for r in found]
+
+
+def reverse_dependencies(
+    conn: Connection, crate_id: int, limit: int, offset: int
+) -> ReverseDependencies:
+    """The crates whose default version depends on the crate ``crate_id`` (crates.io's
+    rule), by name, one page of them.
+
+    A crate's default version is its highest version that is not yanked, a release
+    before a pre-release; a crate whose versions are all yanked has none. Which version
+    is highest is semver order, which SQL cannot compute: the candidates' versions are
+    read (the versions of the crates with any version depending on this one) and
+    ordered here. Dependencies on another registry's crate of the same name do not
+    count.
+    """
+    name = crate_by_id(conn, crate_id).name
+    depending = conn.execute(
+        "SELECT d.version_id, MIN(d.id) AS first_id FROM dependencies d"
+        " WHERE d.canonical = ? AND d.registry IS NULL GROUP BY d.version_id",
+        (canonical_name(name),),
+    ).fetchall()
+    first_of = {int(r["version_id"]): int(r["first_id"]) for r in depending}
+    if not first_of:
+        return ReverseDependencies(name, (), (), 0)
+    candidates = conn.execute(
+        "SELECT v.id, v.crate_id, v.num, v.yanked, c.name FROM versions v"
+        " JOIN crates c ON c.id = v.crate_id WHERE v.crate_id IN ("
+        "SELECT v2.crate_id FROM versions v2 JOIN dependencies d ON d.version_id = v2.id"
+        " WHERE d.canonical = ? AND d.registry IS NULL)",
+        (canonical_name(name),),
+    ).fetchall()
+    default: dict[int, tuple[tuple[Any, ...], int, str]] = {}
+    for r in candidates:
+        if r["yanked"]:
+            continue
+        parsed = parse_version(str(r["num"]))
+        key = (not parsed.is_prerelease, parsed.sort_key())
+        best = default.get(int(r["crate_id"]))
+        if best is None or key > best[0]:
+            default[int(r["crate_id"])] = (key, int(r["id"]), str(r["name"]))
+    chosen = sorted(
+        (
+            (crate_name, version_id)
+            for _, version_id, crate_name in default.values()
+            if version_id in first_of
+        ),
+        key=lambda item: (item[0].lower(), item[0]),
+    )
+    page = chosen[offset : offset + limit]
+    deps = [
+        rows.dependency(
+            conn.execute("SELECT * FROM dependencies WHERE id = ?", (first_of[vid],)).fetchone()
+        )
+        for _, vid in page
+    ]
+    found = tuple(version_by_id(conn, vid) for _, vid in page)
+    return ReverseDependencies(name, tuple(deps), found, len(chosen))

@@ -102,6 +102,38 @@ class VersionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DependencyRow:
+    """One dependency of a version, as its index entry lists it: ``name`` is the name
+    the manifest uses, ``crate`` the crate depended on (they differ for a renamed
+    dependency); ``registry`` is None for a crate of this registry."""
+
+    id: int
+    version_id: int
+    name: str
+    crate: str
+    req: str
+    optional: bool
+    default_features: bool
+    features: tuple[str, ...]
+    target: str | None
+    kind: str
+    registry: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReverseDependencies:
+    """One page of the crates whose default version depends on the crate ``crate`` (its
+    name as stored): for each, the first such dependency of that version (in
+    ``dependencies``) and the version (``versions``, in the same order); ``total``
+    counts every such crate."""
+
+    crate: str
+    dependencies: tuple[DependencyRow, ...]
+    versions: tuple[VersionRow, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewVersion:
     """A version to record, with everything the storage needs and nothing it must parse.
 
@@ -221,6 +253,22 @@ def version(row: Row) -> VersionRow:
         trustpub_data=json.loads(row["trustpub_data"]) if row["trustpub_data"] else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def dependency(row: Row) -> DependencyRow:
+    return DependencyRow(
+        id=row["id"],
+        version_id=row["version_id"],
+        name=row["name"],
+        crate=row["crate"],
+        req=row["req"],
+        optional=bool(row["optional"]),
+        default_features=bool(row["default_features"]),
+        features=tuple(json.loads(row["features"])),
+        target=row["target"],
+        kind=row["kind"],
+        registry=row["registry"],
     )
 
 

@@ -28,7 +28,13 @@ PostgreSQL): write a migration once, in SQL both run. The rules:
 - a migration that cannot follow them gives its PostgreSQL statements in
   ``POSTGRESQL_VARIANTS`` under its version (migration 1 does: case-insensitive
   unique names), or, for single statements, in ``POSTGRESQL_STATEMENTS`` (migration 2
-  does: the triggers that keep the audit trail append-only).
+  does: the triggers that keep the audit trail append-only; migration 5 too: its
+  backfill reads the stored index entries' JSON, with SQLite's ``json_each`` and
+  PostgreSQL's ``jsonb_array_elements``).
+
+A migration that adds a table derived from stored data fills it in the same migration
+(migration 5 fills ``dependencies`` from every version's index entry), so a database
+that migrates answers as one that had the table from the start.
 
 Migration 7 backfills new tables from existing data: the crates' ``keywords`` and
 ``categories`` JSON arrays become rows of ``crates_keywords`` and ``crates_categories``
@@ -300,8 +306,53 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
-    # 5 and 6 are taken by other changes of the same release (merged in their place).
-    Migration(5, "reserved for another change (placeholder)", ("SELECT 1",)),
+    Migration(
+        5,
+        "dependencies, one row per dependency of a version (reverse dependencies)",
+        (
+            # What each version's index entry lists under `deps`, queryable. `name` is
+            # the name the manifest uses (the index `name`), `crate` the crate depended
+            # on (the index `package` for a renamed dependency, else `name`), and
+            # `canonical` its canonical name (names.canonical_name: ASCII case folded,
+            # `-` as `_`). `registry` is NULL for a crate of this registry. `features`
+            # is a JSON list; booleans 0/1. Rows are in the entry's order (by id).
+            """CREATE TABLE dependencies (
+                id INTEGER PRIMARY KEY,
+                version_id INTEGER NOT NULL REFERENCES versions (id),
+                name TEXT NOT NULL,
+                crate TEXT NOT NULL,
+                canonical TEXT NOT NULL,
+                req TEXT NOT NULL,
+                optional INTEGER NOT NULL,
+                default_features INTEGER NOT NULL,
+                features TEXT NOT NULL,
+                target TEXT,
+                kind TEXT NOT NULL,
+                registry TEXT
+            )""",
+            "CREATE INDEX dependencies_by_crate ON dependencies (canonical, version_id)",
+            "CREATE INDEX dependencies_by_version ON dependencies (version_id, id)",
+            # Backfill from the stored index entries, in version and entry order. Dependency
+            # names were checked as ASCII at publish, where lower() agrees on both engines.
+            """INSERT INTO dependencies (version_id, name, crate, canonical, req, optional,
+                default_features, features, target, kind, registry)
+            SELECT v.id,
+                json_extract(d.value, '$.name'),
+                coalesce(json_extract(d.value, '$.package'), json_extract(d.value, '$.name')),
+                replace(lower(coalesce(json_extract(d.value, '$.package'),
+                    json_extract(d.value, '$.name'))), '-', '_'),
+                json_extract(d.value, '$.req'),
+                coalesce(json_extract(d.value, '$.optional'), 0),
+                coalesce(json_extract(d.value, '$.default_features'), 1),
+                coalesce(json(json_extract(d.value, '$.features')), '[]'),
+                json_extract(d.value, '$.target'),
+                coalesce(json_extract(d.value, '$.kind'), 'normal'),
+                json_extract(d.value, '$.registry')
+            FROM versions v, json_each(v.entry, '$.deps') d
+            ORDER BY v.id, d.key""",
+        ),
+    ),
+    # 6 is taken by another change of the same release (merged in its place).
     Migration(6, "reserved for another change (placeholder)", ("SELECT 1",)),
     Migration(
         7,
@@ -442,6 +493,30 @@ POSTGRESQL_STATEMENTS: dict[int, dict[int, tuple[str, ...]]] = {
             ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()""",
         ),
         4: (),
+    },
+    5: {
+        # The backfill: PostgreSQL reads the entry's JSON with its own functions.
+        3: (
+            """INSERT INTO dependencies (version_id, name, crate, canonical, req, optional,
+                default_features, features, target, kind, registry)
+            SELECT v.id,
+                d.value ->> 'name',
+                coalesce(d.value ->> 'package', d.value ->> 'name'),
+                replace(lower(coalesce(d.value ->> 'package', d.value ->> 'name')), '-', '_'),
+                d.value ->> 'req',
+                CASE WHEN coalesce((d.value ->> 'optional')::boolean, false) THEN 1 ELSE 0 END,
+                CASE WHEN coalesce((d.value ->> 'default_features')::boolean, true)
+                    THEN 1 ELSE 0 END,
+                coalesce(nullif(d.value -> 'features', 'null'::jsonb), '[]'::jsonb)::text,
+                d.value ->> 'target',
+                coalesce(d.value ->> 'kind', 'normal'),
+                d.value ->> 'registry'
+            FROM versions v
+            CROSS JOIN LATERAL jsonb_array_elements(
+                coalesce(v.entry::jsonb -> 'deps', '[]'::jsonb)
+            ) WITH ORDINALITY AS d (value, position)
+            ORDER BY v.id, d.position""",
+        ),
     },
     7: {
         # Migration 7's backfill: jsonb for SQLite's json_each, and ASCII-only lower

@@ -348,6 +348,7 @@ def _insert_version(conn: Connection, crate_id: int, new: NewVersion, now: int) 
         ),
     )
     version_id = _id(cur)
+    _insert_dependencies(conn, version_id, new.index_entry.get("deps", ()))
     conn.execute(
         "UPDATE crates SET updated_at = ?, index_updated_at = ?,"
         " description = ?, homepage = ?, documentation = ?, repository = ?,"
@@ -405,6 +406,31 @@ def record_categories(conn: Connection, tx: Transaction, slugs: Sequence[str], n
             )
             added += max(cur.rowcount, 0)
     return added
+
+
+def _insert_dependencies(conn: Connection, version_id: int, deps: Sequence[Any]) -> None:
+    """The ``dependencies`` rows of a version, from its index entry's ``deps`` (what
+    migration 5 backfills from the entries stored before it, the same way)."""
+    for dep in deps:
+        crate = dep.get("package") or dep["name"]
+        conn.execute(
+            "INSERT INTO dependencies (version_id, name, crate, canonical, req, optional,"
+            " default_features, features, target, kind, registry)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                version_id,
+                dep["name"],
+                crate,
+                canonical_name(crate),
+                dep["req"],
+                int(bool(dep.get("optional", False))),
+                int(bool(dep.get("default_features", True))),
+                json.dumps(list(dep.get("features") or [])),
+                dep.get("target"),
+                dep.get("kind") or "normal",
+                dep.get("registry"),
+            ),
+        )
 
 
 def set_yanked(
