@@ -10,6 +10,7 @@ to responses with ``trustpub.web.exception_handlers`` (both hosts do).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import logging
@@ -46,6 +47,13 @@ from trustpub.registry.db import (
     StorageUnavailable,
     VersionRow,
 )
+from trustpub.registry.downloads import (
+    RECENT_DAYS,
+    DownloadCounter,
+    FlushPolicy,
+    recent_window,
+    utc_day,
+)
 from trustpub.registry.errors import (
     RegistryRefused,
     Unauthenticated,
@@ -60,6 +68,9 @@ from trustpub.registry.storage import CrateStorage, StorageSettings, open_storag
 from trustpub.registry.views import (
     audit_json,
     crate_summary,
+    download_json,
+    extra_download_json,
+    newest_first,
     user_json,
     version_detail,
     webhook_json,
@@ -98,7 +109,8 @@ class Registry:
     index, ``config.json``, every API read and every download need a valid token, and a
     request without one gets cargo's 401 challenge naming ``login_url`` (where users
     learn how to get a token). ``invitation_ttl``: how long an owner invitation stays
-    open, in seconds.
+    open, in seconds. ``download_flush``: when download counts are written
+    (``trustpub.registry.downloads``).
     """
 
     def __init__(
@@ -115,6 +127,7 @@ class Registry:
         invitation_ttl: int = INVITATION_TTL,
         database: str | None = None,
         storage: StorageSettings | None = None,
+        download_flush: FlushPolicy | None = None,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -131,6 +144,9 @@ class Registry:
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
         self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
+        self._clock = clock
+        # Counted in memory, written in batches by a task of `open()`.
+        self.downloads = DownloadCounter(self.db, self.metrics, clock, download_flush)
         self.storage = storage or StorageSettings()
         self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
         self._authority: TokenAuthority | None = None
@@ -152,6 +168,7 @@ class Registry:
             # Before `{name}/{version}`, which would otherwise take `versions` for a version.
             Route(f"{crates}/{{name}}/versions", self._h(self.versions), methods=["GET"]),
             Route(f"{crates}/{{name}}/audit", self._h(self.audit), methods=["GET"]),
+            Route(f"{crates}/{{name}}/downloads", self._h(self.crate_downloads), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/webhooks",
                 self._h(self.webhooks),
@@ -165,6 +182,11 @@ class Registry:
             Route(f"{crates}/{{name}}/{{version}}", self._h(self.version_info), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/{{version}}/download", self._h(self.download), methods=["GET"]
+            ),
+            Route(
+                f"{crates}/{{name}}/{{version}}/downloads",
+                self._h(self.version_downloads),
+                methods=["GET"],
             ),
             Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
             Route(f"{crates}/{{name}}/{{version}}/unyank", self._h(self.unyank), methods=["PUT"]),
@@ -209,16 +231,28 @@ class Registry:
     @contextlib.asynccontextmanager
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
         """Open the database and file store; ``authority`` validates trustpub tokens
-        (None: the registry accepts only its own API tokens)."""
+        (None: the registry accepts only its own API tokens). Download counts are
+        written in the background while it is open, and a last time when it closes."""
         await anyio.to_thread.run_sync(self.open_storage)
         self._authority = authority
         self._open = True
         try:
-            yield self
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self.downloads.run_forever)
+                try:
+                    yield self
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             self._open = False
             self._authority = None
-            self.close_storage()
+            try:
+                with anyio.CancelScope(shield=True):
+                    # What was counted since the last flush (kept, and logged, if the
+                    # database is down now: lost when this process exits).
+                    await self.downloads.flush()
+            finally:
+                self.close_storage()
 
     def open_storage(self) -> None:
         """Open the database and the file store (creating them on first use), and sweep
@@ -450,9 +484,10 @@ class Registry:
             lambda: self.db.search(query, per_page, (page - 1) * per_page)
         )
         versions = await self._db(lambda: self.db.versions_of([k.id for k in crates]))
+        recent = await self._recent_downloads([k.id for k in crates])
         return JSONResponse(
             {
-                "crates": [crate_summary(k, versions[k.id]) for k in crates],
+                "crates": [crate_summary(k, versions[k.id], recent[k.id]) for k in crates],
                 "meta": {"total": total},
             }
         )
@@ -466,11 +501,16 @@ class Registry:
             raise not_found(f"crate `{name}` does not exist")
         return found
 
+    async def _recent_downloads(self, crate_ids: list[int]) -> dict[int, int]:
+        since, _ = recent_window(self._clock())
+        return await self._db(lambda: self.db.recent_downloads(crate_ids, since))
+
     async def crate_info(self, request: Request) -> Response:
         crate, versions = await self._crate_with_versions(request)
+        recent = await self._recent_downloads([crate.id])
         return JSONResponse(
             {
-                "crate": crate_summary(crate, versions),
+                "crate": crate_summary(crate, versions, recent[crate.id]),
                 "versions": [version_detail(v) for v in reversed(versions)],
             }
         )
@@ -499,7 +539,8 @@ class Registry:
         await self._db(lambda: changes.set_trustpub_only(self.db, actor, name, value))
         found = await self._db(lambda: self.db.crate_with_versions(name))
         assert found is not None
-        return JSONResponse({"crate": crate_summary(*found)})
+        recent = await self._recent_downloads([found[0].id])
+        return JSONResponse({"crate": crate_summary(*found, recent[found[0].id])})
 
     async def owners(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -618,6 +659,7 @@ class Registry:
             url = await self._db(lambda: self.files.download_url(version.crate_name, version.num))
             if url is not None:
                 self.metrics.downloads.inc()
+                self.downloads.count(version.id)
                 return RedirectResponse(url, 302)
         stored = await self._db(lambda: self.files.get(version.crate_name, version.num))
         if stored is None:
@@ -627,6 +669,7 @@ class Registry:
             )
             raise RegistryRefused("The .crate file is missing from the registry", 500)
         self.metrics.downloads.inc()
+        self.downloads.count(version.id)
         return StreamingResponse(
             stored.chunks,  # sync: read in worker threads
             media_type="application/gzip",
@@ -636,6 +679,42 @@ class Registry:
                 f'{version.num}.crate"',
             },
         )
+
+    # -- download counts (crates.io's shapes; the last RECENT_DAYS days, today included) ----
+
+    async def crate_downloads(self, request: Request) -> Response:
+        """Daily downloads of the crate's five highest versions, each on its own, and of
+        the others added up by day (``meta.extra_downloads``)."""
+        _, versions = await self._crate_with_versions(request)
+        ordered = newest_first(versions)
+        latest, rest = [v.id for v in ordered[:5]], [v.id for v in ordered[5:]]
+        since, until = recent_window(self._clock())
+        per_version = await self._db(lambda: self.db.version_downloads(latest, since, until))
+        extra = await self._db(lambda: self.db.downloads_by_day(rest, since, until))
+        return JSONResponse(
+            {
+                "version_downloads": [download_json(d) for d in per_version],
+                "meta": {"extra_downloads": [extra_download_json(d) for d in extra]},
+            }
+        )
+
+    async def version_downloads(self, request: Request) -> Response:
+        """One version's daily downloads over the days ending ``before_date``
+        (YYYY-MM-DD, included; default today)."""
+        name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
+        until = request.query_params.get("before_date")
+        if until is None:
+            until = utc_day(self._clock())
+        elif not _is_day(until):
+            raise bad_request("`before_date` must be a date as YYYY-MM-DD")
+        version = await self._db(lambda: self.db.version(name, num))
+        if version is None:
+            raise not_found(f"crate `{name}` does not have a version `{num}`")
+        last = datetime.date.fromisoformat(until)
+        since = (last - datetime.timedelta(days=RECENT_DAYS - 1)).isoformat()
+        found = await self._db(lambda: self.db.version_downloads([version.id], since, until))
+        return JSONResponse({"version_downloads": [download_json(d) for d in found]})
 
     async def yank(self, request: Request) -> Response:
         return await self._set_yanked(request, True)
@@ -658,6 +737,17 @@ def _header_safe_url(url: str) -> bool:
         and url.isprintable()
         and not any(c in url for c in '"\\ ')
     )
+
+
+def _is_day(text: str) -> bool:
+    """A calendar day written YYYY-MM-DD, exactly (no other ISO 8601 form)."""
+    if len(text) != 10 or not text.isascii() or text[4] != "-" or text[7] != "-":
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return text[:4].isdigit() and text[5:7].isdigit() and text[8:].isdigit()
 
 
 def _not_modified(request: Request, etag: str, last_modified: int) -> bool:

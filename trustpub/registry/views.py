@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from trustpub.registry.db import AuditEvent, CrateRow, Delivery, User, VersionRow, Webhook
+from trustpub.registry.db.downloads import DayCount
 from trustpub.registry.versions import parse_version
 from trustpub.web import paths, rfc3339
 
@@ -15,7 +16,15 @@ def _key(version: VersionRow) -> Any:
     return parse_version(version.num).sort_key()
 
 
-def crate_summary(crate: CrateRow, versions: Sequence[VersionRow]) -> dict[str, Any]:
+def newest_first(versions: Sequence[VersionRow]) -> list[VersionRow]:
+    """Versions by their number (semver precedence), highest first."""
+    return sorted(versions, key=_key, reverse=True)
+
+
+def crate_summary(
+    crate: CrateRow, versions: Sequence[VersionRow], recent_downloads: int | None = None
+) -> dict[str, Any]:
+    """``recent_downloads``: the last 90 days' (None where it was not read)."""
     live = [v for v in versions if not v.yanked]
     stable = [v for v in live if not parse_version(v.num).is_prerelease]
     max_version = max(live or versions, key=_key).num if versions else "0.0.0"
@@ -33,7 +42,8 @@ def crate_summary(crate: CrateRow, versions: Sequence[VersionRow]) -> dict[str, 
         "max_version": max_version,
         "max_stable_version": max(stable, key=_key).num if stable else None,
         "newest_version": versions[-1].num if versions else max_version,
-        "downloads": 0,
+        "downloads": crate.downloads,
+        "recent_downloads": recent_downloads,
         "trustpub_only": crate.trustpub_only,
         "links": {
             "owners": f"{paths.CRATES}/{quote(crate.name)}/owners",
@@ -59,10 +69,20 @@ def version_detail(version: VersionRow) -> dict[str, Any]:
         "features": features,
         "created_at": rfc3339(version.created_at),
         "updated_at": rfc3339(version.updated_at),
-        "downloads": 0,
+        "downloads": version.downloads,
         "published_by": {"login": version.published_by} if version.published_by else None,
         "trustpub_data": version.trustpub_data,
     }
+
+
+def download_json(count: DayCount) -> dict[str, Any]:
+    """One version's downloads on one day (crates.io's ``version_downloads`` items)."""
+    return {"version": count.version_id, "downloads": count.downloads, "date": count.date}
+
+
+def extra_download_json(count: DayCount) -> dict[str, Any]:
+    """The other versions' downloads on one day, added up (``meta.extra_downloads``)."""
+    return {"date": count.date, "downloads": count.downloads}
 
 
 def user_json(user: User) -> dict[str, Any]:
