@@ -113,6 +113,29 @@ def published(env: Env, *versions: str, name: str = "demo") -> str:
     return alice
 
 
+@contextlib.contextmanager
+def table_gone(env: Env) -> Iterator[Callable[[], None]]:
+    """A real database failure: ``version_downloads`` is renamed away while the
+    registry runs. Call the function given to bring it back (it is back after the
+    block in any case: the PostgreSQL database outlives the test)."""
+    away = True
+
+    def rename(old: str, new: str) -> None:
+        env.registry.db.call(lambda c: c.execute(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    def restore() -> None:
+        nonlocal away
+        if away:
+            rename("version_downloads_away", "version_downloads")
+            away = False
+
+    rename("version_downloads", "version_downloads_away")
+    try:
+        yield restore
+    finally:
+        restore()
+
+
 def version_ids(env: Env, name: str = "demo") -> dict[str, int]:
     found = env.get(f"/api/v1/crates/{name}/versions")["versions"]
     return {v["num"]: v["id"] for v in found}
@@ -224,20 +247,14 @@ def test_a_failed_flush_keeps_its_counts_for_the_next_one(env: Env) -> None:
     assert env.download("demo", "1.0.0") == 200
     assert env.download("demo", "1.0.0") == 200
 
-    # A real failure: the table is gone from the database while the registry runs.
-    env.registry.db.call(
-        lambda c: c.execute("ALTER TABLE version_downloads RENAME TO version_downloads_away")
-    )
-    assert env.flush() is False
-    # Downloads go on, and are counted, while the counts cannot be written.
-    assert env.download("demo", "1.0.0") == 200
-    assert env.registry.downloads.pending == 3
-    assert env.counts("flushed") == 0
-
-    env.registry.db.call(
-        lambda c: c.execute("ALTER TABLE version_downloads_away RENAME TO version_downloads")
-    )
-    assert env.flush() is True
+    with table_gone(env) as restore:
+        assert env.flush() is False
+        # Downloads go on, and are counted, while the counts cannot be written.
+        assert env.download("demo", "1.0.0") == 200
+        assert env.registry.downloads.pending == 3
+        assert env.counts("flushed") == 0
+        restore()
+        assert env.flush() is True
     assert env.get("/api/v1/crates/demo")["crate"]["downloads"] == 3
     assert (env.counts("counted"), env.counts("flushed"), env.counts("dropped")) == (3, 3, 0)
 
@@ -245,20 +262,15 @@ def test_a_failed_flush_keeps_its_counts_for_the_next_one(env: Env) -> None:
 def test_memory_is_bounded_and_what_is_dropped_is_counted(make_env: Make) -> None:
     env = make_env(policy=FlushPolicy(interval=3600, max_keys=1))
     published(env, "1.0.0", "2.0.0")
-    env.registry.db.call(
-        lambda c: c.execute("ALTER TABLE version_downloads RENAME TO version_downloads_away")
-    )
-    assert env.download("demo", "1.0.0") == 200
-    assert env.download("demo", "1.0.0") == 200  # the same (version, day): no new key
-    assert env.download("demo", "2.0.0") == 200  # a new key beyond the bound: dropped
-    assert env.flush() is False
-    assert env.registry.downloads.pending == 2
-    assert env.counts("dropped") == 1
-
-    env.registry.db.call(
-        lambda c: c.execute("ALTER TABLE version_downloads_away RENAME TO version_downloads")
-    )
-    assert env.flush() is True
+    with table_gone(env) as restore:
+        assert env.download("demo", "1.0.0") == 200
+        assert env.download("demo", "1.0.0") == 200  # the same (version, day): no new key
+        assert env.download("demo", "2.0.0") == 200  # a new key beyond the bound: dropped
+        assert env.flush() is False
+        assert env.registry.downloads.pending == 2
+        assert env.counts("dropped") == 1
+        restore()
+        assert env.flush() is True
     versions = {v["num"]: v["downloads"] for v in env.get("/api/v1/crates/demo")["versions"]}
     assert versions == {"1.0.0": 2, "2.0.0": 0}
     assert (env.counts("counted"), env.counts("flushed"), env.counts("dropped")) == (2, 2, 1)
