@@ -194,9 +194,10 @@ class RegistryMetrics:
         )
         self.download_counts = Counter(
             "trustpub_registry_download_counts_total",
-            "Downloads counted per version and day, by stage: counted (in memory), "
-            "flushed (written to the database), dropped (lost: memory bound reached, "
-            "or the version was deleted). Published at each flush.",
+            "Download counts per version and day, by stage: counted (every successful "
+            "download), flushed (written to the database), dropped (lost: memory bound "
+            "reached, or the version was deleted); counted - flushed - dropped wait in "
+            "memory. Published at each flush.",
             ("stage",),
             registry=r,
         )

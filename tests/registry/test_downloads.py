@@ -273,7 +273,8 @@ def test_memory_is_bounded_and_what_is_dropped_is_counted(make_env: Make) -> Non
         assert env.flush() is True
     versions = {v["num"]: v["downloads"] for v in env.get("/api/v1/crates/demo")["versions"]}
     assert versions == {"1.0.0": 2, "2.0.0": 0}
-    assert (env.counts("counted"), env.counts("flushed"), env.counts("dropped")) == (2, 2, 1)
+    # Every download counted; each then written or dropped.
+    assert (env.counts("counted"), env.counts("flushed"), env.counts("dropped")) == (3, 2, 1)
 
 
 def test_recent_and_total_downloads_across_day_boundaries(env: Env) -> None:
@@ -362,3 +363,16 @@ def test_counts_waiting_at_shutdown_are_written(
         assert found.downloads == 2
     finally:
         db.close()
+
+
+def test_counts_that_cannot_be_written_at_shutdown_are_counted_as_dropped(
+    make_env: Make,
+) -> None:
+    env = make_env()
+    published(env, "1.0.0")
+    assert env.download("demo", "1.0.0") == 200
+    with table_gone(env):
+        env.client.__exit__(None, None, None)  # the app's lifespan ends
+        assert env.registry.downloads.pending == 0
+        assert (env.counts("counted"), env.counts("flushed"), env.counts("dropped")) == (1, 0, 1)
+    env.registry.close_storage()  # the restore opened it again

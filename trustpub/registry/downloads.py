@@ -22,8 +22,10 @@ What can go wrong, and what it costs:
 - A crash (kill -9, power loss) loses what was not written yet: at most one interval's
   counts of that worker. A clean stop writes them.
 
-The metric's ``counted`` and ``dropped`` stages are published at each flush, not at
-each download: a Prometheus update per download would cost more than the count.
+The metric's stages: every successful download is ``counted``, then ``flushed`` or
+``dropped`` (what is neither waits in memory). ``counted`` and ``dropped`` are
+published at each flush, not at each download: a Prometheus update per download would
+cost more than the count.
 
 Hand-written: "aggregate in memory, write in batches" is a dict and a loop here; a
 task queue or a metrics pipeline would add a service to run for it.
@@ -117,6 +119,7 @@ class DownloadCounter:
         if index != self._day_index:
             self._day_index, self._day = index, utc_day(now)
         key = (version_id, self._day)
+        self._counted += 1
         pending = self._pending
         n = pending.get(key)
         if n is None:
@@ -126,7 +129,6 @@ class DownloadCounter:
             pending[key] = 1
         else:
             pending[key] = n + 1
-        self._counted += 1
         self._waiting += 1
         if self._waiting >= self.policy.batch and self._wake is not None:
             self._wake.set()
@@ -166,6 +168,16 @@ class DownloadCounter:
                 self._dropped += total - recorded
         self._publish()
         return written
+
+    def discard(self) -> int:
+        """Drop what waits (a stop whose last flush failed), counted and logged as
+        dropped; returns how many downloads it was."""
+        lost = sum(self._pending.values())
+        self._pending = {}
+        self._waiting = 0
+        self._dropped += lost
+        self._publish()
+        return lost
 
     def _keep(self, batch: dict[tuple[int, str], int]) -> None:
         """Put a batch that could not be written back, within the memory bound."""

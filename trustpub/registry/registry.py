@@ -248,9 +248,13 @@ class Registry:
             self._authority = None
             try:
                 with anyio.CancelScope(shield=True):
-                    # What was counted since the last flush (kept, and logged, if the
-                    # database is down now: lost when this process exits).
-                    await self.downloads.flush()
+                    # What was counted since the last flush.
+                    if not await self.downloads.flush():
+                        lost = self.downloads.discard()
+                        log.error(
+                            "download counts lost: the database was unavailable at stop",
+                            extra={"fields": {"downloads": lost}},
+                        )
             finally:
                 self.close_storage()
 
