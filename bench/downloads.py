@@ -12,8 +12,9 @@ each request downloads one of them (round robin), as cargo does. Two modes, alte
   several batches are written (one write transaction each) during every round;
 - ``off``: ``DownloadCounter.count`` replaced by a no-op, and nothing flushed.
 
-It prints each round's downloads per second, the median ratio counting / off, and the
-cost of ``count()`` alone (``timeit``) next to the time of one download. The machine
+It prints each round's downloads per second, the median ratio counting / off, the time
+of one flush transaction (20 and 1,000 pairs), and the cost of ``count()`` alone
+(``timeit``) next to the time of one download. The machine
 is shared: read the ratios, not the rates.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import statistics
 import sys
 import tempfile
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.registry.helpers import body_for  # noqa: E402
 from trustpub.registry import Registry  # noqa: E402
 from trustpub.registry.auth import generate_user_token, user_token_hash  # noqa: E402
-from trustpub.registry.downloads import DownloadCounter, FlushPolicy  # noqa: E402
+from trustpub.registry.downloads import DAY, DownloadCounter, FlushPolicy, utc_day  # noqa: E402
 from trustpub.web import ErrorBoundary, exception_handlers  # noqa: E402
 
 VERSIONS = [f"1.0.{i}" for i in range(20)]
@@ -114,6 +116,7 @@ async def main(args: argparse.Namespace) -> None:
                 await counting.flush()
             info = registry.db.crate("bench")
             flushed = info.downloads if info is not None else 0
+            flush_ms = flush_cost(registry)
         ratio = statistics.median(
             c / o for c, o in zip(rates["counting"], rates["off"], strict=True)
         )
@@ -122,6 +125,8 @@ async def main(args: argparse.Namespace) -> None:
             f"off {statistics.median(rates['off']):.1f}/s, ratio counting/off {ratio:.3f}"
         )
         print(f"downloads written to the database: {flushed}")
+        for keys, ms in flush_ms.items():
+            print(f"one flush of {keys} (version, day) pairs: {ms:.1f} ms (one transaction)")
         per_count = count_cost(registry)
         per_download = 1e6 / statistics.median(rates["off"])
         print(
@@ -141,6 +146,24 @@ class _NotCounting(DownloadCounter):
 
     async def flush(self) -> bool:
         return True
+
+
+def flush_cost(registry: Registry) -> dict[int, float]:
+    """Milliseconds of one ``add_downloads`` transaction (best of 3), by batch size:
+    20 versions on 1 day, and on 50 days."""
+    found = registry.db.crate_with_versions("bench")
+    assert found is not None
+    ids = [v.id for v in found[1]]
+    costs: dict[int, float] = {}
+    for days in (1, 50):
+        batch = {(vid, utc_day(time.time() - d * DAY)): 1 for vid in ids for d in range(days)}
+        best = math.inf
+        for _ in range(3):
+            started = time.perf_counter()
+            registry.db.add_downloads(batch)
+            best = min(best, time.perf_counter() - started)
+        costs[len(batch)] = best * 1000
+    return costs
 
 
 def count_cost(registry: Registry) -> float:
