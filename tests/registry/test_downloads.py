@@ -194,6 +194,10 @@ def test_batches_of_several_workers_add_up(env: Env, database: str | None, tmp_p
     days = env.get("/api/v1/crates/demo/1.0.0/downloads?before_date=2026-03-11")
     assert [(d["date"], d["downloads"]) for d in days["version_downloads"]] == [(D0, 5), (D1, 1)]
 
+    # A version gone since it was counted is skipped; the rest of the batch is written.
+    assert env.registry.db.add_downloads({(vid + 1000, D0): 7, (vid, D1): 1}) == 1
+    assert env.get("/api/v1/crates/demo")["crate"]["downloads"] == 7
+
 
 def test_refused_downloads_are_not_counted(make_env: Make) -> None:
     env = make_env(auth_required=True)
@@ -376,3 +380,19 @@ def test_counts_that_cannot_be_written_at_shutdown_are_counted_as_dropped(
         assert env.registry.downloads.pending == 0
         assert (env.counts("counted"), env.counts("flushed"), env.counts("dropped")) == (1, 0, 1)
     env.registry.close_storage()  # the restore opened it again
+
+
+def test_a_batch_larger_than_one_statement_is_written_whole(env: Env) -> None:
+    from trustpub.registry.db.downloads import CHUNK
+    from trustpub.registry.downloads import utc_day
+
+    published(env, "1.0.0", "2.0.0")
+    ids = version_ids(env)
+    days = CHUNK // 2 + 10  # two versions: more pairs than one statement takes
+    batch = {(vid, utc_day(T0 - d * DAY)): 1 for vid in ids.values() for d in range(days)}
+    assert len(batch) > CHUNK
+    assert env.registry.db.add_downloads(batch) == 2 * days
+    info = env.get("/api/v1/crates/demo")
+    assert info["crate"]["downloads"] == 2 * days
+    assert info["crate"]["recent_downloads"] == 2 * 90
+    assert {v["num"]: v["downloads"] for v in info["versions"]} == {"1.0.0": days, "2.0.0": days}

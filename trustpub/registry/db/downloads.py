@@ -9,10 +9,13 @@ the days do). The counting itself, in memory and in batches, is
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from trustpub.registry.db.queries import Connection
+
+T = TypeVar("T")
 
 #: A batch: (version id, day) -> downloads counted.
 Counts = Mapping[tuple[int, str], int]
@@ -37,32 +40,58 @@ class DayCount:
 def add(conn: Connection, counts: Counts) -> int:
     """Add ``counts`` (call inside a write transaction); returns how many downloads
     were recorded. A version deleted since it was counted is skipped, never an error:
-    one such count must not keep the whole batch from being written."""
-    recorded = 0
-    totals: dict[int, int] = defaultdict(int)
-    for (version_id, day), n in sorted(counts.items()):
-        if n <= 0:
-            continue
-        # INSERT ... SELECT ... WHERE: SQLite needs the WHERE to read ON CONFLICT as the
-        # upsert clause; both engines add to the row of an earlier batch.
+    one such count must not keep the whole batch from being written.
+
+    A few statements per batch, however large (multi-row upserts, and the totals by
+    ``CASE``, CHUNK rows at a time): the transaction holds the writer lock, so its
+    length is every publish's wait, and on PostgreSQL each statement is a round trip.
+    """
+    items = sorted((key, n) for key, n in counts.items() if n > 0)
+    crate_of: dict[int, int] = {}
+    for ids in _chunks(sorted({version_id for (version_id, _), _ in items})):
+        marks = ", ".join("?" for _ in ids)
         found = conn.execute(
-            "INSERT INTO version_downloads (version_id, date, downloads)"
-            " SELECT id, ?, ? FROM versions WHERE id = ?"
-            " ON CONFLICT (version_id, date)"
-            " DO UPDATE SET downloads = version_downloads.downloads + excluded.downloads",
-            (day, n, version_id),
-        )
-        if found.rowcount > 0:
-            totals[version_id] += n
-    for version_id, n in totals.items():
-        conn.execute("UPDATE versions SET downloads = downloads + ? WHERE id = ?", (n, version_id))
+            f"SELECT id, crate_id FROM versions WHERE id IN ({marks})",  # noqa: S608
+            ids,
+        ).fetchall()
+        crate_of.update((int(r["id"]), int(r["crate_id"])) for r in found)
+    kept = [(version_id, day, n) for (version_id, day), n in items if version_id in crate_of]
+    for rows in _chunks(kept):
+        values = ", ".join("(?, ?, ?)" for _ in rows)
         conn.execute(
-            "UPDATE crates SET downloads = downloads + ?"
-            " WHERE id = (SELECT crate_id FROM versions WHERE id = ?)",
-            (n, version_id),
+            "INSERT INTO version_downloads (version_id, date, downloads)"  # noqa: S608
+            f" VALUES {values} ON CONFLICT (version_id, date)"
+            " DO UPDATE SET downloads = version_downloads.downloads + excluded.downloads",
+            [value for row in rows for value in row],
         )
-        recorded += n
-    return recorded
+    per_version: dict[int, int] = defaultdict(int)
+    per_crate: dict[int, int] = defaultdict(int)
+    for version_id, _, n in kept:
+        per_version[version_id] += n
+        per_crate[crate_of[version_id]] += n
+    _add_totals(conn, "versions", per_version)
+    _add_totals(conn, "crates", per_crate)
+    return sum(per_version.values())
+
+
+CHUNK = 500  # rows per statement: 1,500 parameters, far below either engine's limit
+
+
+def _chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(rows), CHUNK):
+        yield rows[start : start + CHUNK]
+
+
+def _add_totals(conn: Connection, table: str, totals: Mapping[int, int]) -> None:
+    """``downloads += n`` on the rows of ``table`` ("versions" or "crates") by id."""
+    for chunk in _chunks(sorted(totals.items())):
+        cases = " ".join("WHEN ? THEN ?" for _ in chunk)
+        marks = ", ".join("?" for _ in chunk)
+        conn.execute(
+            f"UPDATE {table} SET downloads = downloads + CASE id {cases} END"  # noqa: S608
+            f" WHERE id IN ({marks})",
+            [*(value for pair in chunk for value in pair), *(i for i, _ in chunk)],
+        )
 
 
 def recent(conn: Connection, crate_ids: Sequence[int], since: str) -> dict[int, int]:
