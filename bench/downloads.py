@@ -12,7 +12,9 @@ each request downloads one of them (round robin), as cargo does. Two modes, alte
   several batches are written (one write transaction each) during every round;
 - ``off``: ``DownloadCounter.count`` replaced by a no-op, and nothing flushed.
 
-It prints each round's downloads per second, the median ratio counting / off, the time
+It prints each round's downloads per second and CPU time per download (this process,
+all threads: less disturbed by other work than the rate), the median ratios
+counting / off, the time
 of one flush transaction (20 and 1,000 pairs), and the cost of ``count()`` alone
 (``timeit``) next to the time of one download. The machine
 is shared: read the ratios, not the rates.
@@ -59,7 +61,11 @@ def build(directory: Path, database: str | None) -> tuple[Registry, object]:
     return registry, app
 
 
-async def run_round(client: httpx.AsyncClient, seconds: float, concurrency: int) -> float:
+async def run_round(
+    client: httpx.AsyncClient, seconds: float, concurrency: int
+) -> tuple[float, float]:
+    """Downloads per second (wall clock), and CPU microseconds per download (this
+    process, all its threads: less disturbed by other work on the machine)."""
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -74,9 +80,9 @@ async def run_round(client: httpx.AsyncClient, seconds: float, concurrency: int)
             done += 1
             i += 1
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    return done / (time.perf_counter() - started)
+    return done / (time.perf_counter() - started), (time.process_time() - cpu) / done * 1e6
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -105,13 +111,19 @@ async def main(args: argparse.Namespace) -> None:
                 counting = registry.downloads
                 off = _NotCounting(counting)
                 rates: dict[str, list[float]] = {"counting": [], "off": []}
+                cpus: dict[str, list[float]] = {"counting": [], "off": []}
                 await run_round(c, 1.0, args.concurrency)  # warm-up
                 for n in range(args.rounds):
                     for mode in ("off", "counting") if n % 2 else ("counting", "off"):
                         registry.downloads = counting if mode == "counting" else off
-                        rate = await run_round(c, args.seconds, args.concurrency)
+                        rate, cpu = await run_round(c, args.seconds, args.concurrency)
                         rates[mode].append(rate)
-                        print(f"round {n + 1} {mode:>8}: {rate:8.1f} downloads/s", flush=True)
+                        cpus[mode].append(cpu)
+                        print(
+                            f"round {n + 1} {mode:>8}: {rate:8.1f} downloads/s,"
+                            f" {cpu:7.0f} us CPU per download",
+                            flush=True,
+                        )
                 registry.downloads = counting
                 await counting.flush()
             info = registry.db.crate("bench")
@@ -123,6 +135,11 @@ async def main(args: argparse.Namespace) -> None:
         print(
             f"median counting {statistics.median(rates['counting']):.1f}/s, "
             f"off {statistics.median(rates['off']):.1f}/s, ratio counting/off {ratio:.3f}"
+        )
+        cpu_ratio = statistics.median(cpus["counting"]) / statistics.median(cpus["off"])
+        print(
+            f"median CPU per download: counting {statistics.median(cpus['counting']):.0f} us,"
+            f" off {statistics.median(cpus['off']):.0f} us, ratio counting/off {cpu_ratio:.3f}"
         )
         print(f"downloads written to the database: {flushed}")
         for keys, ms in flush_ms.items():
