@@ -17,9 +17,11 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from tests.registry.conftest import PUBLIC_URL, FakeAuthority, RegistryEnv, detail
+from tests.registry.s3server import S3Server
 from trustpub.registry import Registry
 from trustpub.registry.db import RegistryDB
 from trustpub.registry.downloads import DAY, FlushPolicy
+from trustpub.registry.storage import StorageSettings
 from trustpub.web import ErrorBoundary, exception_handlers
 
 # 2026-03-10 23:59:00 UTC: a minute before a day boundary.
@@ -70,7 +72,12 @@ def make_env(tmp_path: Path, database: str | None) -> Iterator[Callable[..., Env
     """A registry app on an injected clock: ``make_env(auth_required=..., policy=...)``."""
     stack = contextlib.ExitStack()
 
-    def make(*, auth_required: bool = False, policy: FlushPolicy = MANUAL) -> Env:
+    def make(
+        *,
+        auth_required: bool = False,
+        policy: FlushPolicy = MANUAL,
+        storage: StorageSettings | None = None,
+    ) -> Env:
         clock = Clock()
         authority = FakeAuthority()
         registry = Registry(
@@ -80,6 +87,7 @@ def make_env(tmp_path: Path, database: str | None) -> Iterator[Callable[..., Env
             database=database,
             auth_required=auth_required,
             download_flush=policy,
+            storage=storage,
         )
 
         @contextlib.asynccontextmanager
@@ -396,3 +404,14 @@ def test_a_batch_larger_than_one_statement_is_written_whole(env: Env) -> None:
     assert info["crate"]["downloads"] == 2 * days
     assert info["crate"]["recent_downloads"] == 2 * 90
     assert {v["num"]: v["downloads"] for v in info["versions"]} == {"1.0.0": days, "2.0.0": days}
+
+
+def test_a_redirected_download_is_counted(make_env: Make, s3_server: S3Server) -> None:
+    # S3 storage with `downloads = "redirect"`: the registry answers 302, never the file.
+    env = make_env(storage=s3_server.storage(downloads="redirect"))
+    published(env, "1.0.0")
+    response = env.client.get("/api/v1/crates/demo/1.0.0/download", follow_redirects=False)
+    assert response.status_code == 302
+    assert env.client.get("/api/v1/crates/demo/2.0.0/download").status_code == 404
+    assert env.flush() is True
+    assert env.get("/api/v1/crates/demo/1.0.0")["version"]["downloads"] == 1
