@@ -192,6 +192,15 @@ class RegistryMetrics:
         self.downloads = Counter(
             "trustpub_registry_downloads_total", "Crate files downloaded.", registry=r
         )
+        self.download_counts = Counter(
+            "trustpub_registry_download_counts_total",
+            "Download counts per version and day, by stage: counted (every successful "
+            "download), flushed (written to the database), dropped (lost: memory bound "
+            "reached, or the version was deleted); counted - flushed - dropped wait in "
+            "memory. Published at each flush.",
+            ("stage",),
+            registry=r,
+        )
         self.index_requests = Counter(
             "trustpub_registry_index_requests_total",
             "Sparse index file requests answered, by result (ok, not_modified).",

@@ -10,6 +10,7 @@ to responses with ``trustpub.web.exception_handlers`` (both hosts do).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import logging
@@ -49,6 +50,13 @@ from trustpub.registry.db import (
     StorageUnavailable,
     VersionRow,
 )
+from trustpub.registry.downloads import (
+    RECENT_DAYS,
+    DownloadCounter,
+    FlushPolicy,
+    recent_window,
+    utc_day,
+)
 from trustpub.registry.errors import (
     RegistryRefused,
     Unauthenticated,
@@ -64,6 +72,9 @@ from trustpub.registry.views import (
     audit_json,
     crate_summary,
     dependency_json,
+    download_json,
+    extra_download_json,
+    newest_first,
     user_json,
     version_detail,
     webhook_json,
@@ -113,7 +124,9 @@ class Registry:
     learn how to get a token). ``invitation_ttl``: how long an owner invitation stays
     open, in seconds. ``categories``: the categories crates may name (by default the
     list trustpub ships, crates.io's). ``require_metadata`` (crates.io's rule)
-    refuses a publish without a description or a license; a private registry may turn it off.
+    refuses a publish without a description or a license; a private registry may turn
+    it off. ``download_flush``: when download counts are written
+    (``trustpub.registry.downloads``).
     """
 
     def __init__(
@@ -132,6 +145,7 @@ class Registry:
         storage: StorageSettings | None = None,
         categories: Categories | None = None,
         require_metadata: bool = True,
+        download_flush: FlushPolicy | None = None,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -149,6 +163,9 @@ class Registry:
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
         self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
+        self._clock = clock
+        # Counted in memory, written in batches by a task of `open()`.
+        self.downloads = DownloadCounter(self.db, self.metrics, clock, download_flush)
         self.storage = storage or StorageSettings()
         self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
         self._authority: TokenAuthority | None = None
@@ -178,6 +195,7 @@ class Registry:
                 methods=["GET"],
             ),
             Route(f"{crates}/{{name}}/audit", self._h(self.audit), methods=["GET"]),
+            Route(f"{crates}/{{name}}/downloads", self._h(self.crate_downloads), methods=["GET"]),
             Route(
                 f"{crates}/{{name}}/webhooks",
                 self._h(self.webhooks),
@@ -195,6 +213,11 @@ class Registry:
             Route(
                 f"{crates}/{{name}}/{{version}}/dependencies",
                 self._h(self.dependencies),
+                methods=["GET"],
+            ),
+            Route(
+                f"{crates}/{{name}}/{{version}}/downloads",
+                self._h(self.version_downloads),
                 methods=["GET"],
             ),
             Route(f"{crates}/{{name}}/{{version}}/yank", self._h(self.yank), methods=["DELETE"]),
@@ -245,16 +268,32 @@ class Registry:
     @contextlib.asynccontextmanager
     async def open(self, authority: TokenAuthority | None) -> AsyncIterator[Registry]:
         """Open the database and file store; ``authority`` validates trustpub tokens
-        (None: the registry accepts only its own API tokens)."""
+        (None: the registry accepts only its own API tokens). Download counts are
+        written in the background while it is open, and a last time when it closes."""
         await anyio.to_thread.run_sync(self.open_storage)
         self._authority = authority
         self._open = True
         try:
-            yield self
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self.downloads.run_forever)
+                try:
+                    yield self
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             self._open = False
             self._authority = None
-            self.close_storage()
+            try:
+                with anyio.CancelScope(shield=True):
+                    # What was counted since the last flush.
+                    if not await self.downloads.flush():
+                        lost = self.downloads.discard()
+                        log.error(
+                            "download counts lost: the database was unavailable at stop",
+                            extra={"fields": {"downloads": lost}},
+                        )
+            finally:
+                self.close_storage()
 
     def open_storage(self) -> None:
         """Open the database and the file store (creating them on first use), and sweep
@@ -508,12 +547,14 @@ class Registry:
                 sort=filters.sort,
                 categories=filters.categories,
                 keyword=filters.keyword,
+                recent_since=recent_window(self._clock())[0],
             )
         )
         versions = await self._db(lambda: self.db.versions_of([k.id for k in crates]))
+        recent = await self._recent_downloads([k.id for k in crates])
         return JSONResponse(
             {
-                "crates": [crate_summary(k, versions[k.id]) for k in crates],
+                "crates": [crate_summary(k, versions[k.id], recent[k.id]) for k in crates],
                 "meta": {"total": total},
             }
         )
@@ -527,11 +568,16 @@ class Registry:
             raise not_found(f"crate `{name}` does not exist")
         return found
 
+    async def _recent_downloads(self, crate_ids: list[int]) -> dict[int, int]:
+        since, _ = recent_window(self._clock())
+        return await self._db(lambda: self.db.recent_downloads(crate_ids, since))
+
     async def crate_info(self, request: Request) -> Response:
         crate, versions = await self._crate_with_versions(request)
+        recent = await self._recent_downloads([crate.id])
         return JSONResponse(
             {
-                "crate": crate_summary(crate, versions),
+                "crate": crate_summary(crate, versions, recent[crate.id]),
                 "versions": [version_detail(v) for v in reversed(versions)],
                 **await self.browse.crate_terms(crate),
             }
@@ -561,7 +607,8 @@ class Registry:
         await self._db(lambda: changes.set_trustpub_only(self.db, actor, name, value))
         found = await self._db(lambda: self.db.crate_with_versions(name))
         assert found is not None
-        return JSONResponse({"crate": crate_summary(*found)})
+        recent = await self._recent_downloads([found[0].id])
+        return JSONResponse({"crate": crate_summary(*found, recent[found[0].id])})
 
     async def owners(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -713,6 +760,7 @@ class Registry:
             url = await self._db(lambda: self.files.download_url(version.crate_name, version.num))
             if url is not None:
                 self.metrics.downloads.inc()
+                self.downloads.count(version.id)
                 return RedirectResponse(url, 302)
         stored = await self._db(lambda: self.files.get(version.crate_name, version.num))
         if stored is None:
@@ -722,6 +770,7 @@ class Registry:
             )
             raise RegistryRefused("The .crate file is missing from the registry", 500)
         self.metrics.downloads.inc()
+        self.downloads.count(version.id)
         return StreamingResponse(
             stored.chunks,  # sync: read in worker threads
             media_type="application/gzip",
@@ -731,6 +780,42 @@ class Registry:
                 f'{version.num}.crate"',
             },
         )
+
+    # -- download counts (crates.io's shapes; the last RECENT_DAYS days, today included) ----
+
+    async def crate_downloads(self, request: Request) -> Response:
+        """Daily downloads of the crate's five highest versions, each on its own, and of
+        the others added up by day (``meta.extra_downloads``)."""
+        _, versions = await self._crate_with_versions(request)
+        ordered = newest_first(versions)
+        latest, rest = [v.id for v in ordered[:5]], [v.id for v in ordered[5:]]
+        since, until = recent_window(self._clock())
+        per_version = await self._db(lambda: self.db.version_downloads(latest, since, until))
+        extra = await self._db(lambda: self.db.downloads_by_day(rest, since, until))
+        return JSONResponse(
+            {
+                "version_downloads": [download_json(d) for d in per_version],
+                "meta": {"extra_downloads": [extra_download_json(d) for d in extra]},
+            }
+        )
+
+    async def version_downloads(self, request: Request) -> Response:
+        """One version's daily downloads over the days ending ``before_date``
+        (YYYY-MM-DD, included; default today)."""
+        name, num = request.path_params["name"], request.path_params["version"]
+        await self.check_read(request, name)
+        until = request.query_params.get("before_date")
+        if until is None:
+            until = utc_day(self._clock())
+        elif not _is_day(until):
+            raise bad_request("`before_date` must be a date as YYYY-MM-DD")
+        version = await self._db(lambda: self.db.version(name, num))
+        if version is None:
+            raise not_found(f"crate `{name}` does not have a version `{num}`")
+        last = datetime.date.fromisoformat(until)
+        since = (last - datetime.timedelta(days=RECENT_DAYS - 1)).isoformat()
+        found = await self._db(lambda: self.db.version_downloads([version.id], since, until))
+        return JSONResponse({"version_downloads": [download_json(d) for d in found]})
 
     async def yank(self, request: Request) -> Response:
         return await self._set_yanked(request, True)
@@ -753,6 +838,17 @@ def _header_safe_url(url: str) -> bool:
         and url.isprintable()
         and not any(c in url for c in '"\\ ')
     )
+
+
+def _is_day(text: str) -> bool:
+    """A calendar day written YYYY-MM-DD, exactly (no other ISO 8601 form)."""
+    if len(text) != 10 or not text.isascii() or text[4] != "-" or text[7] != "-":
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return text[:4].isdigit() and text[5:7].isdigit() and text[8:].isdigit()
 
 
 def _not_modified(request: Request, etag: str, last_modified: int) -> bool:

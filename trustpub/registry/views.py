@@ -17,6 +17,7 @@ from trustpub.registry.db import (
     VersionRow,
     Webhook,
 )
+from trustpub.registry.db.downloads import DayCount
 from trustpub.registry.versions import parse_version
 from trustpub.web import paths, rfc3339
 
@@ -25,7 +26,15 @@ def _key(version: VersionRow) -> Any:
     return parse_version(version.num).sort_key()
 
 
-def crate_summary(crate: CrateRow, versions: Sequence[VersionRow]) -> dict[str, Any]:
+def newest_first(versions: Sequence[VersionRow]) -> list[VersionRow]:
+    """Versions by their number (semver precedence), highest first."""
+    return sorted(versions, key=_key, reverse=True)
+
+
+def crate_summary(
+    crate: CrateRow, versions: Sequence[VersionRow], recent_downloads: int | None = None
+) -> dict[str, Any]:
+    """``recent_downloads``: the last 90 days' (None where it was not read)."""
     live = [v for v in versions if not v.yanked]
     stable = [v for v in live if not parse_version(v.num).is_prerelease]
     max_version = max(live or versions, key=_key).num if versions else "0.0.0"
@@ -43,7 +52,8 @@ def crate_summary(crate: CrateRow, versions: Sequence[VersionRow]) -> dict[str, 
         "max_version": max_version,
         "max_stable_version": max(stable, key=_key).num if stable else None,
         "newest_version": versions[-1].num if versions else max_version,
-        "downloads": 0,
+        "downloads": crate.downloads,
+        "recent_downloads": recent_downloads,
         "trustpub_only": crate.trustpub_only,
         "links": {
             "owners": f"{paths.CRATES}/{quote(crate.name)}/owners",
@@ -69,7 +79,7 @@ def version_detail(version: VersionRow) -> dict[str, Any]:
         "features": features,
         "created_at": rfc3339(version.created_at),
         "updated_at": rfc3339(version.updated_at),
-        "downloads": 0,
+        "downloads": version.downloads,
         "published_by": {"login": version.published_by} if version.published_by else None,
         "trustpub_data": version.trustpub_data,
     }
@@ -100,8 +110,8 @@ def keyword_json(keyword: KeywordRow) -> dict[str, Any]:
 def dependency_json(dependency: DependencyRow, crate: str | None = None) -> dict[str, Any]:
     """A dependency as crates.io's API lists it: ``crate_id`` is the crate depended on
     (``crate`` when given: the name as stored, for reverse dependencies), never the
-    name a renamed dependency has in the manifest. ``downloads`` is 0: the registry
-    counts no downloads per crate."""
+    name a renamed dependency has in the manifest. ``downloads`` is 0 (crates.io gives a
+    reverse dependency its dependent crate's downloads; not yet here)."""
     return {
         "id": dependency.id,
         "version_id": dependency.version_id,
@@ -114,6 +124,16 @@ def dependency_json(dependency: DependencyRow, crate: str | None = None) -> dict
         "kind": dependency.kind,
         "downloads": 0,
     }
+
+
+def download_json(count: DayCount) -> dict[str, Any]:
+    """One version's downloads on one day (crates.io's ``version_downloads`` items)."""
+    return {"version": count.version_id, "downloads": count.downloads, "date": count.date}
+
+
+def extra_download_json(count: DayCount) -> dict[str, Any]:
+    """The other versions' downloads on one day, added up (``meta.extra_downloads``)."""
+    return {"date": count.date, "downloads": count.downloads}
 
 
 def user_json(user: User) -> dict[str, Any]:

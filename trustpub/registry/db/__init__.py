@@ -8,6 +8,8 @@ The sparse index is rendered from it, so the index is exactly what the database 
 - ``schema``: ordered migrations and the version check
 - ``queries``: reads; ``writes``: changes, each in one transaction with its
   authorization inside
+- ``downloads``: download counts per version and day, with totals on versions and
+  crates (added in batches by ``trustpub.registry.downloads``)
 - ``events``: the append-only audit trail, webhook subscriptions and the notification
   outbox (``record_event``, called inside each change's transaction)
 - ``sqlite``, ``postgresql``: the engines (connections, transactions, guards); the

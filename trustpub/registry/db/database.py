@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from trustpub.postgres import is_postgresql_url
-from trustpub.registry.db import configs, events, queries, writes
+from trustpub.registry.db import configs, downloads, events, queries, writes
 from trustpub.registry.db.errors import CrateNotFound, VersionNotFound
 from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.postgresql import PostgreSQLEngine
@@ -274,11 +274,19 @@ class RegistryDB:
         sort: str = "relevance",
         categories: Sequence[str] | None = None,
         keyword: str | None = None,
+        recent_since: str = "",
     ) -> tuple[list[CrateRow], int]:
         """See ``queries.search``."""
         return self._engine.run(
             lambda c: queries.search(
-                c, query, limit, offset, sort=sort, categories=categories, keyword=keyword
+                c,
+                query,
+                limit,
+                offset,
+                sort=sort,
+                categories=categories,
+                keyword=keyword,
+                recent_since=recent_since,
             )
         )
 
@@ -311,6 +319,29 @@ class RegistryDB:
     def invitations_for(self, user_id: int) -> list[Invitation]:
         """The user's pending, unexpired owner invitations."""
         return self._engine.run(lambda c: queries.invitations_for(c, user_id, self.now()))
+
+    # -- download counts (db.downloads) ---------------------------------------------------
+
+    def add_downloads(self, counts: downloads.Counts) -> int:
+        """Add a batch of counts ((version id, day) -> n) in ONE write transaction;
+        returns the downloads recorded (versions deleted since are skipped)."""
+        return self._write_plain(lambda c: downloads.add(c, counts))
+
+    def recent_downloads(self, crate_ids: Sequence[int], since: str) -> dict[int, int]:
+        """Each crate's downloads on day ``since`` ('YYYY-MM-DD') and later."""
+        return self._engine.run(lambda c: downloads.recent(c, crate_ids, since))
+
+    def version_downloads(
+        self, version_ids: Sequence[int], since: str, until: str
+    ) -> list[downloads.DayCount]:
+        """Daily counts of these versions, days ``since`` to ``until`` included."""
+        return self._engine.run(lambda c: downloads.per_version(c, version_ids, since, until))
+
+    def downloads_by_day(
+        self, version_ids: Sequence[int], since: str, until: str
+    ) -> list[downloads.DayCount]:
+        """The daily counts of these versions added up by day."""
+        return self._engine.run(lambda c: downloads.per_day(c, version_ids, since, until))
 
     # -- changes (writes.py: one transaction each, ``authorize`` inside it) ---------------
 

@@ -135,16 +135,22 @@ SEARCH_SORTS = ("relevance", "downloads", "recent-downloads", "recent-updates", 
 _BY_NAME = "lower(name), name"
 
 
-def downloads_order(recent: bool) -> str:
-    """ORDER BY terms of the ``downloads`` (all time) and ``recent-downloads`` (crates.io:
-    the last 90 days) sorts, most downloaded first.
+#: A crate's downloads on a day and later, as an SQL expression on a row of ``crates``
+#: (its one placeholder: the first day). For ORDER BY too (a sort by recent downloads).
+RECENT_SUM = (
+    "(SELECT COALESCE(SUM(d.downloads), 0) FROM version_downloads d"
+    " JOIN versions v ON v.id = d.version_id WHERE v.crate_id = crates.id AND d.date >= ?)"
+)
 
-    MERGE SEAM: download counts are not stored yet (they come with the
-    ``version_downloads`` table of another change). Until this is wired to them, every
-    crate has 0 downloads, so both orders are the name order, their tie-break.
-    """
-    # MERGE SEAM: `{total or recent downloads} DESC, ` + _BY_NAME once counts exist.
-    return _BY_NAME
+
+def downloads_order(recent: bool) -> tuple[str, int]:
+    """ORDER BY terms of the ``downloads`` (all time) and ``recent-downloads`` (crates.io:
+    the last 90 days, from the day given as the search's ``recent_since``) sorts, most
+    downloaded first, the name order breaking ties; and how many parameters they take
+    (the recent sum takes its first day)."""
+    if recent:
+        return f"{RECENT_SUM} DESC, {_BY_NAME}", 1
+    return f"downloads DESC, {_BY_NAME}", 0
 
 
 def search(
@@ -156,10 +162,12 @@ def search(
     sort: str = "relevance",
     categories: Sequence[str] | None = None,
     keyword: str | None = None,
+    recent_since: str = "",
 ) -> tuple[list[CrateRow], int]:
     """Crates whose name or description holds ``query`` (all crates for ""), in one of
     the ``categories`` slugs (None: any) and naming ``keyword`` (stored form; None:
-    any), ordered by ``sort`` (one of ``SEARCH_SORTS``); one page and the total."""
+    any), ordered by ``sort`` (one of ``SEARCH_SORTS``; ``recent-downloads`` counts
+    the days from ``recent_since``, 'YYYY-MM-DD'); one page and the total."""
     if sort not in SEARCH_SORTS:
         raise ValueError(f"unknown sort {sort!r}")
     if categories is not None and not categories:
@@ -195,7 +203,8 @@ def search(
         order = f"lower(name) = lower(?) DESC, {_BY_NAME}"
         order_params.append(query)
     elif sort in ("downloads", "recent-downloads"):
-        order = downloads_order(sort == "recent-downloads")
+        order, takes = downloads_order(sort == "recent-downloads")
+        order_params += [recent_since] * takes
     elif sort == "new":
         order = f"created_at DESC, {_BY_NAME}"
     elif sort == "recent-updates":

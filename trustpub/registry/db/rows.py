@@ -56,6 +56,7 @@ class CrateRow:
     created_at: int
     updated_at: int
     index_updated_at: int
+    downloads: int = 0  # every version's, as flushed so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class VersionRow:
     trustpub_data: dict[str, Any] | None
     created_at: int
     updated_at: int
+    downloads: int = 0  # as flushed so far (trustpub.registry.downloads)
 
     def index_line(self) -> dict[str, Any]:
         line = dict(self.entry)
@@ -234,6 +236,7 @@ def crate(row: Row) -> CrateRow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         index_updated_at=row["index_updated_at"],
+        downloads=row["downloads"],
     )
 
 
@@ -253,6 +256,7 @@ def version(row: Row) -> VersionRow:
         trustpub_data=json.loads(row["trustpub_data"]) if row["trustpub_data"] else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        downloads=row["downloads"],
     )
 
 

@@ -352,8 +352,26 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             ORDER BY v.id, d.key""",
         ),
     ),
-    # 6 is taken by another change of the same release (merged in its place).
-    Migration(6, "reserved for another change (placeholder)", ("SELECT 1",)),
+    Migration(
+        6,
+        "download counts per version and day, and totals on versions and crates",
+        (
+            # `date`: the UTC day, 'YYYY-MM-DD' (TEXT on both engines: sorts and compares
+            # as dates do). Counts arrive in batches (trustpub.registry.downloads), each
+            # added with ON CONFLICT ... DO UPDATE.
+            """CREATE TABLE IF NOT EXISTS version_downloads (
+                version_id INTEGER NOT NULL REFERENCES versions (id),
+                date TEXT NOT NULL,
+                downloads INTEGER NOT NULL,
+                PRIMARY KEY (version_id, date)
+            ) WITHOUT ROWID""",
+            # Totals, kept in the same transaction as the daily rows: crate and version
+            # answers read them without adding up every day. Nothing to backfill: no
+            # download was counted per version before this migration.
+            "ALTER TABLE versions ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE crates ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
     Migration(
         7,
         "crate categories and keywords as tables, filled from the crates' JSON columns",
