@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from tests.registry.conftest import PUBLIC_URL, FakeAuthority, RegistryEnv, detail
+from tests.registry.helpers import dep
 from tests.registry.s3server import S3Server
 from trustpub.registry import Registry
 from trustpub.registry.db import RegistryDB
@@ -441,3 +442,24 @@ def test_search_sorts_by_total_and_by_recent_downloads(env: Env) -> None:
         ("a-quiet", 0, 0),
         ("old-hit", 3, 0),
     ]
+
+
+def test_reverse_dependencies_go_most_downloaded_first_with_their_downloads(env: Env) -> None:
+    """As crates.io: the dependents by their crate's downloads, each dependency's
+    `downloads` that crate's; a version's own dependencies show 0."""
+    alice = published(env, "1.0.0", name="base")
+    for name in ("a-dependent", "b-dependent"):
+        response = env.publish(alice, name, "1.0.0", deps=[dep("base")])
+        assert response.status_code == 200, response.text
+    for _ in range(2):
+        assert env.download("b-dependent", "1.0.0") == 200
+    assert env.flush() is True
+    found = env.get("/api/v1/crates/base/reverse_dependencies")
+    assert [
+        (v["crate"], d["downloads"]) for d, v in zip(found["dependencies"], found["versions"])
+    ] == [
+        ("b-dependent", 2),
+        ("a-dependent", 0),
+    ]
+    own = env.get("/api/v1/crates/b-dependent/1.0.0/dependencies")["dependencies"]
+    assert [d["downloads"] for d in own] == [0]

@@ -744,7 +744,10 @@ class Registry:
         )
         return JSONResponse(
             {
-                "dependencies": [dependency_json(d, found.crate) for d in found.dependencies],
+                "dependencies": [
+                    dependency_json(d, found.crate, n)
+                    for d, n in zip(found.dependencies, found.downloads, strict=True)
+                ],
                 "versions": [version_detail(v) for v in found.versions],
                 "meta": {"total": found.total},
             }

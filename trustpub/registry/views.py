@@ -107,11 +107,13 @@ def keyword_json(keyword: KeywordRow) -> dict[str, Any]:
     }
 
 
-def dependency_json(dependency: DependencyRow, crate: str | None = None) -> dict[str, Any]:
+def dependency_json(
+    dependency: DependencyRow, crate: str | None = None, downloads: int = 0
+) -> dict[str, Any]:
     """A dependency as crates.io's API lists it: ``crate_id`` is the crate depended on
     (``crate`` when given: the name as stored, for reverse dependencies), never the
-    name a renamed dependency has in the manifest. ``downloads`` is 0 (crates.io gives a
-    reverse dependency its dependent crate's downloads; not yet here)."""
+    name a renamed dependency has in the manifest. ``downloads``: as crates.io, the
+    dependent crate's downloads for a reverse dependency, else 0."""
     return {
         "id": dependency.id,
         "version_id": dependency.version_id,
@@ -122,7 +124,7 @@ def dependency_json(dependency: DependencyRow, crate: str | None = None) -> dict
         "features": list(dependency.features),
         "target": dependency.target,
         "kind": dependency.kind,
-        "downloads": 0,
+        "downloads": downloads,
     }
 
 

@@ -373,7 +373,7 @@ def reverse_dependencies(
     conn: Connection, crate_id: int, limit: int, offset: int
 ) -> ReverseDependencies:
     """The crates whose default version depends on the crate ``crate_id`` (crates.io's
-    rule), by name, one page of them.
+    rule), the most downloaded first, then by name, one page of them.
 
     A crate's default version is its highest version that is not yanked, a release
     before a pre-release; a crate whose versions are all yanked has none. Which version
@@ -392,13 +392,13 @@ def reverse_dependencies(
     if not first_of:
         return ReverseDependencies(name, (), (), 0)
     candidates = conn.execute(
-        "SELECT v.id, v.crate_id, v.num, v.yanked, c.name FROM versions v"
+        "SELECT v.id, v.crate_id, v.num, v.yanked, c.name, c.downloads FROM versions v"
         " JOIN crates c ON c.id = v.crate_id WHERE v.crate_id IN ("
         "SELECT v2.crate_id FROM versions v2 JOIN dependencies d ON d.version_id = v2.id"
         " WHERE d.canonical = ? AND d.registry IS NULL)",
         (canonical_name(name),),
     ).fetchall()
-    default: dict[int, tuple[tuple[Any, ...], int, str]] = {}
+    default: dict[int, tuple[tuple[Any, ...], int, str, int]] = {}
     for r in candidates:
         if r["yanked"]:
             continue
@@ -406,21 +406,22 @@ def reverse_dependencies(
         key = (not parsed.is_prerelease, parsed.sort_key())
         best = default.get(int(r["crate_id"]))
         if best is None or key > best[0]:
-            default[int(r["crate_id"])] = (key, int(r["id"]), str(r["name"]))
+            default[int(r["crate_id"])] = (key, int(r["id"]), str(r["name"]), int(r["downloads"]))
     chosen = sorted(
         (
-            (crate_name, version_id)
-            for _, version_id, crate_name in default.values()
+            (crate_name, version_id, downloads)
+            for _, version_id, crate_name, downloads in default.values()
             if version_id in first_of
         ),
-        key=lambda item: (item[0].lower(), item[0]),
+        key=lambda item: (-item[2], item[0].lower(), item[0]),
     )
     page = chosen[offset : offset + limit]
     deps = [
         rows.dependency(
             conn.execute("SELECT * FROM dependencies WHERE id = ?", (first_of[vid],)).fetchone()
         )
-        for _, vid in page
+        for _, vid, _ in page
     ]
-    found = tuple(version_by_id(conn, vid) for _, vid in page)
-    return ReverseDependencies(name, tuple(deps), found, len(chosen))
+    found = tuple(version_by_id(conn, vid) for _, vid, _ in page)
+    downloads = tuple(n for _, _, n in page)
+    return ReverseDependencies(name, tuple(deps), found, len(chosen), downloads)

@@ -126,13 +126,15 @@ class DependencyRow:
 class ReverseDependencies:
     """One page of the crates whose default version depends on the crate ``crate`` (its
     name as stored): for each, the first such dependency of that version (in
-    ``dependencies``) and the version (``versions``, in the same order); ``total``
-    counts every such crate."""
+    ``dependencies``) and the version (``versions``, in the same order), and the
+    dependent crate's downloads (``downloads``, in the same order); ``total`` counts
+    every such crate."""
 
     crate: str
     dependencies: tuple[DependencyRow, ...]
     versions: tuple[VersionRow, ...]
     total: int
+    downloads: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
