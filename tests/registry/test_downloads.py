@@ -456,7 +456,8 @@ def test_reverse_dependencies_go_most_downloaded_first_with_their_downloads(env:
     assert env.flush() is True
     found = env.get("/api/v1/crates/base/reverse_dependencies")
     assert [
-        (v["crate"], d["downloads"]) for d, v in zip(found["dependencies"], found["versions"])
+        (v["crate"], d["downloads"])
+        for d, v in zip(found["dependencies"], found["versions"], strict=True)
     ] == [
         ("b-dependent", 2),
         ("a-dependent", 0),
