@@ -136,7 +136,7 @@ def deliver(db: RegistryDB, settings: NotificationSettings, worker_id: str = "w1
 
 def owned_demo(env: RegistryEnv, emails: bool = True) -> str:
     env.registry.db.add_user("alice", "alice@example.org" if emails else None)
-    env.registry.db.add_user("bob", "bob@example.org" if emails else None)
+    env.registry.db.add_user("bob")  # an address once an owner (no invitation mail)
     env.registry.db.add_user("carol")  # no address: not mailed
     alice = env.token("alice")
     assert env.publish(alice, "demo", "1.0.0").status_code == 200
@@ -156,6 +156,8 @@ def owned_demo(env: RegistryEnv, emails: bool = True) -> str:
             headers={"Authorization": env.token(login)},
         )
         assert accepted.status_code == 200, accepted.text
+    if emails:
+        env.registry.db.set_email("bob", "bob@example.org")
     return alice
 
 
@@ -179,6 +181,32 @@ def subscribe(env: RegistryEnv, token: str, url: str) -> dict[str, Any]:
 
 
 # -- tests -------------------------------------------------------------------------------
+
+
+def test_an_invited_user_with_an_address_is_mailed_the_invitation(
+    env: RegistryEnv, smtp: tuple[str, Mailbox]
+) -> None:
+    url, box = smtp
+    env.registry.db.add_user("alice", "alice@example.org")
+    env.registry.db.add_user("bob", "bob@example.org")
+    env.registry.db.add_user("carol")  # no address: invited, not mailed
+    alice = env.token("alice")
+    assert env.publish(alice, "demo", "1.0.0").status_code == 200
+    response = env.client.put(
+        "/api/v1/crates/demo/owners",
+        json={"users": ["bob", "carol"]},
+        headers={"Authorization": alice},
+    )
+    assert response.status_code == 200, response.text
+    settings = NotificationSettings(smtp_url=url, from_address="registry@example.org")
+    assert deliver(env.registry.db, settings) == 1
+    ((rcpt, message),) = box.messages
+    assert rcpt == ["bob@example.org"]  # the invitee only, not the owners
+    assert message["Subject"] == "You are invited to be an owner of crate demo"
+    body = message.get_payload()
+    assert "alice invited you to be an owner of crate demo" in body
+    assert "/api/v1/me/crate_owner_invitations" in body
+    assert "expires at" in body
 
 
 def test_owners_with_an_address_are_mailed_through_smtp(

@@ -27,6 +27,8 @@ def mail_subject(event: AuditEvent) -> str:
         return f"A Trusted Publishing config was added to {crate}"
     if event.kind == kinds.CONFIG_DELETED:
         return f"A Trusted Publishing config was removed from {crate}"
+    if event.kind == kinds.OWNER_INVITED:
+        return f"You are invited to be an owner of crate {crate}"
     return f"{crate}: {event.kind}"
 
 
@@ -42,6 +44,18 @@ def mail_body(event: AuditEvent, login: str) -> str:
         if isinstance(provenance, dict) and provenance:
             lines += ["", "Provenance:"]
             lines += [f"  {k}: {v}" for k, v in sorted(provenance.items())]
+    elif event.kind == kinds.OWNER_INVITED:
+        who = event.actor_login or "An owner"
+        expires = event.details.get("expires_at")
+        lines.append(f"{who} invited you to be an owner of crate {crate}.")
+        lines += [
+            "",
+            "Accept or decline with the registry's API: GET /api/v1/me/crate_owner_invitations"
+            " lists your invitations, PUT /api/v1/me/crate_owner_invitations/{crate_id}"
+            ' with {"crate_owner_invite": {"crate_id": ..., "accepted": true}} answers one.',
+        ]
+        if isinstance(expires, int):
+            lines.append(f"The invitation expires at {rfc3339(expires)}.")
     else:
         verb = "added to" if event.kind == kinds.CONFIG_CREATED else "removed from"
         who = f" by {event.actor_login}" if event.actor_login else ""

@@ -171,7 +171,21 @@ def record_event(
     event_id = int(event_id)
     if kind in NOTIFIED and crate_id is not None:
         _queue(conn, event_id, crate_id, now)
+    if kind == OWNER_INVITED:
+        _queue_invitee(conn, event_id, str(details.get("invitee", "")), now)
     return event_id
+
+
+def _queue_invitee(conn: Connection, event_id: int, login: str, now: int) -> None:
+    """The invited user is mailed the invitation (when they have an address): as on
+    crates.io, an invitation waits for them, and they learn of it by mail."""
+    invitee = queries.user_by_login(conn, login)
+    if invitee is not None and invitee.email:
+        conn.execute(
+            "INSERT INTO outbox (event_id, channel, recipient, address, webhook_id,"
+            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event_id, EMAIL, invitee.login, invitee.email, None, now, now),
+        )
 
 
 def _queue(conn: Connection, event_id: int, crate_id: int, now: int) -> None:
