@@ -10,8 +10,6 @@ to responses with ``trustpub.web.exception_handlers`` (both hosts do).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import secrets
 import time
@@ -46,6 +44,7 @@ from trustpub.registry.db import (
     StorageUnavailable,
     VersionRow,
 )
+from trustpub.registry.db.index_files import IndexFile
 from trustpub.registry.errors import (
     RegistryRefused,
     Unauthenticated,
@@ -53,6 +52,7 @@ from trustpub.registry.errors import (
     forbidden,
     not_found,
 )
+from trustpub.registry.index import ReadyIndex
 from trustpub.registry.me import ME, Account
 from trustpub.registry.names import canonical_name, index_path
 from trustpub.registry.publish import Limits, parse_publish
@@ -73,6 +73,7 @@ from trustpub.web import (
     paths,
     query_int,
     read_body,
+    render_json,
     read_json_object,
 )
 
@@ -131,6 +132,15 @@ class Registry:
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
         self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
+        # The index files, served from memory (trustpub.registry.index).
+        self.index = ReadyIndex(self.db)
+        self.config_body = render_json(
+            {
+                "dl": f"{self.public_url}{paths.CRATES}",
+                "api": self.public_url,
+                "auth-required": self.auth_required,
+            }
+        )
         self.storage = storage or StorageSettings()
         self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
         self._authority: TokenAuthority | None = None
@@ -214,7 +224,10 @@ class Registry:
         self._authority = authority
         self._open = True
         try:
-            yield self
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self.index.keep_current)
+                yield self
+                tasks.cancel_scope.cancel()
         finally:
             self._open = False
             self._authority = None
@@ -230,6 +243,7 @@ class Registry:
             self.files.open()
             # A crash between a file's rename and its commit left it without a version.
             self.db.holding_write_lock(self.files.sweep_orphans)
+            self.index.catch_up()
         except StorageUnavailable as exc:
             self.db.close()
             where = self.storage.url or f"data directory {self.directory.absolute()}"
@@ -239,6 +253,7 @@ class Registry:
 
     def close_storage(self) -> None:
         self.db.close()
+        self.index.reset()
 
     async def _db(self, call: Callable[[], T]) -> T:
         """Run a blocking storage call in a worker thread; its errors become refusals."""
@@ -362,40 +377,46 @@ class Registry:
     # -- sparse index ------------------------------------------------------------------
 
     async def config_json(self, request: Request) -> Response:
-        await self.check_read(request)
-        return JSONResponse(
-            {
-                "dl": f"{self.public_url}{paths.CRATES}",
-                "api": self.public_url,
-                "auth-required": self.auth_required,
-            }
-        )
+        if self.auth_required:
+            await self.check_read(request)
+        return Response(self.config_body, media_type="application/json")
 
     async def index_file(self, request: Request) -> Response:
+        """A crate's index file, from memory (``trustpub.registry.index``): no database
+        query unless the file's bytes are not cached, or the last catch-up is too old."""
         path = request.path_params["path"]
-        name = path.rsplit("/", 1)[-1]
-        if not name or index_path(name) != path:
-            await self.check_read(request)
-            raise not_found(f"no index file at `{path}`")
-        await self.check_read(request, name)
-        found = await self._db(lambda: self.db.index_crate(name))
-        if found is None:
+        if self.auth_required:
+            name = path.rsplit("/", 1)[-1]
+            await self.check_read(request, name if name and index_path(name) == path else None)
+        if not self.index.is_current():
+            await self._db(self.index.catch_up)
+        head = self.index.head(path)
+        if head is None:
+            name = path.rsplit("/", 1)[-1]
+            if not name or index_path(name) != path:
+                raise not_found(f"no index file at `{path}`")
             raise not_found(f"crate `{name}` does not exist")
-        crate, versions = found
-        body = "".join(
-            json.dumps(v.index_line(), separators=(",", ":")) + "\n" for v in versions
-        ).encode("utf-8")
-        etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
-        headers = {
-            "ETag": etag,
-            "Last-Modified": formatdate(crate.index_updated_at, usegmt=True),
-            "Cache-Control": "no-cache",
-        }
-        if _not_modified(request, etag, crate.index_updated_at):
+        if _not_modified(request, head.etag, head.last_modified):
             self.metrics.index_requests.inc("not_modified")
-            return Response(status_code=304, headers=headers)
+            return Response(status_code=304, headers=_index_headers(head))
+        ready = self.index.cached(head)
+        if ready is None:
+            ready = await self._db(lambda: self.index.read(path))
+            if ready is None:  # pragma: no cover - files are never deleted
+                raise not_found(f"crate `{path.rsplit('/', 1)[-1]}` does not exist")
+            self.index.keep(ready)
         self.metrics.index_requests.inc("ok")
-        return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
+        return Response(
+            ready.body, media_type="text/plain; charset=utf-8", headers=_index_headers(ready)
+        )
+
+    async def _index_changed(self) -> None:
+        """After a change committed by this process: serve it at once. A failure here
+        is logged, not raised (the change is made; the next catch-up sees it)."""
+        try:
+            await anyio.to_thread.run_sync(self.index.catch_up)
+        except StorageUnavailable as exc:
+            log.warning("cannot read the index changes", extra={"fields": {"reason": exc.reason}})
 
     # -- web API -----------------------------------------------------------------------
 
@@ -424,6 +445,7 @@ class Registry:
             )
         finally:
             self.files.discard(staged)
+        await self._index_changed()
         self.metrics.publishes.inc("trustpub" if isinstance(actor, TrustpubActor) else "api-token")
         log.info(
             "published",
@@ -647,6 +669,7 @@ class Registry:
         name, num = request.path_params["name"], request.path_params["version"]
         actor = await self.actor(request)
         await self._db(lambda: changes.set_yanked(self.db, actor, name, num, yanked))
+        await self._index_changed()
         self.metrics.yanks.inc("yank" if yanked else "unyank")
         return JSONResponse({"ok": True})
 
@@ -658,6 +681,14 @@ def _header_safe_url(url: str) -> bool:
         and url.isprintable()
         and not any(c in url for c in '"\\ ')
     )
+
+
+def _index_headers(file: IndexFile) -> dict[str, str]:
+    return {
+        "ETag": file.etag,
+        "Last-Modified": formatdate(file.last_modified, usegmt=True),
+        "Cache-Control": "no-cache",
+    }
 
 
 def _not_modified(request: Request, etag: str, last_modified: int) -> bool:
