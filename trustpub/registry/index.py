@@ -44,6 +44,7 @@ import anyio.to_thread
 
 from trustpub.registry.db import RegistryDB, StorageUnavailable
 from trustpub.registry.db.index_files import IndexFile
+from trustpub.web import paths, render_json
 
 log = logging.getLogger("trustpub.registry")
 
@@ -54,6 +55,12 @@ MAX_STALENESS = 1.0
 seconds; past it the request catches up first."""
 CACHE_BYTES = 64 * 1024 * 1024
 """The file bytes kept in memory per process (heads are always all kept)."""
+
+
+def config_json(public_url: str, auth_required: bool) -> bytes:
+    """The index's ``config.json``: downloads and the API at ``public_url``."""
+    base = public_url.rstrip("/")
+    return render_json({"dl": f"{base}{paths.CRATES}", "api": base, "auth-required": auth_required})
 
 
 class ReadyIndex:

@@ -52,7 +52,7 @@ from trustpub.registry.errors import (
     forbidden,
     not_found,
 )
-from trustpub.registry.index import ReadyIndex
+from trustpub.registry.index import ReadyIndex, config_json
 from trustpub.registry.me import ME, Account
 from trustpub.registry.names import canonical_name, index_path
 from trustpub.registry.publish import Limits, parse_publish
@@ -73,7 +73,6 @@ from trustpub.web import (
     paths,
     query_int,
     read_body,
-    render_json,
     read_json_object,
 )
 
@@ -134,13 +133,7 @@ class Registry:
         self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
         # The index files, served from memory (trustpub.registry.index).
         self.index = ReadyIndex(self.db)
-        self.config_body = render_json(
-            {
-                "dl": f"{self.public_url}{paths.CRATES}",
-                "api": self.public_url,
-                "auth-required": self.auth_required,
-            }
-        )
+        self.config_body = config_json(self.public_url, auth_required)
         self.storage = storage or StorageSettings()
         self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
         self._authority: TokenAuthority | None = None
