@@ -161,11 +161,12 @@ def test_the_index_is_served_without_a_database_query(
     one.engine.closed = False
 
     # After a yank, an unyank and a publish: the new file, then from memory again.
-    for change in (
+    changes: tuple[Callable[[], None], ...] = (
         lambda: set_yanked(one, token, "1.0.0", True),
         lambda: set_yanked(one, token, "1.0.0", False),
         lambda: publish(one, token, "1.1.0"),
-    ):
+    )
+    for change in changes:
         before = one.get().headers["etag"]
         change()
         changed = one.get()
