@@ -26,6 +26,7 @@ from trustpub.registry.db.queries import Connection
 from trustpub.registry.db.schema import SQLITE_MIGRATIONS
 from trustpub.registry.db.sqlite import SQLiteEngine
 from trustpub.registry.index import MAX_STALENESS, ReadyIndex
+from trustpub.registry.registry import READ_CHECK_TTL
 
 T = TypeVar("T")
 DEMO = "/index/de/mo/demo"
@@ -97,9 +98,13 @@ def replicas(tmp_path: Path, database: str | None) -> Iterator[Callable[..., Rep
     real clock and background catch-up (``clock=False``)."""
     with ExitStack() as stack:
 
-        def start(clock: bool = True) -> Replica:
+        def start(clock: bool = True, private: bool = False) -> Replica:
             app = create_registry_app(
-                tmp_path, PUBLIC_URL, authority=FakeAuthority(), database=database
+                tmp_path,
+                PUBLIC_URL,
+                authority=FakeAuthority(),
+                database=database,
+                auth_required=private,
             )
             registry: Registry = app.state.registry
             fake = Clock() if clock else None
@@ -181,6 +186,33 @@ def test_the_index_is_served_without_a_database_query(
         ("1.0.0", False),
         ("1.1.0", False),
     ]
+
+
+def test_a_private_index_checks_a_token_once_a_second(
+    replicas: Callable[..., Replica],
+) -> None:
+    one = replicas(private=True)
+    token = api_token(one)
+    publish(one, token, "1.0.0")
+    assert one.get().status_code == 401
+    assert one.get(Authorization=token).status_code == 200
+
+    # Within READ_CHECK_TTL of its check, the token reads without a query...
+    one.engine.closed = True
+    one.engine.calls = 0
+    assert one.get(Authorization=token).status_code == 200
+    assert one.get("/index/config.json", Authorization=token).status_code == 200
+    assert one.get().status_code == 401  # ...and no token is still no read
+    assert one.engine.calls == 0
+    one.engine.closed = False
+
+    # Revoked: refused once the second is over.
+    (listed,) = one.registry.db.tokens("alice")
+    assert one.registry.db.revoke_token(listed.id)
+    one.later(READ_CHECK_TTL + 0.01)
+    refused = one.get(Authorization=token)
+    assert refused.status_code == 401
+    assert "invalid, expired or revoked" in refused.text
 
 
 def test_a_replica_serves_another_ones_changes_within_the_bound(

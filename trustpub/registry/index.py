@@ -81,7 +81,7 @@ class ReadyIndex:
         self.poll_interval = poll_interval
         self.max_staleness = max_staleness
         self._cache_bytes = cache_bytes
-        self._clock = clock
+        self.clock = clock
         self._heads: dict[str, IndexFile] = {}
         self._generation: int | None = None
         self._current_at = -math.inf
@@ -107,7 +107,7 @@ class ReadyIndex:
         time); the heads of the files that changed. ``StorageUnavailable`` if the
         database cannot be read (nothing is changed then)."""
         with self._catching_up:
-            started = self._clock()
+            started = self.clock()
             if self._generation is not None:
                 generation, changed = self._db.index_changes(self._generation)
             if self._generation is None or generation < self._generation:
@@ -125,7 +125,7 @@ class ReadyIndex:
 
     def is_current(self) -> bool:
         """Whether the last catch-up started within ``max_staleness`` seconds."""
-        return self._clock() - self._current_at <= self.max_staleness
+        return self.clock() - self._current_at <= self.max_staleness
 
     def head(self, path: str) -> IndexFile | None:
         """The headers of the file at ``path`` (no bytes), None if there is none."""

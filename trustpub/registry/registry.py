@@ -10,10 +10,12 @@ to responses with ``trustpub.web.exception_handlers`` (both hosts do).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,6 +83,8 @@ log = logging.getLogger("trustpub.registry")
 T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_PER_PAGE = 100
+READ_CHECK_TTL = 1.0  # seconds a token found valid reads without a new check (check_read)
+MAX_READERS = 10_000  # tokens remembered so (all forgotten past it)
 INVITATION_TTL = 30 * 24 * 3600  # crates.io's
 PUBLISH_WARNINGS: dict[str, dict[str, list[str]]] = {
     "warnings": {"invalid_categories": [], "invalid_badges": [], "other": []}
@@ -137,6 +141,7 @@ class Registry:
         self.storage = storage or StorageSettings()
         self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
         self._authority: TokenAuthority | None = None
+        self._readers: dict[bytes, _Reader] = {}  # see check_read
         self._open = False
         # Per process; the trustpub service replaces it with its own (shared on Redis).
         self.rate_limiter = RateLimiter(RateLimits(), MemoryBackend())
@@ -325,22 +330,50 @@ class Registry:
         the token was rejected). ``crate``: the crate read, which a Trusted Publishing
         token must be allowed to read (``changes.readable_crates``); for others, any of
         a user's tokens reads every crate (crate scopes limit changes, not reads: a
-        build needs every dependency). A public registry lets everyone read (None)."""
+        build needs every dependency). A public registry lets everyone read (None).
+
+        A token found valid is taken as valid for reads for ``READ_CHECK_TTL`` seconds
+        in this process (never past its expiry): a build asks for many index files in
+        a row, and each check would otherwise cost a database write (the token's last
+        use) or an introspection. So a revoked token may still read for up to that
+        long, the same bound as an index change (``trustpub.registry.index``). Only
+        reads: every change checks the token afresh."""
         if not self.auth_required:
             return None
+        reader = await self._reader(request)
+        actor = reader.actor
+        if isinstance(actor, TrustpubActor) and crate is not None:
+            readable = reader.readable
+            if readable is None:
+                readable = await self._db(lambda: changes.readable_crates(self.db, actor.token))
+                reader.readable = readable
+            if canonical_name(crate) not in readable:
+                # Answered as for a crate that does not exist: a CI token learns nothing
+                # of the crates it may not read.
+                raise not_found(f"crate `{crate}` does not exist")
+        return actor
+
+    async def _reader(self, request: Request) -> _Reader:
+        token = bearer_credential(request)
+        key = hashlib.sha256(token.encode()).digest() if token else None
+        now = self.index.clock()
+        found = self._readers.get(key) if key is not None else None
+        if found is not None and now < found.until and not _expired(found.actor, self.db.now()):
+            # Valid a moment ago (the exact token: its hash): the failed-check limit
+            # guards guessing, which a known valid token is not.
+            return found
         try:
             actor = await self.actor(request)
         except RegistryRefused as exc:
             if exc.status_code == 403:
                 raise Unauthenticated(exc.detail, self.login_url) from None
             raise
-        if isinstance(actor, TrustpubActor) and crate is not None:
-            readable = await self._db(lambda: changes.readable_crates(self.db, actor.token))
-            if canonical_name(crate) not in readable:
-                # Answered as for a crate that does not exist: a CI token learns nothing
-                # of the crates it may not read.
-                raise not_found(f"crate `{crate}` does not exist")
-        return actor
+        reader = _Reader(now + READ_CHECK_TTL, actor)
+        if key is not None:
+            if len(self._readers) >= MAX_READERS:
+                self._readers.clear()
+            self._readers[key] = reader
+        return reader
 
     async def _authenticate(self, token: str) -> Actor:
         if REGISTRY_TOKENS.is_well_formed(token):
@@ -674,6 +707,21 @@ def _header_safe_url(url: str) -> bool:
         and url.isprintable()
         and not any(c in url for c in '"\\ ')
     )
+
+
+@dataclass(slots=True)
+class _Reader:
+    """A token found valid for reads (``check_read``), until ``until`` (monotonic)."""
+
+    until: float
+    actor: Actor
+    readable: frozenset[str] | None = None  # a Trusted Publishing token's, once read
+
+
+def _expired(actor: Actor, now: int) -> bool:
+    if isinstance(actor, TrustpubActor):
+        return now >= actor.token.record.expires_at
+    return actor.expires_at is not None and now >= actor.expires_at
 
 
 def _index_headers(file: IndexFile) -> dict[str, str]:
