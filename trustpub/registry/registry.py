@@ -10,14 +10,16 @@ to responses with ``trustpub.web.exception_handlers`` (both hosts do).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import anyio
@@ -724,12 +726,20 @@ def _expired(actor: Actor, now: int) -> bool:
     return actor.expires_at is not None and now >= actor.expires_at
 
 
-def _index_headers(file: IndexFile) -> dict[str, str]:
-    return {
-        "ETag": file.etag,
-        "Last-Modified": formatdate(file.last_modified, usegmt=True),
-        "Cache-Control": "no-cache",
-    }
+def _index_headers(file: IndexFile) -> Mapping[str, str]:
+    return _caching_headers(file.etag, file.last_modified)
+
+
+@functools.lru_cache(maxsize=4096)
+def _caching_headers(etag: str, last_modified: int) -> Mapping[str, str]:
+    # Read-only: a response copies its headers, and this mapping serves many.
+    return MappingProxyType(
+        {
+            "ETag": etag,
+            "Last-Modified": formatdate(last_modified, usegmt=True),
+            "Cache-Control": "no-cache",
+        }
+    )
 
 
 def _not_modified(request: Request, etag: str, last_modified: int) -> bool:
