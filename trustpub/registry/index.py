@@ -6,10 +6,12 @@ serialise them, hash them) cost most of each request. So a file is built once, w
 its crate changes, in the very transaction of the change (``db.index_files``), and
 stored with its ETag and Last-Modified in the database, which stays the one source of
 truth every replica shares (SQLite for the worker processes of one host, PostgreSQL for
-several hosts). Each process keeps:
+several hosts; a shared disk is not required there, and a file in the database commits
+with the change that made it). Each process keeps:
 
-- the *heads* of every file (path, ETag, Last-Modified, generation: about 150 bytes a
-  crate), all of them, so a 404 and a ``304 Not Modified`` are answered from memory;
+- the *heads* of every file (path, ETag, Last-Modified, generation: a few hundred
+  bytes a crate), all of them, so a 404 and a ``304 Not Modified`` are answered from
+  memory;
 - the bytes of the files asked for recently, in a cache bounded by ``cache_bytes``
   (least recently used first out); a file not in it is read by one query on its path
   (then kept), so memory does not grow with the registry.
@@ -28,6 +30,9 @@ costs one indexed read per process every half second.
 
 Never torn: the bytes, the ETag and the Last-Modified of a response come from one
 stored row (written whole in one transaction), never from two reads.
+
+Static serving goes one step further: ``trustpub.registry.export`` writes the same
+files to a directory or the object store for nginx, a CDN or S3 to serve.
 """
 
 from __future__ import annotations
