@@ -338,3 +338,15 @@ def test_a_database_from_before_gets_its_index_files_built(
             registry.db.call(lambda c: c.execute("SELECT COUNT(*) FROM index_files").fetchone()[0])
             == 1
         )
+
+        # An older trustpub, still running during the upgrade, unyanks as it did then
+        # (no index file built): the next start of any process rebuilds the file.
+        def unyank_as_before(conn: Connection) -> None:
+            conn.execute("UPDATE versions SET yanked = 0")
+            conn.execute("UPDATE crates SET index_updated_at = index_updated_at + 10")
+
+        registry.db.call(unyank_as_before)
+    app = create_registry_app(tmp_path, PUBLIC_URL, database=old_database)
+    with TestClient(app) as client:
+        lines = [json.loads(x) for x in client.get("/index/ol/d-/old-lib").text.splitlines()]
+        assert [x["yanked"] for x in lines] == [False, False]

@@ -15,10 +15,12 @@ Writers are serialised by the writer lock (SQLite's ``BEGIN IMMEDIATE``, Postgre
 advisory lock), so generations commit in order.
 
 ``FORMAT`` numbers the way a file is built from the versions. Files built by an older
-format, and crates without a file (a database migrated from before the table existed),
-are built when a process opens the database (``build_missing``): the backfill is that
-rebuild-on-open, in Python, because an index line is assembled by ``VersionRow.index_line``
-and no SQL both engines share can do it. Change the line's content, bump ``FORMAT``.
+format, crates without a file (a database migrated from before the table existed), and
+files older than their crate's ``index_updated_at`` (a change made by a trustpub from
+before, still running during an upgrade) are built when a process opens the database
+(``build_missing``): the backfill is that rebuild-on-open, in Python, because an index
+line is assembled by ``VersionRow.index_line`` and no SQL both engines share can do it.
+Change the line's content, bump ``FORMAT``.
 
 Plain SQL that runs on SQLite and PostgreSQL alike.
 """
@@ -98,7 +100,8 @@ def rebuild(conn: Connection, crate_id: int) -> None:
 def _unbuilt(conn: Connection) -> list[int]:
     found = conn.execute(
         "SELECT c.id FROM crates c LEFT JOIN index_files f ON f.crate_id = c.id"
-        " WHERE f.crate_id IS NULL OR f.format <> ? ORDER BY c.id",
+        " WHERE f.crate_id IS NULL OR f.format <> ? OR f.last_modified <> c.index_updated_at"
+        " ORDER BY c.id",
         (FORMAT,),
     ).fetchall()
     return [int(r[0]) for r in found]
