@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -47,8 +50,11 @@ def test_the_exported_directory_holds_what_the_registry_serves(
     for name in ("demo", "ab", "Big-Lib"):
         served[index_path(name)] = env.index(name).content
     assert exported == served
-    # Served as static files: readable by everyone, whatever the umask.
+    # Served as static files: readable by everyone, whatever the umask, with the
+    # registry's Last-Modified as their time.
     assert stat.S_IMODE(os.stat(root / "de/mo/demo").st_mode) == 0o644
+    modified = parsedate_to_datetime(env.index("demo").headers["last-modified"]).timestamp()
+    assert os.stat(root / "de/mo/demo").st_mtime == modified
     assert not [p for p in root.rglob(".*")]  # no temporary file left
 
 
@@ -144,3 +150,24 @@ def test_the_export_command_refuses_a_foreign_directory_and_a_private_registry(
     assert not private.exists()
     assert main([*argv, "--allow-private"]) == 0
     assert b'"auth-required":true' in (private / "config.json").read_bytes()
+
+
+def test_watch_writes_each_change_until_stopped(env: RegistryEnv, tmp_path: Path) -> None:
+    token = published(env)
+    root = tmp_path / "export"
+    export = exporter(env, root)
+    stop = threading.Event()
+    watcher = threading.Thread(target=export.watch, args=(0.01, stop))
+    watcher.start()
+    try:
+        assert env.publish(token, "demo", "1.3.0").status_code == 200
+        served = env.index("demo").content
+        deadline = time.monotonic() + 10
+        target = root / "de/mo/demo"
+        while not (target.is_file() and target.read_bytes() == served):
+            assert time.monotonic() < deadline, "the change was not exported"
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()

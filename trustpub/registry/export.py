@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trustpub.registry")
 
 CONFIG = "config.json"
+TEXT = "text/plain; charset=utf-8"
 BATCH = 200
 """Files read from the database per query during a resync."""
 
@@ -51,8 +52,9 @@ BATCH = 200
 class IndexTarget(Protocol):
     """Where an export writes: paths are relative (``de/mo/demo``, ``config.json``)."""
 
-    def write(self, path: str, body: bytes, content_type: str) -> None:
-        """Put ``body`` at ``path``, replacing what was there, atomically."""
+    def write(self, path: str, body: bytes, content_type: str, modified: int | None = None) -> None:
+        """Put ``body`` at ``path``, replacing what was there, atomically; ``modified``:
+        its Last-Modified (unix seconds), where the target keeps one."""
 
     def remove(self, path: str) -> None: ...
 
@@ -66,7 +68,7 @@ class DirectoryTarget:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()
 
-    def write(self, path: str, body: bytes, content_type: str) -> None:
+    def write(self, path: str, body: bytes, content_type: str, modified: int | None = None) -> None:
         final = self.root / path
         final.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         temp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(6)}")
@@ -78,6 +80,9 @@ class DirectoryTarget:
             finally:
                 os.close(fd)
             os.chmod(temp, 0o644)  # whatever the umask: the index is served
+            if modified is not None:
+                # A file server's Last-Modified is then the registry's.
+                os.utime(temp, (modified, modified))
             os.replace(temp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -125,7 +130,8 @@ class ObjectStoreTarget:
     def location(self) -> str:
         return f"s3://{self._store.bucket}/{self.prefix}"
 
-    def write(self, path: str, body: bytes, content_type: str) -> None:
+    def write(self, path: str, body: bytes, content_type: str, modified: int | None = None) -> None:
+        # The store sets the object's Last-Modified itself (and its ETag: the MD5).
         with self._store._errors("cannot write an index object"):
             self._store.client.put_object(
                 Bucket=self._store.bucket,
@@ -179,7 +185,7 @@ class Exporter:
         written = 0
         for found in self._every_file():
             assert found.body is not None
-            self.target.write(found.path, found.body, "text/plain; charset=utf-8")
+            self.target.write(found.path, found.body, TEXT, found.last_modified)
             kept.add(found.path)
             written += 1
         stale = sorted(present - kept)
@@ -201,7 +207,7 @@ class Exporter:
         files = self._db.index_files_of(sorted({f.crate_id for f in changed}))
         for found in files:
             assert found.body is not None
-            self.target.write(found.path, found.body, "text/plain; charset=utf-8")
+            self.target.write(found.path, found.body, TEXT, found.last_modified)
         self.generation = generation
         return Synced(generation, len(files), 0)
 
