@@ -139,7 +139,8 @@ class ReadyIndex:
     def cached(self, head: IndexFile) -> IndexFile | None:
         """The file ``head`` describes, bytes included, if they are in memory."""
         found = self._bytes.get(head.path)
-        if found is None or found.generation != head.generation:
+        # The ETag too: generations restart with a restored database.
+        if found is None or found.generation != head.generation or found.etag != head.etag:
             return None
         self._bytes.move_to_end(head.path)
         return found
