@@ -293,9 +293,12 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
-    # Planned as migration 8 (5-7 are in other branches): renumber at merge.
+    # 5, 6 and 7 are taken by other changes of the same release (merged in their place).
+    Migration(5, "reserved for another change (placeholder)", ("SELECT 1",)),
+    Migration(6, "reserved for another change (placeholder)", ("SELECT 1",)),
+    Migration(7, "reserved for another change (placeholder)", ("SELECT 1",)),
     Migration(
-        5,
+        8,
         "sparse index files kept ready, and their generation",
         (
             # One built file per crate (trustpub.registry.db.index_files); the existing
