@@ -23,7 +23,11 @@ A request is answered from memory only while the last successful catch-up *start
 less than ``MAX_STALENESS`` (1 s) ago; otherwise the request catches up itself first
 (one query; 503 if the database cannot be read). So a replica never serves an index
 more than 1 s older than the database, and a change made through this process is
-served by it at once (the write path catches up after its commit). A polled number was
+served by it at once (the write path catches up after its commit). A path with no file
+catches up first too (at most once per ``MISS_RECHECK``, 50 ms), so a crate just
+published through another replica is found at once rather than answered 404: cargo
+treats a 404 as "no such crate", while an older file only lacks the newest version
+for a moment. A polled number was
 chosen over PostgreSQL's LISTEN/NOTIFY or SQLite's ``data_version``: it is the same
 for both engines, survives lost connections without a resubscription protocol, and
 costs one indexed read per process every half second.
@@ -58,6 +62,10 @@ POLL_INTERVAL = 0.5
 MAX_STALENESS = 1.0
 """A file is served from memory only if the last catch-up started within this many
 seconds; past it the request catches up first."""
+MISS_RECHECK = 0.05
+"""A path with no file is looked up again (a catch-up) if the last catch-up started more
+than this many seconds ago: a new crate is found at once, and a flood of 404s costs at
+most one query per this interval."""
 CACHE_BYTES = 64 * 1024 * 1024
 """The file bytes kept in memory per process (heads are always all kept)."""
 
@@ -79,12 +87,14 @@ class ReadyIndex:
         *,
         poll_interval: float = POLL_INTERVAL,
         max_staleness: float = MAX_STALENESS,
+        miss_recheck: float = MISS_RECHECK,
         cache_bytes: int = CACHE_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self.poll_interval = poll_interval
         self.max_staleness = max_staleness
+        self.miss_recheck = miss_recheck
         self._cache_bytes = cache_bytes
         self.clock = clock
         self._heads: dict[str, IndexFile] = {}
@@ -131,6 +141,10 @@ class ReadyIndex:
     def is_current(self) -> bool:
         """Whether the last catch-up started within ``max_staleness`` seconds."""
         return self.clock() - self._current_at <= self.max_staleness
+
+    def may_have_missed(self) -> bool:
+        """Whether a path without a file should be looked up again (``MISS_RECHECK``)."""
+        return self.clock() - self._current_at > self.miss_recheck
 
     def head(self, path: str) -> IndexFile | None:
         """The headers of the file at ``path`` (no bytes), None if there is none."""

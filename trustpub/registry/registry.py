@@ -423,7 +423,12 @@ class Registry:
             name = path.rsplit("/", 1)[-1]
             if not name or index_path(name) != path:
                 raise not_found(f"no index file at `{path}`")
-            raise not_found(f"crate `{name}` does not exist")
+            if self.index.may_have_missed():
+                # Perhaps a crate just published through another process.
+                await self._db(self.index.catch_up)
+                head = self.index.head(path)
+            if head is None:
+                raise not_found(f"crate `{name}` does not exist")
         if _not_modified(request, head.etag, head.last_modified):
             self.metrics.index_requests.inc("not_modified")
             return Response(status_code=304, headers=_index_headers(head))
