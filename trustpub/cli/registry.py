@@ -114,6 +114,7 @@ def register(subparsers: Any) -> None:
     _json_flag(audit)
     audit.set_defaults(handler=audit_list)
     register_config(commands)
+    register_index(commands)
 
     serve = add_command(commands, "serve", SERVE)
     serve.add_argument(
@@ -660,6 +661,125 @@ def config_remove(args: argparse.Namespace, console: Console) -> int:
         row = db.delete_config(args.id, check)
         # The audit trail has it, with no actor: the operator's command line.
         console.out(f"removed config {row.id} ({row.provider}) of crate {row.crate_name}")
+        return 0
+
+    return _with_db(args, action)
+
+
+# -- the sparse index as static files ---------------------------------------------------------
+
+INDEX_EXPORT = """write the sparse index to a directory or the object store, for static serving
+
+Write every crate's index file and config.json to DIR (or, with --object-store, to
+the registry's S3 bucket under index/), and remove the files there that no crate has:
+nginx, a CDN or the bucket then serves the index itself (cargo: index =
+"sparse+https://STATIC/"); config.json keeps downloads and the API at the registry.
+--watch keeps writing the changes (checked every --interval seconds) until stopped.
+Files are written atomically (a temporary file renamed into place). The index of a
+registry that requires authentication is refused unless --allow-private: the
+exported files are readable by whoever can read the target.
+"""
+
+
+def register_index(commands: Any) -> None:
+    index = commands.add_parser("index", help="the sparse index (static export)")
+    index.set_defaults(handler=help_handler(index))
+    actions = index.add_subparsers(metavar="ACTION")
+    export = add_command(actions, "export", INDEX_EXPORT)
+    export.add_argument("directory", nargs="?", metavar="DIR", help="the export directory")
+    export.add_argument(
+        "--object-store",
+        action="store_true",
+        help="write to the registry's S3 bucket (under index/) instead of a directory",
+    )
+    export.add_argument(
+        "--watch", action="store_true", help="keep writing the changes until stopped"
+    )
+    export.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="with --watch: how often to check for changes (default 1)",
+    )
+    export.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the registry's URL for config.json (default: the configuration's public_url)",
+    )
+    export.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="export a registry that requires authentication (the target must be "
+        "access-controlled: the files are readable by whoever can read it)",
+    )
+    export.set_defaults(handler=index_export)
+
+
+def index_export(args: argparse.Namespace, console: Console) -> int:
+    import signal
+    import threading
+
+    from trustpub.config import load_settings
+    from trustpub.registry.export import (
+        DirectoryTarget,
+        Exporter,
+        IndexTarget,
+        ObjectStoreTarget,
+    )
+    from trustpub.registry.index import config_json
+
+    if (args.directory is None) == (not args.object_store):
+        raise usage_error("give either DIR or --object-store")
+    if args.interval <= 0:
+        raise usage_error("--interval: expected a positive number of seconds")
+    settings = load_settings(args.config)
+    if settings.registry_auth_required and not args.allow_private:
+        raise refused(
+            "the registry requires authentication, and an exported index is readable by "
+            "whoever can read the target; pass --allow-private if it is access-controlled"
+        )
+    public_url = args.public_url or settings.public_url
+    if not public_url.startswith(("http://", "https://")):
+        raise usage_error("--public-url: expected an http(s) URL")
+    config = config_json(public_url, settings.registry_auth_required)
+
+    def action(db: RegistryDB) -> int:
+        target: IndexTarget
+        if args.object_store:
+            from trustpub.registry.storage import open_storage
+            from trustpub.registry.storage.s3 import S3Storage
+
+            store = open_storage(settings.registry_storage, _directory(args))
+            if not isinstance(store, S3Storage):
+                raise usage_error("--object-store: the registry's storage is not s3://")
+            store.open()
+            target = ObjectStoreTarget(store)
+            where = target.location
+        else:
+            target = DirectoryTarget(args.directory)
+            where = str(target.root)
+            root = target.root
+            # A resync removes every file that is not the index's: never in a directory
+            # that holds something else.
+            if root.is_dir() and any(root.iterdir()) and not (root / "config.json").is_file():
+                raise usage_error(
+                    f"{where} is not empty and holds no exported index (config.json); "
+                    "give an empty or new directory"
+                )
+        exporter = Exporter(db, target, config)
+        synced = exporter.resync()
+        console.note(
+            f"exported {synced.written} index file(s) and config.json to {where}"
+            + (f", removed {synced.removed}" if synced.removed else "")
+        )
+        if not args.watch:
+            return 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        console.note(f"watching for changes every {args.interval:g} s (stop: Ctrl-C)")
+        exporter.watch(args.interval, stop)
         return 0
 
     return _with_db(args, action)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
-import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import anyio
@@ -50,6 +51,7 @@ from trustpub.registry.db import (
     StorageUnavailable,
     VersionRow,
 )
+from trustpub.registry.db.index_files import IndexFile
 from trustpub.registry.downloads import (
     RECENT_DAYS,
     DownloadCounter,
@@ -64,6 +66,7 @@ from trustpub.registry.errors import (
     forbidden,
     not_found,
 )
+from trustpub.registry.index import ReadyIndex, config_json
 from trustpub.registry.me import ME, Account
 from trustpub.registry.names import canonical_name, index_path
 from trustpub.registry.publish import Limits, parse_publish
@@ -96,6 +99,8 @@ log = logging.getLogger("trustpub.registry")
 T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_PER_PAGE = 100
+READ_CHECK_TTL = 1.0  # seconds a token found valid reads without a new check (check_read)
+MAX_READERS = 10_000  # tokens remembered so (all forgotten past it)
 INVITATION_TTL = 30 * 24 * 3600  # crates.io's
 
 
@@ -166,9 +171,13 @@ class Registry:
         self._clock = clock
         # Counted in memory, written in batches by a task of `open()`.
         self.downloads = DownloadCounter(self.db, self.metrics, clock, download_flush)
+        # The index files, served from memory (trustpub.registry.index).
+        self.index = ReadyIndex(self.db)
+        self.config_body = config_json(self.public_url, auth_required)
         self.storage = storage or StorageSettings()
         self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
         self._authority: TokenAuthority | None = None
+        self._readers: dict[bytes, _Reader] = {}  # see check_read
         self._open = False
         # Per process; the trustpub service replaces it with its own (shared on Redis).
         self.rate_limiter = RateLimiter(RateLimits(), MemoryBackend())
@@ -276,6 +285,7 @@ class Registry:
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self.downloads.run_forever)
+                tasks.start_soon(self.index.keep_current)
                 try:
                     yield self
                 finally:
@@ -307,6 +317,7 @@ class Registry:
             self.files.open()
             # A crash between a file's rename and its commit left it without a version.
             self.db.holding_write_lock(self.files.sweep_orphans)
+            self.index.catch_up()
         except StorageUnavailable as exc:
             self.db.close()
             where = self.storage.url or f"data directory {self.directory.absolute()}"
@@ -316,6 +327,7 @@ class Registry:
 
     def close_storage(self) -> None:
         self.db.close()
+        self.index.reset()
 
     async def _db(self, call: Callable[[], T]) -> T:
         """Run a blocking storage call in a worker thread; its errors become refusals."""
@@ -394,22 +406,50 @@ class Registry:
         the token was rejected). ``crate``: the crate read, which a Trusted Publishing
         token must be allowed to read (``changes.readable_crates``); for others, any of
         a user's tokens reads every crate (crate scopes limit changes, not reads: a
-        build needs every dependency). A public registry lets everyone read (None)."""
+        build needs every dependency). A public registry lets everyone read (None).
+
+        A token found valid is taken as valid for reads for ``READ_CHECK_TTL`` seconds
+        in this process (never past its expiry): a build asks for many index files in
+        a row, and each check would otherwise cost a database write (the token's last
+        use) or an introspection. So a revoked token may still read for up to that
+        long, the same bound as an index change (``trustpub.registry.index``). Only
+        reads: every change checks the token afresh."""
         if not self.auth_required:
             return None
+        reader = await self._reader(request)
+        actor = reader.actor
+        if isinstance(actor, TrustpubActor) and crate is not None:
+            readable = reader.readable
+            if readable is None:
+                readable = await self._db(lambda: changes.readable_crates(self.db, actor.token))
+                reader.readable = readable
+            if canonical_name(crate) not in readable:
+                # Answered as for a crate that does not exist: a CI token learns nothing
+                # of the crates it may not read.
+                raise not_found(f"crate `{crate}` does not exist")
+        return actor
+
+    async def _reader(self, request: Request) -> _Reader:
+        token = bearer_credential(request)
+        key = hashlib.sha256(token.encode()).digest() if token else None
+        now = self.index.clock()
+        found = self._readers.get(key) if key is not None else None
+        if found is not None and now < found.until and not _expired(found.actor, self.db.now()):
+            # Valid a moment ago (the exact token: its hash): the failed-check limit
+            # guards guessing, which a known valid token is not.
+            return found
         try:
             actor = await self.actor(request)
         except RegistryRefused as exc:
             if exc.status_code == 403:
                 raise Unauthenticated(exc.detail, self.login_url) from None
             raise
-        if isinstance(actor, TrustpubActor) and crate is not None:
-            readable = await self._db(lambda: changes.readable_crates(self.db, actor.token))
-            if canonical_name(crate) not in readable:
-                # Answered as for a crate that does not exist: a CI token learns nothing
-                # of the crates it may not read.
-                raise not_found(f"crate `{crate}` does not exist")
-        return actor
+        reader = _Reader(now + READ_CHECK_TTL, actor)
+        if key is not None:
+            if len(self._readers) >= MAX_READERS:
+                self._readers.clear()
+            self._readers[key] = reader
+        return reader
 
     async def _authenticate(self, token: str) -> Actor:
         if REGISTRY_TOKENS.is_well_formed(token):
@@ -439,40 +479,51 @@ class Registry:
     # -- sparse index ------------------------------------------------------------------
 
     async def config_json(self, request: Request) -> Response:
-        await self.check_read(request)
-        return JSONResponse(
-            {
-                "dl": f"{self.public_url}{paths.CRATES}",
-                "api": self.public_url,
-                "auth-required": self.auth_required,
-            }
-        )
+        if self.auth_required:
+            await self.check_read(request)
+        return Response(self.config_body, media_type="application/json")
 
     async def index_file(self, request: Request) -> Response:
+        """A crate's index file, from memory (``trustpub.registry.index``): no database
+        query unless the file's bytes are not cached, or the last catch-up is too old."""
         path = request.path_params["path"]
-        name = path.rsplit("/", 1)[-1]
-        if not name or index_path(name) != path:
-            await self.check_read(request)
-            raise not_found(f"no index file at `{path}`")
-        await self.check_read(request, name)
-        found = await self._db(lambda: self.db.index_crate(name))
-        if found is None:
-            raise not_found(f"crate `{name}` does not exist")
-        crate, versions = found
-        body = "".join(
-            json.dumps(v.index_line(), separators=(",", ":")) + "\n" for v in versions
-        ).encode("utf-8")
-        etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
-        headers = {
-            "ETag": etag,
-            "Last-Modified": formatdate(crate.index_updated_at, usegmt=True),
-            "Cache-Control": "no-cache",
-        }
-        if _not_modified(request, etag, crate.index_updated_at):
+        if self.auth_required:
+            name = path.rsplit("/", 1)[-1]
+            await self.check_read(request, name if name and index_path(name) == path else None)
+        if not self.index.is_current():
+            await self._db(self.index.catch_up)
+        head = self.index.head(path)
+        if head is None:
+            name = path.rsplit("/", 1)[-1]
+            if not name or index_path(name) != path:
+                raise not_found(f"no index file at `{path}`")
+            if self.index.may_have_missed():
+                # Perhaps a crate just published through another process.
+                await self._db(self.index.catch_up)
+                head = self.index.head(path)
+            if head is None:
+                raise not_found(f"crate `{name}` does not exist")
+        if _not_modified(request, head.etag, head.last_modified):
             self.metrics.index_requests.inc("not_modified")
-            return Response(status_code=304, headers=headers)
+            return Response(status_code=304, headers=_index_headers(head))
+        ready = self.index.cached(head)
+        if ready is None:
+            ready = await self._db(lambda: self.index.read(path))
+            if ready is None:  # pragma: no cover - files are never deleted
+                raise not_found(f"crate `{path.rsplit('/', 1)[-1]}` does not exist")
+            self.index.keep(ready)
         self.metrics.index_requests.inc("ok")
-        return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
+        return Response(
+            ready.body, media_type="text/plain; charset=utf-8", headers=_index_headers(ready)
+        )
+
+    async def _index_changed(self) -> None:
+        """After a change committed by this process: serve it at once. A failure here
+        is logged, not raised (the change is made; the next catch-up sees it)."""
+        try:
+            await anyio.to_thread.run_sync(self.index.catch_up)
+        except StorageUnavailable as exc:
+            log.warning("cannot read the index changes", extra={"fields": {"reason": exc.reason}})
 
     # -- web API -----------------------------------------------------------------------
 
@@ -507,6 +558,7 @@ class Registry:
             )
         finally:
             self.files.discard(staged)
+        await self._index_changed()
         self.metrics.publishes.inc("trustpub" if isinstance(actor, TrustpubActor) else "api-token")
         log.info(
             "published",
@@ -830,6 +882,7 @@ class Registry:
         name, num = request.path_params["name"], request.path_params["version"]
         actor = await self.actor(request)
         await self._db(lambda: changes.set_yanked(self.db, actor, name, num, yanked))
+        await self._index_changed()
         self.metrics.yanks.inc("yank" if yanked else "unyank")
         return JSONResponse({"ok": True})
 
@@ -852,6 +905,37 @@ def _is_day(text: str) -> bool:
     except ValueError:
         return False
     return text[:4].isdigit() and text[5:7].isdigit() and text[8:].isdigit()
+
+
+@dataclass(slots=True)
+class _Reader:
+    """A token found valid for reads (``check_read``), until ``until`` (monotonic)."""
+
+    until: float
+    actor: Actor
+    readable: frozenset[str] | None = None  # a Trusted Publishing token's, once read
+
+
+def _expired(actor: Actor, now: int) -> bool:
+    if isinstance(actor, TrustpubActor):
+        return now >= actor.token.record.expires_at
+    return actor.expires_at is not None and now >= actor.expires_at
+
+
+def _index_headers(file: IndexFile) -> Mapping[str, str]:
+    return _caching_headers(file.etag, file.last_modified)
+
+
+@functools.lru_cache(maxsize=4096)
+def _caching_headers(etag: str, last_modified: int) -> Mapping[str, str]:
+    # Read-only: a response copies its headers, and this mapping serves many.
+    return MappingProxyType(
+        {
+            "ETag": etag,
+            "Last-Modified": formatdate(last_modified, usegmt=True),
+            "Cache-Control": "no-cache",
+        }
+    )
 
 
 def _not_modified(request: Request, etag: str, last_modified: int) -> bool:

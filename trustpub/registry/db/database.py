@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from trustpub.postgres import is_postgresql_url
-from trustpub.registry.db import configs, downloads, events, queries, writes
+from trustpub.registry.db import configs, downloads, events, index_files, queries, writes
 from trustpub.registry.db.errors import CrateNotFound, VersionNotFound
 from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.postgresql import PostgreSQLEngine
@@ -100,8 +100,11 @@ class RegistryDB:
 
     def open(self) -> None:
         """Create (first use), migrate and check the database; ``StorageUnavailable``
-        if it cannot be written, ``SchemaTooNew`` if a newer trustpub migrated it."""
+        if it cannot be written, ``SchemaTooNew`` if a newer trustpub migrated it.
+        Builds the index files that are missing (a database migrated from before they
+        were kept) or of an older format (``index_files.build_missing``)."""
         self._engine.open()
+        self._engine.run(lambda c: index_files.build_missing(c, self._engine.transaction))
 
     def close(self) -> None:
         self._engine.close()
@@ -216,6 +219,31 @@ class RegistryDB:
             return (found, queries.versions(conn, found.id)) if found is not None else None
 
         return self._engine.run(read)
+
+    # -- index files kept ready (index_files) ----------------------------------------------
+
+    def index_heads(self) -> tuple[int, list[index_files.IndexFile]]:
+        """The index generation and every file's headers (no bytes)."""
+        return self._engine.run(index_files.heads)
+
+    def index_changes(self, since: int) -> tuple[int, list[index_files.IndexFile]]:
+        """The index generation and the headers of the files built after ``since``."""
+        return self._engine.run(lambda c: index_files.changed_since(c, since))
+
+    def index_file(self, path: str) -> index_files.IndexFile | None:
+        """The stored index file at ``path`` (lower case), bytes included."""
+        return self._engine.run(lambda c: index_files.by_path(c, path))
+
+    def index_files_of(self, crate_ids: list[int]) -> list[index_files.IndexFile]:
+        return self._engine.run(lambda c: index_files.by_ids(c, crate_ids))
+
+    def index_files_after(self, crate_id: int, limit: int) -> list[index_files.IndexFile]:
+        """Up to ``limit`` stored files, bytes included, of the crates after ``crate_id``
+        in id order (an export's full resync reads them batch by batch)."""
+        return self._engine.run(lambda c: index_files.files_after(c, crate_id, limit))
+
+    def index_generation(self) -> int:
+        return self._engine.run(index_files.generation)
 
     def crate_with_versions(self, name: str) -> tuple[CrateRow, list[VersionRow]] | None:
         def read(conn: queries.Connection) -> tuple[CrateRow, list[VersionRow]] | None:

@@ -426,6 +426,29 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             WHERE j.type = 'text' AND j.value <> ''""",
         ),
     ),
+    Migration(
+        8,
+        "sparse index files kept ready, and their generation",
+        (
+            # One built file per crate (trustpub.registry.db.index_files); the existing
+            # crates' files are built when a process opens the database (build_missing).
+            """CREATE TABLE IF NOT EXISTS index_files (
+                crate_id INTEGER NOT NULL PRIMARY KEY REFERENCES crates (id),
+                path TEXT NOT NULL UNIQUE,
+                body BLOB NOT NULL,
+                etag TEXT NOT NULL,
+                last_modified INTEGER NOT NULL,
+                generation INTEGER NOT NULL,
+                format INTEGER NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS index_files_generation ON index_files (generation)",
+            """CREATE TABLE IF NOT EXISTS index_generation (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                generation INTEGER NOT NULL
+            )""",
+            "INSERT INTO index_generation (id, generation) VALUES (1, 0) ON CONFLICT DO NOTHING",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

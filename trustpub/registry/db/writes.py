@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from trustpub.registry.db import configs, events, queries
+from trustpub.registry.db import configs, events, index_files, queries
 from trustpub.registry.db.errors import (
     AlreadyOwner,
     InvitationExpired,
@@ -261,6 +261,7 @@ def publish(
                     raise VersionExists(found.name, existing)
             _check_dependencies(conn, new.registry_deps)
             version_id = _insert_version(conn, crate_id, new, now)
+            index_files.rebuild(conn, crate_id)
             if new.trustpub_data is not None:
                 record_event(
                     conn,
@@ -459,6 +460,7 @@ def set_yanked(
             "UPDATE crates SET updated_at = ?, index_updated_at = ? WHERE id = ?",
             (now, now, crate.id),
         )
+        index_files.rebuild(conn, crate.id)
 
 
 def change_owners(
