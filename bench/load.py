@@ -744,9 +744,12 @@ def start_service(
     policies: int,
     configs: int,
     redis_url: str = REDIS_URL,
+    wrapper: Sequence[str] = (),
+    pythonpath: str | None = None,
 ) -> Service:
     """Configure and start a service (``store``: sqlite, redis or postgresql) without
-    waiting for it, so several start at once."""
+    waiting for it, so several start at once. ``wrapper`` runs it under another program
+    (valgrind); ``pythonpath`` runs another copy of trustpub (a before/after pair)."""
     home = workdir / name
     home.mkdir()
     port = free_port()
@@ -770,8 +773,10 @@ def start_service(
     if registry_database is None and configs:
         add_owner_configs(home / "data" / "registry" / "registry.db", issuer.url, configs)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     log = home / "serve.log"
-    argv = [sys.executable, "-m", "trustpub", "serve", "--config", str(config)]
+    argv = [*wrapper, sys.executable, "-m", "trustpub", "serve", "--config", str(config)]
     process = stack.enter_context(started(argv, log, home, env))
     return Service(name, f"http://127.0.0.1:{port}", process, home, config, log)
 
