@@ -707,11 +707,13 @@ def summary(results: Sequence[Measured]) -> dict[str, Any]:
     ratios: dict[str, float] = {}
     spreads: dict[str, float] = {}
     rates: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     keys = sorted({(m.backend, m.scenario) for m in results})
     for backend, scenario in keys:
         runs = [m for m in results if (m.backend, m.scenario) == (backend, scenario)]
         name = f"{backend}/{scenario}"
         rates[name] = statistics.median(m.run.rps for m in runs)
+        cpu[name] = round(statistics.median(cpu_per_request(m.run) for m in runs), 1)
         spreads[name] = round(statistics.median(m.run.p99_ms / m.run.p50_ms for m in runs), 2)
         if runs[0].reference:
             ratios[name] = round(
@@ -724,8 +726,17 @@ def summary(results: Sequence[Measured]) -> dict[str, Any]:
     for scenario in ("exchange", "introspect"):
         small, large = rates.get(f"redis/{scenario}"), rates.get(f"redis-scale/{scenario}")
         if small and large:
-            scale[scenario] = round(small / large, 3)
-    return {"rps": rates, "vs_reference": ratios, "p99_over_p50": spreads, "scale_cost": scale}
+            scale[f"{scenario} (req/s)"] = round(small / large, 3)
+        small, large = cpu.get(f"redis/{scenario}"), cpu.get(f"redis-scale/{scenario}")
+        if small and large:
+            scale[f"{scenario} (server CPU per request)"] = round(large / small, 3)
+    return {
+        "rps": rates,
+        "vs_reference": ratios,
+        "p99_over_p50": spreads,
+        "server_cpu_us_per_request": cpu,
+        "scale_cost": scale,
+    }
 
 
 # -- services -----------------------------------------------------------------------------
