@@ -18,8 +18,10 @@ One run measures, side by side on one worker each, with ``wrk`` (a separate C pr
 - the **scale** cases: ``redis-scale`` is a second Redis-backed service with 100,000
   file policies and 100,000 owner configs and 1,000,000 live tokens in its store (in
   Redis database 2, so the small case's keyspace in database 0 holds only its own
-  ~1,000); its exchange and introspection are compared with ``redis``'s (10 policies,
-  10 owner configs, 1,000 live tokens). ``--quick`` uses a tenth of that scale;
+  1,000); its exchange and introspection are compared with ``redis``'s (10 policies,
+  10 owner configs, 1,000 live tokens). Live tokens are 256 from real exchanges (the
+  ones introspection cycles over) and copies of one of their records under other keys,
+  made inside Redis. ``--quick`` uses a tenth of that scale;
 - the **registry** read paths of the ``sqlite`` service (registry data in SQLite, crate
   files on local storage): an index file ``GET`` (one crate of 20 versions), its ``304``
   revalidation (``If-None-Match``), and a ``.crate`` download;
@@ -86,7 +88,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 INDEX_CRATE = "bench-index"
 INDEX_VERSIONS = 20
 SMALL_POOL = 1000  # live tokens of the small Redis case
-POOL = 256  # tokens introspection cycles over
+POOL = 256  # tokens from real exchanges, which introspection cycles over
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -1058,7 +1060,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prefix=prefixes["postgresql"], policies=10, configs=0,
             ),
         }  # fmt: skip
-        pool_jwts = minter.mint(SMALL_POOL)
+        pool_jwts = minter.mint(POOL)
         wait_for(f"{ref_url}{CEILING}", reference, workdir / "reference.log", post=True)
         for service in services.values():
             wait_for(f"{service.url}/healthz", service.process, service.log, post=False)
@@ -1066,17 +1068,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         auth = f"Bearer {CREDENTIAL}"
         introspect: dict[str, Target] = {}
-        pools = exchanged(
-            {
-                name: (s.url, pool_jwts[: SMALL_POOL if name.startswith("redis") else POOL])
-                for name, s in services.items()
-            }
-        )
+        pools = exchanged({name: (s.url, pool_jwts) for name, s in services.items()})
         for name, service in services.items():
             bodies = write_bodies(workdir / f"{name}-introspect.bodies", "token", pools[name])
             introspect[name] = Target(service.url, INTROSPECT, bodies, auth=auth)
         print(f"bench: token pools after {time.monotonic() - started_at:.0f} s", flush=True)
-        fill_tokens(REDIS_SCALE_URL, prefixes["redis-scale"], args.tokens - SMALL_POOL)
+        # Live tokens: POOL from real exchanges, the rest copies of one of their records.
+        fill_tokens(REDIS_URL, prefixes["redis"], SMALL_POOL - POOL)
+        fill_tokens(REDIS_SCALE_URL, prefixes["redis-scale"], args.tokens - POOL)
         print(
             f"bench: {args.tokens} tokens after {time.monotonic() - started_at:.0f} s", flush=True
         )
