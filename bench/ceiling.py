@@ -1,6 +1,8 @@
-"""The framework ceiling: a trivial Starlette JSON POST endpoint under the same uvicorn
-settings as ``trustpub serve``, so the benchmark can say how close trustpub comes to
-what Starlette + uvicorn can do at all on this machine.
+"""The reference: a trivial Starlette JSON POST route and a trivial GET route on
+uvicorn's default stack (h11, asyncio), the fixed yardstick of issue 14, so the
+benchmark can say how close trustpub comes to what Starlette + uvicorn do at all on
+this machine. The stack is named explicitly (``loop="asyncio"``, ``http="h11"``): with
+uvloop and httptools installed, uvicorn's "auto" would pick them and move the yardstick.
 
     python bench/ceiling.py --port 8081
 """
@@ -25,7 +27,13 @@ async def echo(request: Request) -> Response:
     return JSONResponse({"ok": True, "length": len(value) if isinstance(value, str) else 0})
 
 
-app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
+async def hello(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+app = Starlette(
+    routes=[Route("/echo", echo, methods=["POST"]), Route("/hello", hello, methods=["GET"])]
+)
 
 
 def main() -> None:
@@ -33,14 +41,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    # The same settings as trustpub.cli.serve.run: one worker, uvicorn's defaults for
-    # the event loop and HTTP parser ("auto": uvloop/httptools only if installed, and
-    # neither is a trustpub dependency), no access log, no server header.
+    # One worker, uvicorn's default stack (h11 on asyncio, named so that installed
+    # uvloop/httptools do not change it), no access log, no server header.
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         workers=1,
+        loop="asyncio",
+        http="h11",
         log_config=None,
         access_log=False,
         server_header=False,

@@ -1,10 +1,13 @@
 -- wrk script for the trustpub benchmark: POSTs one JSON body per request, taken in
--- order from a file of pre-built bodies (one per line), and writes a JSON summary.
+-- order from a file of pre-built bodies (one per line), or GETs one path, and writes a
+-- JSON summary.
 --
 -- Environment (set by bench/load.py):
---   BENCH_BODIES   file of request bodies, one per line
+--   BENCH_METHOD   POST (default) or GET
+--   BENCH_BODIES   file of request bodies, one per line (POST only)
 --   BENCH_PATH     request path
 --   BENCH_AUTH     optional Authorization header value
+--   BENCH_HEADER   optional extra header, "Name: value" (e.g. If-None-Match for a 304)
 --   BENCH_THREADS  the -t value given to wrk (each thread takes every Nth body)
 --   BENCH_OUT      where done() writes the JSON summary
 --
@@ -24,7 +27,31 @@ function setup(thread)
 end
 
 function init(args)
+   method = os.getenv("BENCH_METHOD") or "POST"
+   if method == "" then
+      method = "POST"
+   end
    bodies = {}
+   position = 0
+   wrapped = 0
+   local headers = {}
+   path = os.getenv("BENCH_PATH")
+   local auth = os.getenv("BENCH_AUTH")
+   if auth and auth ~= "" then
+      headers["Authorization"] = auth
+   end
+   local extra = os.getenv("BENCH_HEADER")
+   if extra and extra ~= "" then
+      local name, value = extra:match("^([^:]+):%s*(.*)$")
+      headers[name] = value
+   end
+   request_headers = headers
+   if method == "GET" then
+      -- One request, the same every time: built once.
+      get_request = wrk.format("GET", path, headers)
+      return
+   end
+   headers["Content-Type"] = "application/json"
    local index = 0
    for line in io.lines(os.getenv("BENCH_BODIES")) do
       if index % thread_count == tid then
@@ -35,24 +62,18 @@ function init(args)
    if #bodies == 0 then
       error("no request bodies for thread " .. tid)
    end
-   position = 0
-   wrapped = 0
-   local headers = { ["Content-Type"] = "application/json" }
-   local auth = os.getenv("BENCH_AUTH")
-   if auth and auth ~= "" then
-      headers["Authorization"] = auth
-   end
-   path = os.getenv("BENCH_PATH")
-   request_headers = headers
 end
 
 function request()
+   if get_request then
+      return get_request
+   end
    position = position + 1
    if position > #bodies then
       position = 1
       wrapped = wrapped + 1
    end
-   return wrk.format("POST", path, request_headers, bodies[position])
+   return wrk.format(method, path, request_headers, bodies[position])
 end
 
 function done(summary, latency, requests)

@@ -15,8 +15,10 @@ from trustpub.ratelimit import (
     RateLimiter,
     RateLimits,
     RedisBackend,
+    limiter_for,
     parse_limit,
 )
+from trustpub.store.redis import RedisStore
 
 pytestmark = pytest.mark.anyio
 
@@ -31,12 +33,15 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def redis_backend() -> AsyncIterator[RedisBackend]:
-    client = aioredis.Redis.from_url(REDIS_URL)
+@pytest.fixture(params=["redis-py", "store"])
+async def redis_backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisBackend]:
+    """The script through redis-py's own path, and through the store's (``limiter_for``)."""
     prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
+    client = store.client
+    runner = store.run_script if request.param == "store" else None
     try:
-        yield RedisBackend(client, prefix)
+        yield RedisBackend(client, prefix, runner)
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
         if keys:
@@ -158,6 +163,37 @@ def test_parse_limit_off(off: object) -> None:
 def test_parse_limit_refuses_nonsense(bad: object) -> None:
     with pytest.raises(ValueError, match=r"expected|positive|zero"):
         parse_limit("x", bad)
+
+
+async def test_the_redis_store_limiter_counts_on_the_stores_command_path() -> None:
+    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
+    limits = RateLimits(exchange_per_client=Limit("exchange-client", 2, 60))
+    limiter = limiter_for(store, limits)
+    try:
+        await limiter.exchange_from("192.0.2.1")
+        await limiter.exchange_from("192.0.2.1")
+        with pytest.raises(RateLimited):
+            await limiter.exchange_from("192.0.2.1")
+        keys = [k async for k in store.client.scan_iter(match=f"{prefix}ratelimit:*")]
+        assert len(keys) == 1
+    finally:
+        keys = [k async for k in store.client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await store.client.delete(*keys)
+        await store.client.aclose()
+
+
+async def test_a_redis_failure_on_the_stores_path_denies_as_a_store_outage() -> None:
+    from trustpub.errors import StoreUnavailable
+
+    store = RedisStore.from_url("redis://127.0.0.1:1/0", prefix="trustpub-test:down:", timeout=0.5)
+    try:
+        backend = RedisBackend(store.client, store.prefix, store.run_script)
+        with pytest.raises(StoreUnavailable):
+            await backend.excess("a", Limit("t", 1, 60), consume=True)
+    finally:
+        await store.client.aclose()
 
 
 async def test_a_redis_failure_denies_as_a_store_outage() -> None:

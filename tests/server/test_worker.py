@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -12,8 +13,10 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from trustpub.config import Settings
+from trustpub.server import worker
 from trustpub.server.worker import (
     EXIT_CONFIGURATION,
+    EXIT_OK,
     Served,
     effective_max_connections,
     run_worker,
@@ -75,3 +78,29 @@ def test_the_connection_cap_fits_the_descriptor_limit() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert effective_max_connections(10**6) <= soft - 64 or soft == resource.RLIM_INFINITY
     assert effective_max_connections(16) == min(16, max(8, soft - 64))
+
+
+def test_the_worker_serves_on_uvloop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn applies Config.loop only in its own run(); the worker runs the server itself.
+    import uvloop
+
+    loops: list[type[asyncio.AbstractEventLoop]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()  # startup
+        loops.append(type(asyncio.get_running_loop()))
+        await send({"type": "lifespan.startup.complete"})
+        assert worker._stop.server is not None
+        worker._stop.server.should_exit = True
+        await receive()  # shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+
+    monkeypatch.setattr("trustpub.api.app.create_app", lambda settings: app)
+    settings = Settings(data_dir=tmp_path / "data", registry_enabled=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        status = run_worker(settings, sock)
+    assert status == EXIT_OK
+    assert loops == [uvloop.Loop]

@@ -117,7 +117,7 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
                 max_connections=effective_max_connections(limits.max_connections),
             )
         ),
-        loop="asyncio",
+        loop=event_loop(),
         ws="none",
         lifespan="on",
         log_config=None,
@@ -127,6 +127,15 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         timeout_keep_alive=limits.keep_alive_timeout,
         timeout_graceful_shutdown=limits.shutdown_timeout,
     )
+
+
+def event_loop() -> str:
+    """uvloop (libuv) where it is installed, a dependency on every platform it supports:
+    the same asyncio API at about half the per-request cost of the event loop and its
+    sockets (bench/RESULTS.md); else asyncio's own loop."""
+    import importlib.util
+
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 # Descriptors a worker needs besides its client connections: the listening socket, the
@@ -201,7 +210,9 @@ def run_worker(settings: Settings, sock: socket.socket) -> int:
     _stop.server = server
     server.should_exit = _stop.requested
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        # The loop the configuration names (uvicorn applies it only in its own run()).
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(server.serve(sockets=[sock]))
     except SystemExit:  # uvicorn's way to say the application failed to start
         pass
     except Exception:

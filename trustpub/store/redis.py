@@ -152,6 +152,16 @@ class RedisStore:
         """The Redis client, for other state kept beside the store (rate limits)."""
         return self._client
 
+    async def run_script(
+        self, what: str, script: object, keys: list[str], args: list[EncodableT]
+    ) -> object:
+        """EVALSHA of a script registered on ``client`` (rate limits), on the store's own
+        command path: one pooled connection, sent and read here, a stale connection
+        replaced once, ``StoreUnavailable`` for any failure. Retried after a lost reply
+        only as a read is: for a counter that errs towards counting twice (denying
+        sooner), never towards not counting."""
+        return await self._script(what, script, keys, args, idempotent=True)
+
     def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
         # The message names the server (never credentials: they are not in `location`)
         # and the kind of failure.
