@@ -52,6 +52,7 @@ from trustpub.registry.db import (
     VersionRow,
 )
 from trustpub.registry.db.index_files import IndexFile
+from trustpub.registry.db.webhook_keys import KEY_FILE, WebhookKeys
 from trustpub.registry.downloads import (
     RECENT_DAYS,
     DownloadCounter,
@@ -131,7 +132,8 @@ class Registry:
     list trustpub ships, crates.io's). ``require_metadata`` (crates.io's rule)
     refuses a publish without a description or a license; a private registry may turn
     it off. ``download_flush``: when download counts are written
-    (``trustpub.registry.downloads``).
+    (``trustpub.registry.downloads``). ``webhook_keys`` encrypt the webhook secrets
+    (``trustpub.registry.db.webhook_keys``; by default a key file in ``directory``).
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class Registry:
         categories: Categories | None = None,
         require_metadata: bool = True,
         download_flush: FlushPolicy | None = None,
+        webhook_keys: WebhookKeys | None = None,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -167,7 +170,13 @@ class Registry:
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
-        self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
+        # `webhook_keys`: the operator's; by default a key file kept in `directory`
+        # (created on first use), shared by replicas that share the directory.
+        self.db = RegistryDB(
+            database or self.directory / "registry.db",
+            clock=clock,
+            webhook_keys=webhook_keys or self.directory / KEY_FILE,
+        )
         self._clock = clock
         # Counted in memory, written in batches by a task of `open()`.
         self.downloads = DownloadCounter(self.db, self.metrics, clock, download_flush)
@@ -971,6 +980,7 @@ def create_registry_app(
     storage: StorageSettings | None = None,
     categories: Categories | None = None,
     require_metadata: bool = True,
+    webhook_keys: WebhookKeys | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -990,6 +1000,7 @@ def create_registry_app(
         storage=storage,
         categories=categories,
         require_metadata=require_metadata,
+        webhook_keys=webhook_keys,
     )
 
     @contextlib.asynccontextmanager
