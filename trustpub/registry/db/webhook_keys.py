@@ -22,6 +22,13 @@ that sealed it, so decryption picks the key and an error can say which is missin
 Nonces are 96 random bits per encryption: far below the 2^32 encryptions per key
 where random GCM nonces stop being safe, for a table of subscriptions.
 
+A secret no configured key opens fails its deliveries, not the worker: each is retried,
+its state says so, and the log names the webhook and the key it needs
+(``trustpub.notify.outbox``); opening the database logs the webhooks whose key is not
+configured. It is not a readiness failure (``/readyz``): a replica without the key
+still serves every publish and download, and taking it out of the load balancer would
+stop those for a fault of the webhooks alone.
+
 Without a configured key the registry keeps one in its data directory
 (``KEY_FILE``, created 0600 on first start, with ``load_or_create``): one command
 still runs the service, and replicas sharing the data directory share the key.
