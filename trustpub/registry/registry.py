@@ -177,6 +177,7 @@ class Registry:
             clock=clock,
             webhook_keys=webhook_keys or self.directory / KEY_FILE,
         )
+        self._default_webhook_keys = webhook_keys is None
         self._clock = clock
         # Counted in memory, written in batches by a task of `open()`.
         self.downloads = DownloadCounter(self.db, self.metrics, clock, download_flush)
@@ -321,6 +322,15 @@ class Registry:
         check can call this, then ``close_storage()``, before serving."""
         try:
             self.db.open()
+            if self._default_webhook_keys and not self.db.location.startswith("/"):
+                # Replicas share the database: they must share the key too, which the
+                # data directory's key file does only if the directory is shared.
+                log.warning(
+                    "webhook secrets are encrypted with the key file of the data "
+                    "directory; every replica must share it, or configure "
+                    "[registry] webhook_secrets_key_file",
+                    extra={"fields": {"key_file": str(self.directory / KEY_FILE)}},
+                )
             # When each category was first offered: the categories API's created_at.
             self.db.record_categories(self.categories.slugs())
             self.files.open()
