@@ -23,6 +23,7 @@ from trustpub.notify.settings import NotificationSettings, parse_notifications
 from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
 from trustpub.ratelimit import RateLimits, parse_limit
 from trustpub.registry.categories import Categories, load_categories
+from trustpub.registry.db.webhook_keys import WebhookKeyError, WebhookKeys
 from trustpub.registry.storage.settings import StorageSettings, parse_storage
 
 DEFAULT_HOST = "127.0.0.1"
@@ -30,6 +31,7 @@ DEFAULT_PORT = 8080
 DEFAULT_STORE = "sqlite:///data/trustpub.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ALL_INTERFACES = ("0.0.0.0", "::")  # noqa: S104 (compared, never bound)
+WEBHOOK_KEYS_ENV = "TRUSTPUB_WEBHOOK_SECRETS_KEYS"
 
 
 def _parse_categories(value: object, source: str) -> Categories:
@@ -166,6 +168,9 @@ class Settings:
     registry_storage: StorageSettings = field(default_factory=StorageSettings)
     # [registry] categories: a TOML file of categories; None: the list trustpub ships.
     registry_categories: Categories | None = None
+    # [registry] webhook_secrets_key_file or $TRUSTPUB_WEBHOOK_SECRETS_KEYS: the keys
+    # that encrypt webhook secrets; None: a key file the registry keeps in its directory.
+    registry_webhook_keys: WebhookKeys | None = field(default=None, repr=False)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     server: ServerSettings = field(default_factory=ServerSettings)
     # Peers (addresses or CIDRs) whose forwarding header names the client; none by default.
@@ -257,7 +262,27 @@ def load_settings(
             if isinstance(value, dict) and isinstance(raw.get(key), dict):
                 value = {**raw[key], **value}  # one key of a table: keep the file's others
             raw[key] = value
-    return _build(raw, source)
+    settings = _build(raw, source)
+    if settings.registry_webhook_keys is None and env.get(WEBHOOK_KEYS_ENV):
+        # The file, when both are given, wins (as smtp_password_file does).
+        try:
+            keys = WebhookKeys.parse(env[WEBHOOK_KEYS_ENV].split(","), WEBHOOK_KEYS_ENV)
+        except WebhookKeyError as exc:
+            raise ConfigurationError(str(exc)) from None
+        settings = replace(settings, registry_webhook_keys=keys)
+    return settings
+
+
+def _parse_webhook_keys_file(value: object, source: str) -> WebhookKeys:
+    """``[registry] webhook_secrets_key_file``: read now, so a key file that cannot be
+    used stops the start (trustpub.registry.db.webhook_keys)."""
+    where = f"{source}: registry.webhook_secrets_key_file"
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{where}: expected the path of a key file")
+    try:
+        return WebhookKeys.load(Path(value))
+    except WebhookKeyError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
 
 
 def _from_env(var: str, key: str, value: str) -> Any:
@@ -434,6 +459,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
             "downloads",
             "s3",
             "categories",
+            "webhook_secrets_key_file",
         }
         extra = sorted(set(registry) - known)
         if extra:
@@ -449,6 +475,10 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
         changes["registry_storage"] = parse_storage(registry, source)
         if "categories" in registry:
             changes["registry_categories"] = _parse_categories(registry["categories"], source)
+        if "webhook_secrets_key_file" in registry:
+            changes["registry_webhook_keys"] = _parse_webhook_keys_file(
+                registry["webhook_secrets_key_file"], source
+            )
     if "rate_limits" in raw:
         changes["rate_limits"] = _parse_rate_limits(
             _expect(raw, "rate_limits", dict, source), source

@@ -77,6 +77,7 @@ def create_app(
             database=settings.registry_database,
             storage=settings.registry_storage,
             categories=settings.registry_categories,
+            webhook_keys=settings.registry_webhook_keys,
         )
         routes += cargo_registry.routes
         # Owner-managed configs (crates.io's API); the GitHub lookup gets its HTTP client

@@ -16,6 +16,7 @@ from trustpub.errors import TrustpubError
 
 if TYPE_CHECKING:
     from trustpub.registry.db import RegistryDB
+    from trustpub.registry.db.webhook_keys import WebhookKeys
 
 CREDENTIAL_ENV = "TRUSTPUB_REGISTRY_CREDENTIAL"
 
@@ -38,6 +39,20 @@ AUDIT = """show the audit trail, newest first
 Show the registry's audit trail (Trusted Publishing publishes, trustpub-only changes,
 owner changes, API tokens, webhooks, Trusted Publishing configs), newest first, with
 the state of each event's notifications. --crate limits it to one crate's events.
+"""
+
+WEBHOOKS = """webhook secrets: their encryption keys
+
+Webhook signing secrets are stored encrypted with the keys of [registry]
+webhook_secrets_key_file or $TRUSTPUB_WEBHOOK_SECRETS_KEYS (else a key file the
+registry keeps in DATA_DIR/registry). The first key encrypts, every key decrypts.
+"""
+
+REKEY = """encrypt every webhook secret again with the current key
+
+Encrypt every webhook secret again with the first configured key, in one transaction.
+Run it after putting a new key first; then the old keys can be removed. Exits 1 if
+some secret no configured key decrypts (those are left as they are, and listed).
 """
 
 SERVE = f"""run the registry alone, validating trustpub tokens remotely
@@ -116,6 +131,14 @@ def register(subparsers: Any) -> None:
     register_config(commands)
     register_index(commands)
 
+    hooks = add_command(commands, "webhooks", WEBHOOKS)
+    hooks.set_defaults(handler=help_handler(hooks))
+    hook_commands = hooks.add_subparsers(metavar="ACTION")
+    rekey = add_command(hook_commands, "rekey", REKEY)
+    rekey.set_defaults(handler=webhooks_rekey)
+    new_key = hook_commands.add_parser("new-key", help="print a new webhook secrets key")
+    new_key.set_defaults(handler=webhooks_new_key)
+
     serve = add_command(commands, "serve", SERVE)
     serve.add_argument(
         "--trustpub-url",
@@ -175,12 +198,43 @@ def _database(args: argparse.Namespace) -> str | Path:
     return settings.registry_database or settings.data_dir / "registry" / "registry.db"
 
 
+def _webhook_keys(args: argparse.Namespace) -> WebhookKeys | Path:
+    """The configured webhook secrets keys, else the registry directory's key file."""
+    from trustpub.config import load_settings
+    from trustpub.registry.db.webhook_keys import KEY_FILE
+
+    configured = load_settings(args.config).registry_webhook_keys
+    return configured if configured is not None else _directory(args) / KEY_FILE
+
+
+def webhooks_rekey(args: argparse.Namespace, console: Console) -> int:
+    def action(db: RegistryDB) -> int:
+        done, unreadable = db.reseal_webhook_secrets()
+        console.out(f"encrypted {done} webhook secret(s) with key {db.webhook_keys.current}")
+        if unreadable:
+            raise refused(
+                f"{len(unreadable)} webhook secret(s) no configured key decrypts "
+                f"(webhook ids: {', '.join(map(str, unreadable))}); add the key they were "
+                "encrypted with, or have their owners create them again"
+            )
+        return 0
+
+    return _with_db(args, action)
+
+
+def webhooks_new_key(args: argparse.Namespace, console: Console) -> int:
+    from trustpub.registry.db.webhook_keys import generate_key
+
+    console.out(generate_key())
+    return 0
+
+
 def _with_db(args: argparse.Namespace, action: Callable[[RegistryDB], int]) -> int:
     """Run ``action`` on the open registry database; its refusals exit 1, a database
     that cannot be used exits 3."""
     from trustpub.registry.db import RegistryDB, StorageUnavailable
 
-    db = RegistryDB(_database(args))
+    db = RegistryDB(_database(args), webhook_keys=_webhook_keys(args))
     try:
         db.open()
     except StorageUnavailable as exc:
@@ -443,6 +497,7 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
             auth_required=args.auth_required,
             login_url=args.login_url,
             require_metadata=settings.registry_require_metadata,
+            webhook_keys=settings.registry_webhook_keys,
         )
     except ValueError as exc:
         raise usage_error(f"--{exc}".replace("login_url", "login-url", 1)) from None

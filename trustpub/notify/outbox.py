@@ -26,7 +26,8 @@ from trustpub.notify.mail import MailNotConfigured, send_mail
 from trustpub.notify.settings import NotificationSettings
 from trustpub.registry.db import AuditEvent, Delivery, RegistryDB, Webhook
 from trustpub.registry.db import events as outbox
-from trustpub.registry.db.errors import RegistryDataError
+from trustpub.registry.db.errors import RegistryDataError, StorageUnavailable
+from trustpub.registry.db.webhook_keys import SecretUnreadable
 
 log = logging.getLogger("trustpub.notify")
 
@@ -88,6 +89,17 @@ class OutboxWorker:
             error, final = str(exc), True
         except _Gone as exc:
             error, final = str(exc), True
+        except SecretUnreadable as exc:
+            # The operator's to fix (a key missing from the configuration): logged for
+            # them with the webhook's id, retried like any failure meanwhile. Owners
+            # read the delivery's state: no key names there.
+            log.error(
+                "webhook secret cannot be decrypted",
+                extra={
+                    "fields": {"webhook": exc.webhook_id, "delivery": row.id, "reason": exc.reason}
+                },
+            )
+            error = "the webhook's secret cannot be decrypted with the registry's keys"
         except DestinationRefused as exc:
             error = str(exc)
         except webhooks.DeliveryFailed as exc:
@@ -148,6 +160,7 @@ class OutboxWorker:
     async def _webhook(self, row: Delivery, event: AuditEvent, hook: Webhook | None) -> None:
         if hook is None:
             raise _Gone("the webhook subscription was deleted")
+        secret = await anyio.to_thread.run_sync(self._secret, hook)
         timestamp = self.db.now()
         delivery_id = str(row.id)
         body = messages.webhook_body(event, delivery_id, timestamp)
@@ -155,13 +168,19 @@ class OutboxWorker:
             self.http,
             self.settings.webhooks,
             hook.url,
-            hook.secret,
+            secret,
             body,
             delivery_id=delivery_id,
             timestamp=timestamp,
             kind=event.kind,
             time_limit=self.settings.timeout,
         )
+
+    def _secret(self, hook: Webhook) -> str:
+        try:
+            return self.db.webhook_secret(hook)
+        except StorageUnavailable as exc:  # no key configured, or its file unreadable
+            raise SecretUnreadable(hook.id, exc.reason) from None
 
 
 class _Gone(Exception):

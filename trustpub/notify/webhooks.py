@@ -7,7 +7,8 @@ first two, so the signature covers them):
 - ``X-Trustpub-Timestamp``: when this attempt was made, Unix seconds
 - ``X-Trustpub-Event``: the event's kind
 - ``X-Trustpub-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of the raw body,
-  keyed with the subscription's secret (shown once, when it was created)
+  keyed with the subscription's secret (shown once, when it was created; stored
+  encrypted, ``trustpub.registry.db.webhook_keys``)
 
 The request goes to the IP address ``addresses.resolve`` checked, with the URL's host
 in ``Host`` and as the TLS server name (certificates are verified against it);

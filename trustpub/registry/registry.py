@@ -52,6 +52,7 @@ from trustpub.registry.db import (
     VersionRow,
 )
 from trustpub.registry.db.index_files import IndexFile
+from trustpub.registry.db.webhook_keys import KEY_FILE, WebhookKeys
 from trustpub.registry.downloads import (
     RECENT_DAYS,
     DownloadCounter,
@@ -131,7 +132,8 @@ class Registry:
     list trustpub ships, crates.io's). ``require_metadata`` (crates.io's rule)
     refuses a publish without a description or a license; a private registry may turn
     it off. ``download_flush``: when download counts are written
-    (``trustpub.registry.downloads``).
+    (``trustpub.registry.downloads``). ``webhook_keys`` encrypt the webhook secrets
+    (``trustpub.registry.db.webhook_keys``; by default a key file in ``directory``).
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class Registry:
         categories: Categories | None = None,
         require_metadata: bool = True,
         download_flush: FlushPolicy | None = None,
+        webhook_keys: WebhookKeys | None = None,
     ) -> None:
         # `database`: a postgresql:// URL; by default the SQLite file in `directory`.
         self.webhook_rules = webhook_rules or WebhookRules()
@@ -167,7 +170,14 @@ class Registry:
         self.directory = Path(directory)
         self.public_url = public_url.rstrip("/")
         self.limits = limits or Limits()
-        self.db = RegistryDB(database or self.directory / "registry.db", clock=clock)
+        # `webhook_keys`: the operator's; by default a key file kept in `directory`
+        # (created on first use), shared by replicas that share the directory.
+        self.db = RegistryDB(
+            database or self.directory / "registry.db",
+            clock=clock,
+            webhook_keys=webhook_keys or self.directory / KEY_FILE,
+        )
+        self._default_webhook_keys = webhook_keys is None
         self._clock = clock
         # Counted in memory, written in batches by a task of `open()`.
         self.downloads = DownloadCounter(self.db, self.metrics, clock, download_flush)
@@ -312,6 +322,15 @@ class Registry:
         check can call this, then ``close_storage()``, before serving."""
         try:
             self.db.open()
+            if self._default_webhook_keys and not self.db.location.startswith("/"):
+                # Replicas share the database: they must share the key too, which the
+                # data directory's key file does only if the directory is shared.
+                log.warning(
+                    "webhook secrets are encrypted with the key file of the data "
+                    "directory; every replica must share it, or configure "
+                    "[registry] webhook_secrets_key_file",
+                    extra={"fields": {"key_file": str(self.directory / KEY_FILE)}},
+                )
             # When each category was first offered: the categories API's created_at.
             self.db.record_categories(self.categories.slugs())
             self.files.open()
@@ -971,6 +990,7 @@ def create_registry_app(
     storage: StorageSettings | None = None,
     categories: Categories | None = None,
     require_metadata: bool = True,
+    webhook_keys: WebhookKeys | None = None,
 ) -> Starlette:
     """The registry on its own. trustpub tokens are validated by ``authority``, or by
     the introspection endpoint of the trustpub service at ``trustpub_url`` using
@@ -990,6 +1010,7 @@ def create_registry_app(
         storage=storage,
         categories=categories,
         require_metadata=require_metadata,
+        webhook_keys=webhook_keys,
     )
 
     @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ worker thread in async code.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -19,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from trustpub.postgres import is_postgresql_url
 from trustpub.registry.db import configs, downloads, events, index_files, queries, writes
-from trustpub.registry.db.errors import CrateNotFound, VersionNotFound
+from trustpub.registry.db.errors import CrateNotFound, StorageUnavailable, VersionNotFound
 from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.postgresql import PostgreSQLEngine
 from trustpub.registry.db.rows import (
@@ -37,9 +38,17 @@ from trustpub.registry.db.rows import (
     VersionRow,
 )
 from trustpub.registry.db.sqlite import SQLiteEngine
+from trustpub.registry.db.webhook_keys import (
+    KEY_FILE,
+    WebhookKeyError,
+    WebhookKeys,
+    load_or_create,
+)
 from trustpub.registry.db.writes import Authorize, AuthorizePublish
 
 T = TypeVar("T")
+
+log = logging.getLogger("trustpub.registry")
 
 
 class Engine(Protocol):
@@ -75,8 +84,14 @@ class RegistryDB:
         *,
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        webhook_keys: WebhookKeys | Path | None = None,
     ) -> None:
-        """``location``: a SQLite file path, or a ``postgresql://`` URL."""
+        """``location``: a SQLite file path, or a ``postgresql://`` URL.
+
+        ``webhook_keys`` encrypt the webhook secrets (``webhook_keys``): the keys, or
+        a key file to load, created with a new key on first ``open()`` if missing.
+        None: ``KEY_FILE`` next to a SQLite file; on PostgreSQL, none (creating a
+        webhook, or opening a database with secrets to seal, is then refused)."""
         self._engine: Engine
         self._path: Path | None = None
         if isinstance(location, str) and is_postgresql_url(location):
@@ -88,6 +103,12 @@ class RegistryDB:
             self.location = str(self._path)
             self._engine = SQLiteEngine(self._path, busy_timeout=busy_timeout)
         self._clock = clock
+        if webhook_keys is None and self._path is not None:
+            webhook_keys = self._path.parent / KEY_FILE
+        self._key_source = webhook_keys
+        self._keys: WebhookKeys | None = (
+            webhook_keys if isinstance(webhook_keys, WebhookKeys) else None
+        )
 
     @property
     def path(self) -> Path:
@@ -102,9 +123,65 @@ class RegistryDB:
         """Create (first use), migrate and check the database; ``StorageUnavailable``
         if it cannot be written, ``SchemaTooNew`` if a newer trustpub migrated it.
         Builds the index files that are missing (a database migrated from before they
-        were kept) or of an older format (``index_files.build_missing``)."""
+        were kept) or of an older format (``index_files.build_missing``), and seals the
+        webhook secrets stored in plain text before migration 9 (``seal_plain``)."""
         self._engine.open()
         self._engine.run(lambda c: index_files.build_missing(c, self._engine.transaction))
+        self.seal_plain()
+
+    @property
+    def webhook_keys(self) -> WebhookKeys:
+        """The keys of the webhook secrets, loaded (or created) at the first need;
+        ``StorageUnavailable`` when none are configured or the file cannot be used."""
+        if self._keys is None:
+            source = self._key_source
+            if not isinstance(source, Path):
+                raise StorageUnavailable(
+                    "no webhook secrets key is configured ([registry] "
+                    "webhook_secrets_key_file, or $TRUSTPUB_WEBHOOK_SECRETS_KEYS)"
+                )
+            try:
+                self._keys = load_or_create(source)
+            except WebhookKeyError as exc:
+                raise StorageUnavailable(f"webhook secrets key: {exc}") from None
+        return self._keys
+
+    def seal_plain(self) -> int:
+        """Encrypt the webhook secrets still stored in plain text, in one transaction
+        (``events.seal_plain_secrets``); returns how many. Logs an error naming the
+        webhooks whose secret no configured key opens."""
+
+        def seal(conn: queries.Connection) -> int:
+            if events.plain_secrets(conn) == 0:
+                return 0
+            keys = self.webhook_keys
+            with self._engine.transaction(conn):
+                return events.seal_plain_secrets(conn, keys)
+
+        sealed = self._engine.run(seal)
+        if sealed:
+            log.info("webhook secrets encrypted", extra={"fields": {"webhooks": sealed}})
+        if self._engine.run(events.sealed_secrets):
+            keys = self.webhook_keys
+            foreign = self._engine.run(lambda c: events.foreign_secrets(c, keys))
+            if foreign:
+                # Deliveries to them fail (and say so) until the key is configured.
+                log.error(
+                    "webhook secrets encrypted with a key that is not configured",
+                    extra={"fields": {"webhooks": foreign, "keys": list(keys.ids)}},
+                )
+        return sealed
+
+    def reseal_webhook_secrets(self) -> tuple[int, list[int]]:
+        """Encrypt every webhook secret again with the current key, in one transaction;
+        how many were, and the ids of the webhooks no configured key opens."""
+        keys = self.webhook_keys
+        return self._write_plain(lambda c: events.reseal_secrets(c, keys))
+
+    def webhook_secret(self, hook: Webhook) -> str:
+        """The signing secret of ``hook``; ``SecretUnreadable`` (naming the webhook,
+        never a key) when no configured key opens it."""
+        return self.webhook_keys.open(hook.sealed_secret, hook.id, hook.crate_id)
 
     def close(self) -> None:
         self._engine.close()
@@ -439,9 +516,10 @@ class RegistryDB:
     def add_webhook(
         self, name: str, url: str, secret: str, authorize: Authorize, actor_login: str
     ) -> Webhook:
+        keys = self.webhook_keys
         return self._write(
             lambda c, tx: writes.add_webhook(
-                c, tx, name, url, secret, authorize, actor_login, self.now()
+                c, tx, name, url, secret, authorize, actor_login, self.now(), keys
             )
         )
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from trustpub.logs import request_context
 from trustpub.registry.db import queries
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.db.rows import Row
+from trustpub.registry.db.webhook_keys import SecretUnreadable, WebhookKeys
 
 # -- event kinds -----------------------------------------------------------------------
 
@@ -119,7 +120,8 @@ class Webhook:
     crate_id: int
     crate: str
     url: str
-    secret: str
+    sealed_secret: str = field(repr=False)
+    """The signing secret, encrypted (``webhook_keys``); ``WebhookKeys.open`` reads it."""
     created_by: str
     created_at: int
 
@@ -276,7 +278,7 @@ def _webhook(row: Row) -> Webhook:
         crate_id=row["crate_id"],
         crate=row["crate_name"],
         url=row["url"],
-        secret=row["secret"],
+        sealed_secret=row["secret_enc"] or "",
         created_by=row["created_by"],
         created_at=row["created_at"],
     )
@@ -310,15 +312,93 @@ def latest_deliveries(conn: Connection, webhook_ids: Sequence[int]) -> dict[int,
 
 
 def add_webhook(
-    conn: Connection, crate_id: int, url: str, secret: str, created_by: str, now: int
+    conn: Connection,
+    crate_id: int,
+    url: str,
+    secret: str,
+    created_by: str,
+    now: int,
+    keys: WebhookKeys,
 ) -> int:
+    """Subscribe; the secret is stored encrypted only (bound to the new row's id, so
+    it is sealed once the id is known, in the same transaction)."""
     cur = conn.execute(
         "INSERT INTO webhooks (crate_id, url, secret, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING id",
-        (crate_id, url, secret, created_by, now),
+        " VALUES (?, ?, '', ?, ?) RETURNING id",
+        (crate_id, url, created_by, now),
     )
     (webhook_id,) = cur.fetchone()
-    return int(webhook_id)
+    webhook_id = int(webhook_id)
+    conn.execute(
+        "UPDATE webhooks SET secret_enc = ? WHERE id = ?",
+        (keys.seal(secret, webhook_id, crate_id), webhook_id),
+    )
+    return webhook_id
+
+
+def plain_secrets(conn: Connection) -> int:
+    """How many webhooks still hold their secret in plain text (stored before
+    migration 9)."""
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM webhooks WHERE secret_enc IS NULL AND secret <> ''"
+    ).fetchone()
+    return int(count)
+
+
+def sealed_secrets(conn: Connection) -> int:
+    """How many webhooks hold an encrypted secret."""
+    (count,) = conn.execute("SELECT COUNT(*) FROM webhooks WHERE secret_enc IS NOT NULL").fetchone()
+    return int(count)
+
+
+def seal_plain_secrets(conn: Connection, keys: WebhookKeys) -> int:
+    """Encrypt every secret stored in plain text and clear its plain column (call it
+    in one write transaction); returns how many were sealed."""
+    found = conn.execute(
+        "SELECT id, crate_id, secret FROM webhooks WHERE secret_enc IS NULL AND secret <> ''"
+        " ORDER BY id"
+    ).fetchall()
+    for webhook_id, crate_id, secret in found:
+        conn.execute(
+            "UPDATE webhooks SET secret_enc = ?, secret = '' WHERE id = ? AND secret_enc IS NULL",
+            (keys.seal(secret, int(webhook_id), int(crate_id)), webhook_id),
+        )
+    return len(found)
+
+
+def reseal_secrets(conn: Connection, keys: WebhookKeys) -> tuple[int, list[int]]:
+    """Encrypt every readable secret again with the current key (call it in one write
+    transaction); returns how many were, and the ids of those no key opens (left as
+    they are)."""
+    done = 0
+    unreadable: list[int] = []
+    for webhook_id, crate_id, sealed in conn.execute(
+        "SELECT id, crate_id, secret_enc FROM webhooks WHERE secret_enc IS NOT NULL ORDER BY id"
+    ).fetchall():
+        try:
+            secret = keys.open(sealed, int(webhook_id), int(crate_id))
+        except SecretUnreadable:
+            unreadable.append(int(webhook_id))
+            continue
+        conn.execute(
+            "UPDATE webhooks SET secret_enc = ? WHERE id = ?",
+            (keys.seal(secret, int(webhook_id), int(crate_id)), webhook_id),
+        )
+        done += 1
+    return done, unreadable
+
+
+def foreign_secrets(conn: Connection, keys: WebhookKeys) -> list[int]:
+    """Ids of the webhooks whose secret names a key that is not configured (read
+    without decrypting anything: a start-up diagnostic)."""
+    known = set(keys.ids)
+    return [
+        int(webhook_id)
+        for webhook_id, sealed in conn.execute(
+            "SELECT id, secret_enc FROM webhooks WHERE secret_enc IS NOT NULL ORDER BY id"
+        ).fetchall()
+        if keys.key_of(sealed) not in known
+    ]
 
 
 def delete_webhook(conn: Connection, crate_id: int, webhook_id: int) -> bool:

@@ -43,6 +43,14 @@ Migration 7 backfills new tables from existing data: the crates' ``keywords`` an
 ``POSTGRESQL_STATEMENTS``), so a database of either engine keeps every keyword and
 category it held.
 
+Migration 9 adds ``webhooks.secret_enc``, the webhook signing secret encrypted
+(``webhook_keys``); ``secret``, its plain text until then, is '' in every row written
+since. SQL cannot encrypt, so the secrets stored before are sealed when a process opens
+the database with its key (``RegistryDB.open``, ``events.seal_plain_secrets``): in ONE
+write transaction, every row with a plain secret and no ciphertext gets its ciphertext
+and its plain column cleared, so a secret is never lost nor left readable, and a crash
+leaves them all as they were, for the next start to seal.
+
 ``postgresql_statements`` refuses a statement it recognises as SQLite-only, and the
 registry tests run every migration on both engines and compare the resulting columns
 (tests/registry/test_db.py), so a migration that breaks the rule fails there.
@@ -447,6 +455,15 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
                 generation INTEGER NOT NULL
             )""",
             "INSERT INTO index_generation (id, generation) VALUES (1, 0) ON CONFLICT DO NOTHING",
+        ),
+    ),
+    Migration(
+        9,
+        "webhook secrets encrypted at rest",
+        (
+            # The secrets stored in plain text before are sealed at open time (see the
+            # docstring); `secret` keeps NOT NULL and holds '' once sealed.
+            "ALTER TABLE webhooks ADD COLUMN secret_enc TEXT",
         ),
     ),
 )

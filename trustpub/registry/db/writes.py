@@ -46,6 +46,7 @@ from trustpub.registry.db.rows import (
     User,
     VersionRow,
 )
+from trustpub.registry.db.webhook_keys import WebhookKeys
 from trustpub.registry.names import canonical_name
 
 Transaction = Callable[[Connection], AbstractContextManager[None]]
@@ -550,13 +551,14 @@ def add_webhook(
     authorize: Authorize,
     actor_login: str,
     now: int,
+    keys: WebhookKeys,
 ) -> events.Webhook:
     with tx(conn):
         state = queries.crate_state(conn, name)
         authorize(state)
         if any(w.url == url for w in events.webhooks(conn, state.crate.id)):
             raise WebhookExists(state.crate.name, url)
-        webhook_id = events.add_webhook(conn, state.crate.id, url, secret, actor_login, now)
+        webhook_id = events.add_webhook(conn, state.crate.id, url, secret, actor_login, now, keys)
         record_event(
             conn,
             kind=events.WEBHOOK_CREATED,
