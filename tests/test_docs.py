@@ -403,6 +403,8 @@ def _actual_defaults(s: Settings) -> dict[str, object]:
         "registry.auth_required": s.registry_auth_required,
         "registry.invitation_ttl": s.registry_invitation_ttl,
         "registry.require_metadata": s.registry_require_metadata,
+        "registry.categories": () if s.registry_categories is None else "set",
+        "registry.webhook_secrets_key_file": () if s.registry_webhook_keys is None else "set",
         "registry.database": s.registry_database or (),  # none: the SQLite file
         # The default store is the data directory's `registry/`, written DATA_DIR there.
         "registry.storage": (

@@ -198,3 +198,35 @@ def test_serve_refuses_a_login_url_it_cannot_use(
     assert "--login-url only applies with --auth-required" in capsys.readouterr().err
     assert run(tmp_path, "serve", "--auth-required", "--login-url", 'https://x/"') == 2
     assert "--login-url: expected an http(s) URL" in capsys.readouterr().err
+
+
+def test_serve_uses_the_configured_database_as_the_other_commands_do(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pg_database: str,
+) -> None:
+    """A user and token made by `registry user add` / `token create` on the configured
+    PostgreSQL database are the ones `registry serve` answers with."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    config = tmp_path / "trustpub.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[registry]\ndatabase = "{pg_database}"\n')
+
+    def registry(*args: str) -> int:
+        return main(["registry", "--config", str(config), *args])
+
+    assert registry("user", "add", "alice") == 0
+    capsys.readouterr()
+    assert registry("token", "create", "--user", "alice", "--scope", "manage-tokens") == 0
+    token = capsys.readouterr().out.strip()
+    served: list[Starlette] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: served.append(app))
+    assert registry("serve") == 0
+    (app,) = served
+    with TestClient(app) as client:
+        response = client.get("/api/v1/me/tokens", headers={"Authorization": token})
+    assert response.status_code == 200, response.text
+    assert [t["name"] for t in response.json()["api_tokens"]] != []

@@ -498,6 +498,10 @@ def serve_registry(args: argparse.Namespace, console: Console) -> int:
             login_url=args.login_url,
             require_metadata=settings.registry_require_metadata,
             webhook_keys=settings.registry_webhook_keys,
+            # The same database and storage as the other registry commands: the
+            # configured ones, unless --data-dir names a directory of its own.
+            database=None if args.data_dir else settings.registry_database,
+            storage=None if args.data_dir else settings.registry_storage,
         )
     except ValueError as exc:
         raise usage_error(f"--{exc}".replace("login_url", "login-url", 1)) from None
