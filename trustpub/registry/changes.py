@@ -41,6 +41,7 @@ from trustpub.registry.db import (
     NewVersion,
     NoOwners,
     NotOwner,
+    PublishOutcomeUnknown,
     RegistryDataError,
     RegistryDB,
     StorageFull,
@@ -79,6 +80,13 @@ def refusal(exc: RegistryDataError) -> RegistryRefused:
     match exc:
         case StorageFull():
             return RegistryRefused(FULL, 507)
+        case PublishOutcomeUnknown(crate=crate, num=num):
+            return RegistryRefused(
+                f"The registry's database failed while recording `{crate}@{num}`, and "
+                "whether it was recorded is not known yet. Try again later: publishing "
+                "the same .crate again succeeds whether or not it was recorded",
+                503,
+            )
         case StorageUnavailable():
             return RegistryRefused(UNAVAILABLE, 503)
         case UserExists(login=login):
