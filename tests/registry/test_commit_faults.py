@@ -303,6 +303,10 @@ def test_publishing_the_same_crate_again_answers_as_the_first_time(env: Registry
     assert len(env.index_lines("demo")) == 1
     assert env.crate_files() == ["demo-1.0.0.crate"]
     assert env.crate_bytes("demo", "1.0.0") == make_crate("demo", "1.0.0")
+    # A file lost outside the registry is put back by the same bytes.
+    env.registry.files.remove("demo", "1.0.0")
+    assert env.put_body(token, body).status_code == 200
+    assert env.crate_bytes("demo", "1.0.0") == make_crate("demo", "1.0.0")
     # Other bytes under the same number are still refused.
     other = publish_body(metadata("demo", "1.0.0"), make_crate("demo", "1.0.0", files={"x": b"x"}))
     refused = env.put_body(token, other)

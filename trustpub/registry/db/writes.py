@@ -250,9 +250,10 @@ def publish(
     version the index lists.
 
     A version already recorded with the same number and the same checksum (the very
-    same .crate) is returned as it is, with nothing written: the retry of a publish
-    whose answer was lost succeeds as the first attempt did. Other bytes under a
-    recorded number are ``VersionExists``.
+    same .crate) is returned as it is, its file placed again (the same bytes; a file
+    lost outside the registry is so restored) and nothing else written: the retry of a
+    publish whose answer was lost succeeds as the first attempt did. Other bytes under
+    a recorded number are ``VersionExists``.
     """
     placed = False
     crate_name = new.crate
@@ -271,6 +272,10 @@ def publish(
                 if existing is not None:
                     same = queries.version(conn, crate_id, new.num)
                     if same is not None and same.num == new.num and same.cksum == new.cksum:
+                        # The same bytes (same SHA-256): put them in place again, which
+                        # restores a file lost outside the registry and changes nothing
+                        # otherwise. Never removed on failure: the version is recorded.
+                        place_file(crate_name)
                         return same
                     raise VersionExists(found.name, existing)
             _check_dependencies(conn, new.registry_deps)
