@@ -6,15 +6,19 @@ cuts the connection at the client's COMMIT, after forwarding it (the server comm
 its answer is lost: the faithful case), before forwarding it (the server rolls back),
 or holding the server's side open (the server still holds the writer lock, as across
 a network partition, so the outcome cannot be learned). SQLite offers no practical
-way to make a COMMIT that succeeded report a failure; the read-back is the same code
-on both engines (``RegistryDB.publish``), covered here through PostgreSQL.
+way to make a COMMIT that succeeded report a failure; there, a real I/O error at COMMIT
+(``RLIMIT_FSIZE`` in a child process) covers its detection and the two other outcomes.
+The read-back is the same code on both engines (``RegistryDB.publish``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,3 +319,91 @@ def test_publishing_the_same_crate_again_answers_as_the_first_time(env: Registry
     # And the same bytes need the right to publish: a non-owner is refused.
     env.user("mallory")
     assert env.put_body(env.token("mallory"), body).status_code == 403
+
+
+# -- SQLite: a real I/O error at COMMIT --------------------------------------------------------
+
+# Run in a child process: RLIMIT_FSIZE (here 0 bytes) fails every write to a regular
+# file of the process, pytest's capture files included. The WAL is emptied first, so
+# the COMMIT, which appends the transaction's pages to it, is what fails (EFBIG: SQLite's
+# "disk I/O error"). ``transient``: the limit is lifted as soon as the failure is logged,
+# before the read-back; otherwise only after the publish returned.
+SQLITE_COMMIT_FAULT = """
+import json, logging, resource, sys
+from trustpub.registry.db import NewVersion, RegistryDB
+
+path, transient = sys.argv[1], sys.argv[2] == "transient"
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+events = []
+
+def lift():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+class LiftAtTheFailure(logging.Handler):
+    def emit(self, record):
+        if transient and "COMMIT failed" in record.getMessage():
+            lift()
+
+logging.getLogger("trustpub.registry").addHandler(LiftAtTheFailure())
+db = RegistryDB(path)
+db.open()
+db.add_user("alice")
+db.call(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+
+def place(name):
+    events.append(["place", name])
+    if len(events) == 1:  # the first attempt only
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+
+def remove(name):
+    events.append(["remove", name])
+
+new = NewVersion(
+    crate="demo", num="1.0.0", num_no_build="1.0.0",
+    index_entry={"name": "demo", "vers": "1.0.0", "deps": [], "cksum": "a" * 64},
+    cksum="a" * 64, size=1, owner_logins=("alice",),
+)
+try:
+    db.publish(new, lambda state: None, place, remove)
+    events.append(["published"])
+except Exception as exc:
+    events.append(["raised", type(exc).__name__])
+lift()
+events.append(["recorded", db.version("demo", "1.0.0") is not None])
+db.publish(new, lambda state: None, place, remove)  # the client's retry
+lift()
+events.append(["recorded", db.version("demo", "1.0.0") is not None])
+print(json.dumps(events))
+"""
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        # The disk recovers before the read-back: not recorded, so the file is removed.
+        (
+            "transient",
+            [["place", "demo"], ["remove", "demo"], ["raised", "StorageUnavailable"]],
+        ),
+        # The disk still fails at the read-back: the file is kept, the outcome unknown.
+        ("lasting", [["place", "demo"], ["raised", "PublishOutcomeUnknown"]]),
+    ],
+)
+def test_an_io_error_at_sqlite_commit_is_read_back_before_the_file_is_touched(
+    tmp_path: Path, fault: str, expected: list[list[str]]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SQLITE_COMMIT_FAULT, str(tmp_path / "registry.db"), fault],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    events = json.loads(done.stdout)
+    assert events == [
+        *expected,
+        ["recorded", False],  # the COMMIT really failed
+        ["place", "demo"],  # the retry publishes it
+        ["recorded", True],
+    ]
