@@ -31,7 +31,7 @@ from starlette.testclient import TestClient
 from tests.registry.conftest import PUBLIC_URL, FakeAuthority, RegistryEnv, detail
 from tests.registry.helpers import body_for, make_crate, metadata, publish_body
 from trustpub.registry import Registry, create_registry_app
-from trustpub.registry.changes import refusal
+from trustpub.registry.changes import UNCERTAIN, refusal
 from trustpub.registry.db import (
     NewVersion,
     PublishOutcomeUnknown,
@@ -195,6 +195,24 @@ def test_a_publish_whose_commit_answer_is_lost_succeeds_and_keeps_its_file(
     download = env.client.get("/api/v1/crates/demo/1.0.0/download", follow_redirects=True)
     assert download.status_code == 200
     assert download.content == make_crate("demo", "1.0.0")
+
+
+def test_another_change_whose_commit_answer_is_lost_never_claims_nothing_changed(
+    proxied_env: RegistryEnv, cutter: CommitCutter
+) -> None:
+    env = proxied_env
+    env.user("alice")
+    token = env.token("alice")
+    assert env.publish(token, "demo", "1.0.0").status_code == 200
+    cutter.arm("after")
+    response = env.client.delete("/api/v1/crates/demo/1.0.0/yank", headers={"Authorization": token})
+    assert cutter.fired.is_set()
+    assert response.status_code == 503
+    assert detail(response) == UNCERTAIN
+    # It was made: the server committed it. (A yank touches no file: nothing to settle.)
+    version = env.registry.db.version("demo", "1.0.0")
+    assert version is not None
+    assert version.yanked
 
 
 # -- RegistryDB.publish: the three outcomes of a failed COMMIT --------------------------------

@@ -30,6 +30,7 @@ from trustpub.registry.actors import (
 from trustpub.registry.db import (
     AlreadyOwner,
     ApiToken,
+    CommitFailed,
     CrateNotFound,
     CrateRow,
     CrateState,
@@ -71,6 +72,10 @@ from trustpub.registry.names import canonical_name
 from trustpub.registry.publish import PublishRequest
 
 UNAVAILABLE = "The registry's storage is unavailable; nothing was changed. Try again later"
+UNCERTAIN = (
+    "The registry's database failed while saving the change, which may or may not have "
+    "been made. Check, and try again later if it was not"
+)
 FULL = "The registry's storage is full; nothing was changed. Try again later"
 
 
@@ -87,6 +92,9 @@ def refusal(exc: RegistryDataError) -> RegistryRefused:
                 "the same .crate again succeeds whether or not it was recorded",
                 503,
             )
+        case CommitFailed():
+            # Its COMMIT may have been recorded: "nothing was changed" could be false.
+            return RegistryRefused(UNCERTAIN, 503)
         case StorageUnavailable():
             return RegistryRefused(UNAVAILABLE, 503)
         case UserExists(login=login):
