@@ -26,7 +26,7 @@ import pytest
 
 from tests.live import LiveService, registry_cli, run_service
 from tests.pg import create_database, drop_database
-from tests.registry.helpers import body_for
+from tests.registry.helpers import body_for, make_crate, metadata, publish_body
 from tests.registry.test_cargo_e2e import POLICIES, Cargo, make_package
 from trustpub.devissuer import DevIssuer, serve_in_thread
 from trustpub.registry.index import MAX_STALENESS
@@ -67,10 +67,12 @@ def replicas(tmp_path: Path, issuer: DevIssuer) -> Iterator[list[LiveService]]:
         drop_database(url)
 
 
-def publish(svc: LiveService, token: str, name: str, vers: str) -> httpx.Response:
+def publish(
+    svc: LiveService, token: str, name: str, vers: str, body: bytes | None = None
+) -> httpx.Response:
     return httpx.put(
         f"{svc.url}/api/v1/crates/new",
-        content=body_for(name, vers),
+        content=body if body is not None else body_for(name, vers),
         headers={"Authorization": token},
         timeout=30,
     )
@@ -127,10 +129,18 @@ def test_replicas_share_the_index_the_versions_and_the_jti_claims(
         assert sorted(listed) == expected
         assert len(listed) == len(set(listed))
 
-    # The same version through every replica at once: exactly one is kept.
+    # The same version (other bytes each time) through every replica at once: exactly
+    # one is kept. (The very same bytes would all answer 200: a retry's answer.)
+    def other_bytes(i: int) -> bytes:
+        crate = make_crate("spread", "2.0.0", files={"attempt.rs": str(i).encode()})
+        return publish_body(metadata("spread", "2.0.0"), crate)
+
     with ThreadPoolExecutor(max_workers=REPLICAS * 2) as pool:
         same = list(
-            pool.map(lambda i: publish(replicas[i % REPLICAS], alice, "spread", "2.0.0"), range(6))
+            pool.map(
+                lambda i: publish(replicas[i % REPLICAS], alice, "spread", "2.0.0", other_bytes(i)),
+                range(6),
+            )
         )
     assert sorted(a.status_code for a in same) == [200] + [409] * 5
     assert caught_up(third, "sp/re/spread", lambda v: "2.0.0" in v).count("2.0.0") == 1

@@ -23,6 +23,7 @@ from trustpub.registry.db import (
     StorageUnavailable,
     UserExists,
     VersionExists,
+    VersionRow,
 )
 from trustpub.registry.db.postgresql import VERSION_TABLE, translate
 from trustpub.registry.db.schema import SQLITE_MIGRATIONS, Migration, postgresql_statements
@@ -51,13 +52,13 @@ def _url_of(db: RegistryDB) -> str:
     return url
 
 
-def new_version(crate: str, num: str) -> NewVersion:
+def new_version(crate: str, num: str, cksum: str = "0" * 64) -> NewVersion:
     return NewVersion(
         crate=crate,
         num=num,
         num_no_build=num,
-        index_entry={"name": crate, "vers": num, "deps": [], "cksum": "0" * 64},
-        cksum="0" * 64,
+        index_entry={"name": crate, "vers": num, "deps": [], "cksum": cksum},
+        cksum=cksum,
         size=1,
         owner_logins=("alice",),
     )
@@ -98,7 +99,10 @@ def test_concurrent_publishes_of_one_version_keep_exactly_one(any_db: RegistryDB
     twins = [open_twin(any_db) for _ in range(4)]
     try:
         results = in_threads(
-            [functools.partial(publish, t, new_version("demo", "1.0.0")) for t in twins]
+            [
+                functools.partial(publish, t, new_version("demo", "1.0.0", f"{i}" * 64))
+                for i, t in enumerate(twins)
+            ]
         )
     finally:
         for t in twins:
@@ -106,6 +110,27 @@ def test_concurrent_publishes_of_one_version_keep_exactly_one(any_db: RegistryDB
     kept = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, VersionExists)]
     assert (len(kept), len(refused)) == (1, 3), results
+    found = any_db.crate_with_versions("demo")
+    assert found is not None
+    assert [v.num for v in found[1]] == ["1.0.0"]
+
+
+def test_concurrent_publishes_of_the_same_crate_record_it_once_and_refuse_the_others(
+    any_db: RegistryDB,
+) -> None:
+    # The same bytes: a retry racing its first attempt. One records it; the others are
+    # told it exists (as on crates.io, a version is never published twice).
+    any_db.add_user("alice")
+    twins = [open_twin(any_db) for _ in range(3)]
+    try:
+        results = in_threads(
+            [functools.partial(publish, t, new_version("demo", "1.0.0")) for t in twins]
+        )
+    finally:
+        for t in twins:
+            t.close()
+    assert len([r for r in results if isinstance(r, VersionRow)]) == 1, results
+    assert len([r for r in results if isinstance(r, VersionExists)]) == 2, results
     found = any_db.crate_with_versions("demo")
     assert found is not None
     assert [v.num for v in found[1]] == ["1.0.0"]

@@ -130,6 +130,7 @@ def register(subparsers: Any) -> None:
     audit.set_defaults(handler=audit_list)
     register_config(commands)
     register_index(commands)
+    register_files(commands)
 
     hooks = add_command(commands, "webhooks", WEBHOOKS)
     hooks.set_defaults(handler=help_handler(hooks))
@@ -840,5 +841,57 @@ def index_export(args: argparse.Namespace, console: Console) -> int:
         console.note(f"watching for changes every {args.interval:g} s (stop: Ctrl-C)")
         exporter.watch(args.interval, stop)
         return 0
+
+    return _with_db(args, action)
+
+
+FILES_CHECK = """compare the .crate files with the versions: orphans and missing files
+
+List the .crate files no version names (orphans: harmless, swept at every start) and
+the versions whose file is missing (downloads fail: restore the file from a copy; its
+SHA-256 is the index's cksum). --remove-orphans removes the
+orphans, holding the database's writer lock meanwhile (publishes wait). Exit status 0
+when every version has its file and no orphan is left, 1 otherwise.
+"""
+
+
+def register_files(commands: Any) -> None:
+    files = commands.add_parser("files", help="the .crate files (consistency check)")
+    files.set_defaults(handler=help_handler(files))
+    actions = files.add_subparsers(metavar="ACTION")
+    check = add_command(actions, "check", FILES_CHECK)
+    check.add_argument(
+        "--remove-orphans", action="store_true", help="remove the files no version names"
+    )
+    _json_flag(check)
+    check.set_defaults(handler=files_check)
+
+
+def files_check(args: argparse.Namespace, console: Console) -> int:
+    from trustpub.config import load_settings
+    from trustpub.registry.consistency import check_files
+    from trustpub.registry.storage import crate_key, open_storage
+
+    store = open_storage(load_settings(args.config).registry_storage, _directory(args))
+
+    def action(db: RegistryDB) -> int:
+        store.open()
+        found = check_files(db, store, remove_orphans=args.remove_orphans)
+        removed = set(found.removed)
+        rows = [("orphan", key, "removed" if key in removed else "") for key in found.orphans] + [
+            ("missing", crate_key(name, num), f"{name} {num}") for name, num in found.missing
+        ]
+        console.table(
+            ("STATE", "FILE", "NOTE"),
+            rows,
+            as_json=args.json,
+            records=[{"state": r[0], "file": r[1], "note": r[2]} for r in rows],
+        )
+        console.note(
+            f"{len(found.orphans)} orphan file(s)"
+            + (f" ({len(found.removed)} removed)" if found.removed else "")
+            + f", {len(found.missing)} version(s) without their file"
+        )
+        return 0 if found.consistent else 1
 
     return _with_db(args, action)

@@ -5,6 +5,7 @@
 - ``actors``: who may do what (scopes, crate patterns, trustpub grants)
 - ``publish``: parsing and validating what ``cargo publish`` sends
 - ``db``: metadata (SQLite); ``storage``: ``.crate`` files, on disk or in S3
+- ``consistency``: the ``.crate`` files checked against the versions (orphans, missing)
 - ``changes``: who may change what, and the refusals users read
 - ``me``: the caller's own account over HTTP (API tokens, owner invitations)
 - ``invitations``: owner invitation events and their JSON

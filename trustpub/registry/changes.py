@@ -30,6 +30,7 @@ from trustpub.registry.actors import (
 from trustpub.registry.db import (
     AlreadyOwner,
     ApiToken,
+    CommitFailed,
     CrateNotFound,
     CrateRow,
     CrateState,
@@ -41,6 +42,7 @@ from trustpub.registry.db import (
     NewVersion,
     NoOwners,
     NotOwner,
+    PublishOutcomeUnknown,
     RegistryDataError,
     RegistryDB,
     StorageFull,
@@ -70,6 +72,10 @@ from trustpub.registry.names import canonical_name
 from trustpub.registry.publish import PublishRequest
 
 UNAVAILABLE = "The registry's storage is unavailable; nothing was changed. Try again later"
+UNCERTAIN = (
+    "The registry's database failed while saving the change, which may or may not have "
+    "been made. Check, and try again later if it was not"
+)
 FULL = "The registry's storage is full; nothing was changed. Try again later"
 
 
@@ -79,6 +85,17 @@ def refusal(exc: RegistryDataError) -> RegistryRefused:
     match exc:
         case StorageFull():
             return RegistryRefused(FULL, 507)
+        case PublishOutcomeUnknown(crate=crate, num=num):
+            return RegistryRefused(
+                f"The registry's database failed while recording `{crate}@{num}`, and "
+                "whether it was recorded is not known yet. Try again later: if it was "
+                "recorded, the version is listed and publishing it again answers that "
+                "it already exists",
+                503,
+            )
+        case CommitFailed():
+            # Its COMMIT may have been recorded: "nothing was changed" could be false.
+            return RegistryRefused(UNCERTAIN, 503)
         case StorageUnavailable():
             return RegistryRefused(UNAVAILABLE, 503)
         case UserExists(login=login):

@@ -23,6 +23,7 @@ does both.
 from trustpub.registry.db.database import RegistryDB
 from trustpub.registry.db.errors import (
     AlreadyOwner,
+    CommitFailed,
     CrateNotFound,
     DataConflict,
     InvitationExpired,
@@ -31,6 +32,7 @@ from trustpub.registry.db.errors import (
     NameConflict,
     NoOwners,
     NotOwner,
+    PublishOutcomeUnknown,
     RegistryDataError,
     StorageFull,
     StorageUnavailable,
@@ -65,6 +67,7 @@ __all__ = [
     "AlreadyOwner",
     "ApiToken",
     "AuditEvent",
+    "CommitFailed",
     "CrateNotFound",
     "CrateRow",
     "CrateState",
@@ -82,6 +85,7 @@ __all__ = [
     "NotOwner",
     "OwnersChanged",
     "OwnersInvited",
+    "PublishOutcomeUnknown",
     "RegistryDB",
     "RegistryDataError",
     "ReverseDependencies",

@@ -20,7 +20,14 @@ from typing import Protocol, TypeVar
 
 from trustpub.postgres import is_postgresql_url
 from trustpub.registry.db import configs, downloads, events, index_files, queries, writes
-from trustpub.registry.db.errors import CrateNotFound, StorageUnavailable, VersionNotFound
+from trustpub.registry.db.errors import (
+    CommitFailed,
+    CrateNotFound,
+    PublishOutcomeUnknown,
+    StorageUnavailable,
+    VersionExists,
+    VersionNotFound,
+)
 from trustpub.registry.db.events import AuditEvent, Delivery, Webhook
 from trustpub.registry.db.postgresql import PostgreSQLEngine
 from trustpub.registry.db.rows import (
@@ -457,9 +464,65 @@ class RegistryDB:
         place_file: Callable[[str], None],
         remove_file: Callable[[str], None],
     ) -> VersionRow:
-        return self._write(
-            lambda c, tx: writes.publish(c, tx, new, authorize, place_file, remove_file, self.now())
+        """Record ``new`` and place its file (``writes.publish``). When the COMMIT fails
+        its outcome is read back on a fresh connection before the file is touched:
+
+        - recorded, same checksum: the publish succeeded; its row is returned;
+        - recorded with other bytes (another publish won the number): ``VersionExists``,
+          the file (the other publish's) kept;
+        - not recorded: the file is removed and the engine's error raised;
+        - cannot be read (the database still down): the file is KEPT, the case logged
+          for operators, and ``PublishOutcomeUnknown`` raised. An orphan file is
+          harmless (swept at the next start); a missing one would be lost for good.
+        """
+        try:
+            return self._write(
+                lambda c, tx: writes.publish(
+                    c, tx, new, authorize, place_file, remove_file, self.now()
+                )
+            )
+        except CommitFailed as failed:
+            return self._settle_publish(new, failed, remove_file)
+
+    def _settle_publish(
+        self, new: NewVersion, failed: CommitFailed, remove_file: Callable[[str], None]
+    ) -> VersionRow:
+        removed = False
+
+        def remove(crate_name: str) -> None:
+            nonlocal removed
+            remove_file(crate_name)
+            removed = True
+
+        def settle(conn: queries.Connection) -> VersionRow | None:
+            with self._engine.transaction(conn):
+                return writes.settle_publish(conn, new, remove)
+
+        fields: dict[str, object] = {"crate": new.crate, "version": new.num}
+        try:
+            recorded = self._engine.run(settle)
+        except StorageUnavailable as exc:
+            if removed:  # read back as not recorded; only the read's own COMMIT failed
+                raise failed.failure from failed
+            log.error(
+                "publish outcome unknown: its COMMIT failed and the database cannot be read"
+                " back; the .crate file is kept (run `trustpub registry files check`)",
+                extra={"fields": {**fields, "commit": failed.reason, "read_back": exc.reason}},
+            )
+            raise PublishOutcomeUnknown(new.crate, new.num, exc.reason) from failed
+        if recorded is None:
+            log.warning(
+                "publish not recorded: its COMMIT failed; the .crate file was removed",
+                extra={"fields": {**fields, "commit": failed.reason}},
+            )
+            raise failed.failure from failed
+        if recorded.cksum != new.cksum:
+            raise VersionExists(recorded.crate_name, recorded.num) from failed
+        log.warning(
+            "publish recorded although its COMMIT reported a failure (read back)",
+            extra={"fields": {**fields, "commit": failed.reason}},
         )
+        return recorded
 
     def set_yanked(self, name: str, num: str, yanked: bool, authorize: Authorize) -> None:
         self._write(

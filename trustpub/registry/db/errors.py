@@ -3,7 +3,10 @@
     RegistryDataError          base class
     ├── StorageUnavailable     cannot read or write now: file missing or replaced, read-only,
     │   │                      I/O error, locked too long (HTTP 503)
-    │   └── StorageFull        no space left for the write (HTTP 507)
+    │   ├── StorageFull        no space left for the write (HTTP 507)
+    │   ├── CommitFailed       a COMMIT failed: the change may have been recorded or not
+    │   └── PublishOutcomeUnknown  a publish's COMMIT failed and it could not be read
+    │                          back: its file is kept (HTTP 503, retryable)
     └── DataConflict           the stored data refuses the change
         ├── UserExists, UnknownUser
         ├── CrateNotFound, VersionNotFound, VersionExists, NameConflict
@@ -34,6 +37,31 @@ class StorageUnavailable(RegistryDataError):
 
 class StorageFull(StorageUnavailable):
     """A write found no space left (or hit a file size limit); nothing was recorded."""
+
+
+class CommitFailed(StorageUnavailable):
+    """The COMMIT itself failed, so the outcome is UNKNOWN: PostgreSQL may have committed
+    before the connection dropped (the answer lost on the way), SQLite may have written
+    its commit record before an I/O error. ``failure`` is the engine's error as it would
+    have been raised (``StorageFull`` included) for when the change proves unrecorded.
+    Raised by the engines' ``transaction``; a write that undid a side effect outside the
+    database on failure must first read back what was recorded (``RegistryDB.publish``)."""
+
+    def __init__(self, failure: StorageUnavailable) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+class PublishOutcomeUnknown(StorageUnavailable):
+    """A publish's COMMIT failed and the database could not be read back to learn
+    whether the version was recorded: its .crate file was kept (an orphan is swept at
+    the next start, or by ``trustpub registry files check --remove-orphans``; a deleted
+    file of a recorded version would be lost for good)."""
+
+    def __init__(self, crate: str, num: str, reason: str) -> None:
+        super().__init__(reason)
+        self.crate = crate
+        self.num = num
 
 
 class DataConflict(RegistryDataError):

@@ -41,7 +41,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from trustpub.postgres import safe_location
-from trustpub.registry.db.errors import StorageFull, StorageUnavailable
+from trustpub.registry.db.errors import CommitFailed, StorageFull, StorageUnavailable
 from trustpub.registry.db.queries import Connection, Cursor
 from trustpub.registry.db.schema import (
     SQLITE_MIGRATIONS,
@@ -175,13 +175,25 @@ class PostgreSQLEngine:
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[None]:
         """A write transaction holding the writer lock from its start (released by
-        COMMIT or ROLLBACK, or by the server when the connection is lost)."""
+        COMMIT or ROLLBACK, or by the server when the connection is lost).
+
+        A failed COMMIT raises ``CommitFailed``: the connection may have dropped after
+        the server committed and before its answer arrived, so the outcome is unknown
+        to us and must be read back (under this lock, which the server releases only
+        once the failed transaction has ended one way or the other)."""
         raw = _raw(conn)
-        with raw.transaction():
-            # A read-only transaction (a standby) cannot write: refuse up front.
-            raw.execute("SET TRANSACTION READ WRITE")
-            raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
-            yield
+        committing = False
+        try:
+            with raw.transaction():
+                # A read-only transaction (a standby) cannot write: refuse up front.
+                raw.execute("SET TRANSACTION READ WRITE")
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                yield
+                committing = True  # leaving the block without an error sends COMMIT
+        except psycopg.Error as exc:
+            if committing:
+                raise CommitFailed(self._failure(f"COMMIT failed: {_describe(exc)}", exc)) from exc
+            raise
 
     # -- schema version (VersionKeeper) -------------------------------------------------
 

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from trustpub.registry.db.errors import StorageFull, StorageUnavailable
+from trustpub.registry.db.errors import CommitFailed, StorageFull, StorageUnavailable
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.db.schema import SQLITE_MIGRATIONS, Migration, SchemaTooNew, migrate
 
@@ -89,7 +89,9 @@ class SQLiteEngine:
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[None]:
         """A write transaction: the writer lock is taken at once. (Should the ROLLBACK
-        or the COMMIT fail, the error drops the connection, which rolls back.)"""
+        or the COMMIT fail, the error drops the connection, which rolls back.) A failed
+        COMMIT raises ``CommitFailed``: an I/O error may come after the commit record
+        reached the file, so whether it was recorded is read back, not assumed."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -97,7 +99,10 @@ class SQLiteEngine:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise CommitFailed(self._failure(f"COMMIT failed: {exc}", exc)) from exc
 
     # -- schema version (VersionKeeper) -------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 from trustpub.registry.db import configs, events, index_files, queries
 from trustpub.registry.db.errors import (
     AlreadyOwner,
+    CommitFailed,
     InvitationExpired,
     InvitationNotFound,
     LastOwners,
@@ -239,10 +240,18 @@ def publish(
     """Record a new version and put its .crate in place, all or nothing.
 
     ``place_file(crate_name)`` moves the staged .crate to its final path; it runs
-    inside the transaction, so a failure rolls the metadata back, and a failed commit
-    calls ``remove_file(crate_name)``: the index never lists a version whose file is
-    missing. A crash between the two leaves a file without its version, which the
-    file store's start-up sweep removes.
+    inside the transaction, so a failure rolls the metadata back, and a failure before
+    the COMMIT calls ``remove_file(crate_name)`` while the writer lock is still held:
+    the index never lists a version whose file is missing. A crash between the two
+    leaves a file without its version, which the file store's start-up sweep removes.
+
+    A failed COMMIT is different: it may have been recorded (see ``CommitFailed``).
+    Then the file is kept and ``CommitFailed`` raised for the caller to read back
+    (``RegistryDB.publish``, ``settle_publish``): deleting it would lose the file of a
+    version the index lists.
+
+    A number already recorded is ``VersionExists``, whatever the bytes (as on
+    crates.io: a published version is never replaced, not even by the same .crate).
     """
     placed = False
     crate_name = new.crate
@@ -275,13 +284,39 @@ def publish(
             # Set before the call: a failure inside place_file may come after its
             # rename, and removing a file that never arrived is harmless.
             placed = True
-            place_file(crate_name)
-            result = queries.version_by_id(conn, version_id)
-    except BaseException:
-        if placed:
-            remove_file(crate_name)
+            try:
+                place_file(crate_name)
+                result = queries.version_by_id(conn, version_id)
+            except BaseException:
+                # No COMMIT was sent: the version is not recorded. Removed before the
+                # ROLLBACK, under the writer lock, so no other publish of this version
+                # can have placed its own file here meanwhile.
+                remove_file(crate_name)
+                raise
+    except CommitFailed as exc:
+        if not placed:
+            raise exc.failure from exc  # nothing outside the database to settle
         raise
     return result
+
+
+def settle_publish(
+    conn: Connection, new: NewVersion, remove_file: Callable[[str], None]
+) -> VersionRow | None:
+    """After a publish's COMMIT failed (``CommitFailed``): the version as recorded, or
+    None if it was not recorded, in which case its placed file is removed. Run it in a
+    write transaction (``tx``) on a fresh connection: taking the writer lock waits until
+    the failed transaction has ended on the server, committed or rolled back, and keeps
+    any other publish of this version from placing its file until the removal is done.
+    A version recorded with other bytes (another publish after ours rolled back) is
+    returned too: its file is the other publish's and is kept."""
+    found = queries.crate(conn, new.crate)
+    if found is not None:
+        recorded = queries.version(conn, found.id, new.num)
+        if recorded is not None:
+            return recorded
+    remove_file(found.name if found is not None else new.crate)
+    return None
 
 
 def _create_crate(conn: Connection, new: NewVersion, now: int) -> int:

@@ -8,8 +8,10 @@
 Every method blocks: the registry calls them in worker threads. Both backends keep the
 publish ordering of ``trustpub.registry.db.writes.publish``: the file is written
 (``place``) inside the metadata transaction, before its commit, and removed
-(``remove``) if the commit fails, so no version is ever indexed without its file; a
-crash between the two leaves a file that no version names, which ``sweep_orphans``
+(``remove``) if the transaction fails before its COMMIT, or if a failed COMMIT is
+read back as not recorded (``RegistryDB.publish``), so no version is ever indexed
+without its file; a crash between the two, or a COMMIT whose outcome could not be
+read back, leaves a file that no version names, which ``sweep_orphans``
 removes at the next start, holding the database's writer lock. Failures are raised as
 ``StorageUnavailable`` (``StorageFull`` when out of space) and name no secret.
 """

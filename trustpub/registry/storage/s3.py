@@ -6,7 +6,8 @@ Keys are ``{PREFIX}/crates/{name}/{name}-{version}.crate``, as on disk. A publis
 the upload in memory (``stage``: the body is already there, bounded by the registry's
 size limit), writes the object inside the metadata transaction, before the commit
 (``place``, with its MD5 so the store refuses a corrupted body), and deletes it if the
-commit fails (``remove``). A crash between the write and the commit leaves an object no
+version proves unrecorded (``remove``; a failed COMMIT is read back first, see
+``RegistryDB.publish``). A crash between the write and the commit leaves an object no
 version names; ``sweep_orphans`` lists the objects and deletes those, at every start,
 holding the database's writer lock. Nothing is ever staged in the store.
 
