@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.isolation import new_redis_prefix
 from trustpub.ratelimit import (
     Limit,
     MemoryBackend,
@@ -34,7 +34,7 @@ class Clock:
 @pytest.fixture
 async def redis_backend() -> AsyncIterator[RedisBackend]:
     client = aioredis.Redis.from_url(REDIS_URL)
-    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    prefix = new_redis_prefix()
     try:
         yield RedisBackend(client, prefix)
     finally:
