@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import settings
 
+from tests.isolation import sweep
 from trustpub.oidc.issuers import GITHUB_ISSUER, GITLAB_ISSUER
 
 AUDIENCE = "registry.example"
@@ -20,6 +21,16 @@ AUDIENCE = "registry.example"
 # No per-example deadline: on a loaded two-core CI machine a slow example is not a bug.
 settings.register_profile("trustpub", deadline=None, print_blob=True)
 settings.load_profile("trustpub")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    """The session fails when its tests left Redis keys, PostgreSQL databases or
+    child processes behind (tests/isolation.py); they are removed either way. Set up
+    first, so torn down last: after every other session fixture has cleaned up."""
+    yield
+    left = sweep()
+    assert not left, "tests left these behind (now removed): " + "; ".join(left)
 
 
 @pytest.fixture(autouse=True)

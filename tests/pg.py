@@ -1,17 +1,19 @@
 """PostgreSQL for the tests: the server at 127.0.0.1:5432 (trust auth, user postgres).
 
-Each test run creates its own database (``trustpub_test_<uuid>``) on first use and
-drops it at the end; each test that uses it starts from empty tables. An unreachable
+Each test process (each pytest-xdist worker) creates its own database
+(``trustpub_test_<run>_<uuid>``, tests/isolation.py) on first use and drops it at the
+end; each test that uses it starts from empty tables. An unreachable
 server FAILS the tests (PostgreSQL is a supported configuration), it does not skip them.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+
+from tests.isolation import new_database_name
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Kept by a reset: the registry's schema version (the tables stay migrated).
@@ -20,7 +22,7 @@ KEEP = ("trustpub_schema",)
 
 def create_database() -> str:
     """A new, empty database; its URL."""
-    name = f"trustpub_test_{uuid.uuid4().hex}"
+    name = new_database_name()
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql://postgres@127.0.0.1:5432/{name}"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.isolation import new_redis_prefix
 from trustpub.ratelimit import (
     Limit,
     MemoryBackend,
@@ -36,7 +36,7 @@ class Clock:
 @pytest.fixture(params=["redis-py", "store"])
 async def redis_backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisBackend]:
     """The script through redis-py's own path, and through the store's (``limiter_for``)."""
-    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    prefix = new_redis_prefix()
     store = RedisStore.from_url(REDIS_URL, prefix=prefix)
     client = store.client
     runner = store.run_script if request.param == "store" else None
@@ -166,7 +166,7 @@ def test_parse_limit_refuses_nonsense(bad: object) -> None:
 
 
 async def test_the_redis_store_limiter_counts_on_the_stores_command_path() -> None:
-    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    prefix = new_redis_prefix()
     store = RedisStore.from_url(REDIS_URL, prefix=prefix)
     limits = RateLimits(exchange_per_client=Limit("exchange-client", 2, 60))
     limiter = limiter_for(store, limits)

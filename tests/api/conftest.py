@@ -6,7 +6,6 @@ uses the real server at 127.0.0.1:6379 under a key prefix unique to the test.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ import redis
 from starlette.testclient import TestClient
 
 from tests.conftest import AUDIENCE, SigningKey, github_claims, gitlab_claims
+from tests.isolation import new_redis_prefix
 from tests.oidc.conftest import FakeIssuers
 from trustpub.api.app import create_app
 from trustpub.api.state import Services
@@ -107,7 +107,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/store.db"
         return
-    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    prefix = new_redis_prefix()
     # The shared test server runs without persistence: opt in explicitly.
     yield f"{REDIS_URL}?prefix={prefix}&allow_volatile=1"
     _redis_cleanup(prefix)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import httpx
 import pytest
 import redis
 
+from tests.isolation import new_redis_prefix
 from tests.live import free_port, run_service
 from trustpub.devissuer import DevIssuer, serve_in_thread
 
@@ -48,7 +48,7 @@ def issuer() -> Iterator[DevIssuer]:
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    prefix = new_redis_prefix()
     yield prefix
     client = redis.Redis(host="127.0.0.1", port=6379)
     keys = list(client.scan_iter(match=f"{prefix}*"))

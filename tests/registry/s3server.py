@@ -4,6 +4,7 @@ an emulator, not S3). Each test gets a bucket of its own."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import socket
 import subprocess
@@ -44,15 +45,10 @@ class S3Server:
         return S3Settings(**values)
 
     def client(self) -> S3Client:
-        s = self.settings()
-        client: S3Client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=s.endpoint_url,
-            region_name=s.region,
-            aws_access_key_id=s.access_key_id,
-            aws_secret_access_key=s.secret_access_key,
-        )
-        return client
+        """The tests' own client of this server: one per process (building a boto3
+        client loads its service model, most of a second on a busy machine; boto3
+        clients are thread-safe)."""
+        return _client(self.endpoint)
 
     def new_bucket(self) -> str:
         name = f"crates-{secrets.token_hex(6)}"
@@ -68,6 +64,18 @@ class S3Server:
     def keys(self, bucket: str) -> list[str]:
         listed = self.client().list_objects_v2(Bucket=bucket)
         return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+@functools.cache
+def _client(endpoint: str) -> S3Client:
+    client: S3Client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    return client
 
 
 def run_moto_server() -> Iterator[S3Server]:

@@ -7,13 +7,13 @@ of the supported configuration), it does not skip them.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.isolation import new_redis_prefix
 from tests.pg import pg_database, pg_session_database  # noqa: F401 (fixtures)
 from trustpub.store import PostgreSQLStore, RedisStore, SQLiteStore, Store
 
@@ -36,7 +36,7 @@ async def delete_prefix(prefix: str) -> None:
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"trustpub-test:{uuid.uuid4().hex}:"
+    prefix = new_redis_prefix()
     yield prefix
     await delete_prefix(prefix)
 
