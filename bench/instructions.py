@@ -43,6 +43,7 @@ from load import (
     CEILING,
     CREDENTIAL,
     EXCHANGE,
+    INDEX_CRATE,
     INTROSPECT,
     JWT_LIFETIME,
     REDIS_URL,
@@ -50,6 +51,7 @@ from load import (
     Minter,
     exchanged,
     free_port,
+    publish_index_crate,
     report_deleted,
     start_service,
     started,
@@ -69,6 +71,8 @@ class Case:
     path: str
     bodies: Sequence[dict[str, str]] | None = None
     auth: str = ""
+    header: tuple[str, str] | None = None
+    expect: int = 200
 
 
 async def drive(case: Case, count: int) -> None:
@@ -76,6 +80,8 @@ async def drive(case: Case, count: int) -> None:
     url, path, bodies = case.url, case.path, case.bodies
     todo = iter(range(count))
     headers = {"Authorization": case.auth} if case.auth else {}
+    if case.header is not None:
+        headers[case.header[0]] = case.header[1]
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
 
@@ -86,7 +92,9 @@ async def drive(case: Case, count: int) -> None:
                 else:
                     body = bodies[n % len(bodies)]
                     response = await client.post(path, json=body, headers=headers)
-                if not 200 <= response.status_code < 300:
+                if response.status_code != case.expect and not (
+                    case.expect == 200 and 200 <= response.status_code < 300
+                ):
                     raise SystemExit(f"{path}: answered {response.status_code}")
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
@@ -166,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for service in services.values():
             wait_for(f"{service.url}/healthz", service.process, service.log, post=False)
         tokens = exchanged({name: (s.url, pool) for name, s in services.items()})
+        index_path = f"/index/{INDEX_CRATE[:2]}/{INDEX_CRATE[2:4]}/{INDEX_CRATE}"
+        download = f"/api/v1/crates/{INDEX_CRATE}/1.0.0/download"
+        etags = {}
+        for name, service in services.items():
+            publish_index_crate(service)
+            etags[name] = httpx.get(f"{service.url}{index_path}").headers["etag"]
 
         jwt_bodies = [{"jwt": j} for j in pool]
         # label -> (pid, warm-up case, counted case)
@@ -192,6 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Case(service.url, EXCHANGE, [{"jwt": j} for j in fresh[: args.warmup]]),
                 Case(service.url, EXCHANGE, [{"jwt": j} for j in fresh[args.warmup :]]),
             )
+            index = Case(service.url, index_path)
+            cases[f"{name} index"] = (pid, index, index)
+            revalidate = Case(
+                service.url, index_path, header=("If-None-Match", etags[name]), expect=304
+            )
+            cases[f"{name} index-304"] = (pid, revalidate, revalidate)
+            crate = Case(service.url, download)
+            cases[f"{name} download"] = (pid, crate, crate)
         for label, (pid, warm, case) in cases.items():
             print(f"bench: {label}: warm-up", flush=True)
             asyncio.run(drive(warm, args.warmup))
@@ -200,12 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[label] = {"instructions_per_request": round(per)}
             print(f"bench: {label}: {per:,.0f} instructions per request", flush=True)
     ref = {m: results[f"reference {m}"]["instructions_per_request"] for m in ("GET", "POST")}
-    print(f"\n{'case':<22} {'instructions/request':>21} {'vs ref GET':>11} {'vs ref POST':>12}")
+    print(f"\n{'case':<24} {'instructions/request':>21} {'vs ref GET':>11} {'vs ref POST':>12}")
     for label, values in results.items():
         per = values["instructions_per_request"]
         values["reference_get_over_this"] = round(ref["GET"] / per, 3)
         values["reference_post_over_this"] = round(ref["POST"] / per, 3)
-        print(f"{label:<22} {per:>21,.0f} {ref['GET'] / per:>11.0%} {ref['POST'] / per:>12.0%}")
+        print(f"{label:<24} {per:>21,.0f} {ref['GET'] / per:>11.0%} {ref['POST'] / per:>12.0%}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -6,8 +6,9 @@ On a machine shared with other work, wrk's throughput varies by more than the 5 
 budget of the connection limits (issue 9), so their cost is measured where it is spent:
 CPU time per request of
 
-- uvicorn's ``H11Protocol`` against ``GuardedH11Protocol`` (trustpub/server/protocol.py),
-  both driving the same trivial application over a keep-alive connection with an
+- uvicorn's ``H11Protocol`` against ``GuardedH11Protocol``, and its
+  ``HttpToolsProtocol`` against ``GuardedHttpToolsProtocol`` (trustpub/server/protocol.py),
+  each driving the same trivial application over a keep-alive connection with an
   in-memory transport;
 - the application bare against wrapped in ``Served`` (the request bound);
 - the access log's per-request additions: request id, user agent, client address.
@@ -29,6 +30,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from trustpub.api.access import request_id, user_agent
@@ -82,7 +84,7 @@ class Transport(asyncio.Transport):
         pass
 
 
-async def drive(protocol_class: Callable[..., H11Protocol], requests: int) -> float:
+async def drive(protocol_class: Callable[..., Any], requests: int) -> float:
     """CPU seconds per request over one keep-alive connection."""
     config = Config(app, http="h11", lifespan="off", log_config=None, access_log=False)
     config.load()
@@ -132,13 +134,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     n, repeats = args.requests, args.repeats
-    guarded = guarded_protocol(ConnectionLimits(10, 15, 1024))
+    limits = ConnectionLimits(10, 15, 1024)
+    guarded = guarded_protocol(limits, "h11")
+    guarded_ht = guarded_protocol(limits, "httptools")
 
     plain_us, guarded_us = (
         x * 1e6
         for x in best_pair(
             lambda: asyncio.run(drive(H11Protocol, n)),
             lambda: asyncio.run(drive(guarded, n)),
+            repeats,
+        )
+    )
+    plain_ht_us, guarded_ht_us = (
+        x * 1e6
+        for x in best_pair(
+            lambda: asyncio.run(drive(HttpToolsProtocol, n)),
+            lambda: asyncio.run(drive(guarded_ht, n)),
             repeats,
         )
     )
@@ -166,8 +178,13 @@ def main() -> None:
 
     access_us = min(timeit.repeat(access_additions, number=n, repeat=repeats)) / n * 1e6
     print(f"requests per run {n}, best of {repeats} alternating runs, CPU time per request:")
-    print(f"  uvicorn H11Protocol     {plain_us:7.1f} us")
-    print(f"  GuardedH11Protocol      {guarded_us:7.1f} us  (+{guarded_us - plain_us:.1f} us)")
+    print(f"  uvicorn H11Protocol        {plain_us:4.1f} us")
+    print(f"  GuardedH11Protocol         {guarded_us:4.1f} us  (+{guarded_us - plain_us:.1f} us)")
+    print(f"  uvicorn HttpToolsProtocol  {plain_ht_us:4.1f} us")
+    print(
+        f"  GuardedHttpToolsProtocol   {guarded_ht_us:4.1f} us"
+        f"  (+{guarded_ht_us - plain_ht_us:.1f} us)"
+    )
     print(f"  app bare                {bare_us:7.1f} us")
     print(f"  app in Served           {served_us:7.1f} us  (+{served_us - bare_us:.1f} us)")
     print(f"  access log additions    {access_us:7.1f} us  (trusted proxy and X-Forwarded-For)")

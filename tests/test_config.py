@@ -239,6 +239,9 @@ def test_the_server_table_sets_processes_and_limits(tmp_path: Path) -> None:
     assert (server.workers, server.head_timeout, server.body_timeout) == (4, 5, 20)
     assert server.max_connections == 64
     assert server.keep_alive_timeout == 5  # untouched keys keep their defaults
+    assert server.http == "httptools"
+    config.write_text('[server]\nhttp = "h11"\n')
+    assert load_settings(config, environ={}).server.http == "h11"
 
 
 def test_trustpub_workers_overrides_one_key_of_the_server_table(tmp_path: Path) -> None:
@@ -256,6 +259,7 @@ def test_trustpub_workers_overrides_one_key_of_the_server_table(tmp_path: Path) 
         ("[server]\nhead_timeout = 0\n", "server.head_timeout"),
         ("[server]\nmax_connections = 2\n", "server.max_connections: expected 16..1000000"),
         ("[server]\nthreads = 2\n", "server: unknown key(s): threads"),
+        ('[server]\nhttp = "h2"\n', "server.http: expected one of httptools, h11"),
         ('trusted_proxies = ["proxy.internal"]\n', "trusted_proxies: not an address or CIDR"),
         ('trusted_proxies = "10.0.0.1"\n', "trusted_proxies: expected a list"),
         ('forwarded_header = "x-real-ip"\n', "forwarded_header: expected one of"),

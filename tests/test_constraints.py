@@ -23,9 +23,10 @@ def pinned() -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        name, sep, version = line.partition("==")
+        pin, _, _marker = line.partition(";")  # pip-compile keeps a declared marker
+        name, sep, version = pin.partition("==")
         assert sep, f"constraints.txt: {line!r} is not NAME==VERSION"
-        pins[canonicalize_name(name)] = version
+        pins[canonicalize_name(name)] = version.strip()
     return pins
 
 

@@ -103,6 +103,9 @@ class ServerSettings:
     shutdown_timeout: int = 8
     max_connections: int = 1024
     max_requests: int = 256
+    # The HTTP/1.1 parser: "httptools" (C, llhttp) or "h11" (pure Python); the same
+    # limits on either (trustpub/server/protocol.py).
+    http: str = "httptools"
 
 
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
@@ -676,12 +679,22 @@ _SERVER_LIMITS = {
 }
 
 
+_HTTP_PARSERS = ("httptools", "h11")
+
+
 def _parse_server(value: Mapping[str, Any], source: str) -> ServerSettings:
-    extra = sorted(set(value) - set(_SERVER_LIMITS))
+    extra = sorted(set(value) - set(_SERVER_LIMITS) - {"http"})
     if extra:
         raise ConfigurationError(f"{source}: server: unknown key(s): {', '.join(extra)}")
-    changes: dict[str, int] = {}
+    changes: dict[str, Any] = {}
     for key, item in value.items():
+        if key == "http":
+            if item not in _HTTP_PARSERS:
+                raise ConfigurationError(
+                    f"{source}: server.http: expected one of {', '.join(_HTTP_PARSERS)}"
+                )
+            changes[key] = item
+            continue
         low, high = _SERVER_LIMITS[key]
         if key.endswith("_timeout"):
             number = parse_duration(item, f"{source}: server.{key}")

@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -176,6 +176,15 @@ class ScriptRunner(Protocol):
     ) -> object: ...
 
 
+class ScriptCall(NamedTuple):
+    """A rate limit script with its keys and arguments, for the store to run beside
+    another command in one round trip (``RedisStore.lookup_after``)."""
+
+    script: object
+    keys: list[str]
+    args: list[EncodableT]
+
+
 class RedisBackend:
     """Limits shared by every process using one Redis (the store's, under its prefix).
 
@@ -192,7 +201,8 @@ class RedisBackend:
         self._script = client.register_script(_GCRA)
         self._runner = runner
 
-    async def excess(self, key: str, limit: Limit, *, consume: bool) -> float:
+    def call(self, key: str, limit: Limit, *, consume: bool) -> ScriptCall:
+        """The script run for ``excess``, to run with another command instead."""
         # Hashed: a key is an address or a repository name, of any length and alphabet.
         digest = hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
         redis_key = f"{self._prefix}ratelimit:{limit.name}:{digest}"
@@ -201,6 +211,16 @@ class RedisBackend:
             repr(limit.tolerance),
             "1" if consume else "0",
         ]
+        return ScriptCall(self._script, [redis_key], args)
+
+    @staticmethod
+    def excess_of(reply: object) -> float:
+        """``excess``'s answer from the script's reply."""
+        text = reply.decode() if isinstance(reply, bytes) else str(reply)
+        return max(0.0, float(text))
+
+    async def excess(self, key: str, limit: Limit, *, consume: bool) -> float:
+        _, (redis_key,), args = self.call(key, limit, consume=consume)
         try:
             if self._runner is not None:
                 reply = await self._runner("rate limit check", self._script, [redis_key], args)
@@ -211,8 +231,7 @@ class RedisBackend:
             detail = f"Token store unavailable: rate limit check failed ({type(exc).__name__})"
             logger.warning(detail)
             raise StoreUnavailable(detail) from exc
-        text = reply.decode() if isinstance(reply, bytes) else str(reply)
-        return max(0.0, float(text))
+        return self.excess_of(reply)
 
 
 class RateLimiter:
@@ -252,12 +271,44 @@ class RateLimiter:
         if over > 0:
             raise RateLimited(_message("failed authentications from this address", limit), over)
 
+    def auth_gate(self, client: str) -> AuthGate:
+        """``check_auth_allowed`` for ``client``, to run alone or beside a token lookup."""
+        return AuthGate(self, client)
+
     async def auth_failed(self, client: str) -> None:
         """Count one failed authentication from ``client`` (never raises RateLimited:
         the failure itself is answered as it is; the next attempt is refused)."""
         limit = self.limits.failed_auth_per_client
         if limit is not None:
             await self._backend.excess(client, limit, consume=True)
+
+
+class AuthGate:
+    """The failed-authentication check of one client (``RateLimiter.check_auth_allowed``)
+    in two forms: ``check`` runs it on its own; on Redis, ``call`` is its script, which
+    the store runs beside the token lookup in one round trip, and ``settle`` reads its
+    reply (RateLimited when the client is over the limit). ``call`` is None when the
+    limit is off or kept in this process: then ``check`` is the only form."""
+
+    def __init__(self, limiter: RateLimiter, client: str) -> None:
+        self._limiter = limiter
+        self._client = client
+        limit = limiter.limits.failed_auth_per_client
+        backend = limiter._backend
+        self.call: ScriptCall | None = None
+        if limit is not None and isinstance(backend, RedisBackend):
+            self.call = backend.call(client, limit, consume=False)
+
+    async def check(self) -> None:
+        await self._limiter.check_auth_allowed(self._client)
+
+    def settle(self, reply: object) -> None:
+        limit = self._limiter.limits.failed_auth_per_client
+        if limit is None:
+            return
+        over = RedisBackend.excess_of(reply)
+        if over > 0:
+            raise RateLimited(_message("failed authentications from this address", limit), over)
 
 
 def limiter_for(store: object, limits: RateLimits) -> RateLimiter:

@@ -72,7 +72,7 @@ def test_store_outages_are_counted_not_taken_for_bugs(
 ) -> None:
     from trustpub.errors import StoreUnavailable
 
-    async def down(token: str) -> object:
+    async def down(token: str, gate: object = None) -> object:
         raise StoreUnavailable("Token store unavailable")
 
     monkeypatch.setattr(service.services().tokens, "introspect", down)

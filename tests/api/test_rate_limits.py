@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +12,7 @@ from tests.api.conftest import CREDENTIAL, Service, ServiceFactory
 from trustpub.config import load_settings
 from trustpub.errors import ConfigurationError
 from trustpub.ratelimit import Limit, RateLimits
+from trustpub.store import RedisStore
 
 
 def limited(**limits: Limit | None) -> RateLimits:
@@ -100,3 +103,59 @@ def test_rate_limits_are_read_from_the_configuration(tmp_path: Path) -> None:
     config.write_text('[rate_limits]\nexchange_per_client = "\u00b2/1m"\n')
     with pytest.raises(ConfigurationError, match=r"rate_limits\.exchange_per_client"):
         load_settings(config, environ={})
+
+
+def test_introspection_refusals_keep_their_order(service_factory: ServiceFactory) -> None:
+    # 429 (the address failed too often) before 401 (the credential) before 400 (the body).
+    service = service_factory(
+        rate_limits=limited(failed_auth_per_client=Limit("failed-auth-client", 1, 3600))
+    )
+    token = service.token()
+
+    def introspect(credential: str, body: bytes) -> int:
+        response = service.client.post(
+            "/api/v1/trusted_publishing/introspect",
+            content=body,
+            headers={"Authorization": f"Bearer {credential}", "Content-Type": "application/json"},
+        )
+        status: int = response.status_code
+        return status
+
+    good = json.dumps({"token": token}).encode()
+    assert introspect(CREDENTIAL, b"{not json") == 400
+    assert introspect(CREDENTIAL, b'{"token": "not-a-token"}') == 200  # inactive, not refused
+    assert introspect("wrong-credential-0123456789", b"{not json") == 401
+    # The address is now over its limit: 429 whatever else is wrong.
+    assert introspect("wrong-credential-0123456789", b"{not json") == 429
+    assert introspect(CREDENTIAL, b"{not json") == 429
+    assert introspect(CREDENTIAL, b'{"token": "not-a-token"}') == 429
+    assert introspect(CREDENTIAL, good) == 429
+
+
+def test_introspection_is_one_round_trip_on_redis(
+    service_factory: ServiceFactory, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = service_factory(
+        rate_limits=limited(failed_auth_per_client=Limit("failed-auth-client", 5, 3600))
+    )
+    token = service.token()
+    store = service.services().store
+    if not store_url.startswith("redis"):
+        # Limits kept in this process: the gate has no script to send with the lookup.
+        assert service.services().limiter.auth_gate("127.0.0.1").call is None
+        assert service.introspect(token).json()["active"] is True
+        return
+    assert isinstance(store, RedisStore)
+    trips: list[str] = []
+    for name in ("_send_and_read", "_send_and_read_all"):
+        original = getattr(store, name)
+
+        async def counted(*args: Any, _original: Any = original, _name: str = name) -> Any:
+            trips.append(_name)
+            return await _original(*args)
+
+        monkeypatch.setattr(store, name, counted)
+    response = service.introspect(token)
+    assert response.status_code == 200
+    assert response.json()["active"] is True
+    assert trips == ["_send_and_read_all"]

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ import pytest
 
 from tests.live import LiveService, run_service
 from trustpub.devissuer import DevIssuer, serve_in_thread
+from trustpub.server.protocol import PARSERS
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +32,19 @@ def issuer() -> Iterator[DevIssuer]:
         yield running
 
 
-def limits(**values: int) -> str:
-    return "[server]\n" + "".join(f"{key} = {value}\n" for key, value in values.items())
+Limits = Callable[..., str]
+
+
+@pytest.fixture(params=PARSERS)
+def limits(request: pytest.FixtureRequest) -> Limits:
+    """The ``[server]`` table for some limits, on each HTTP parser in turn."""
+
+    def table(**values: int) -> str:
+        lines = [f'http = "{request.param}"\n']
+        lines += [f"{key} = {value}\n" for key, value in values.items()]
+        return "[server]\n" + "".join(lines)
+
+    return table
 
 
 def connect(svc: LiveService) -> socket.socket:
@@ -104,7 +116,9 @@ def log_entries(svc: LiveService) -> list[dict[str, object]]:
     return [json.loads(line) for line in svc.output().splitlines() if line.strip()]
 
 
-def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_a_connection_that_sends_nothing_is_closed(
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
+) -> None:
     with run_service(
         tmp_path, issuers=[issuer.trustpub_issuer()], extra_config=limits(head_timeout=1)
     ) as svc:
@@ -113,7 +127,9 @@ def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path, issuer: DevIs
         assert httpx.get(f"{svc.url}/healthz").status_code == 200
 
 
-def test_a_request_head_sent_byte_by_byte_is_closed(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_a_request_head_sent_byte_by_byte_is_closed(
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
+) -> None:
     with (
         run_service(
             tmp_path, issuers=[issuer.trustpub_issuer()], extra_config=limits(head_timeout=1)
@@ -126,7 +142,7 @@ def test_a_request_head_sent_byte_by_byte_is_closed(tmp_path: Path, issuer: DevI
 
 
 def test_a_kept_alive_connection_cannot_trickle_its_next_head(
-    tmp_path: Path, issuer: DevIssuer
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
 ) -> None:
     with (
         run_service(
@@ -141,7 +157,7 @@ def test_a_kept_alive_connection_cannot_trickle_its_next_head(
         assert closed_by_server(sock, trickle=b"X-Slow: a\r\n") == b""
 
 
-def test_a_body_that_stalls_is_closed(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_a_body_that_stalls_is_closed(tmp_path: Path, issuer: DevIssuer, limits: Limits) -> None:
     with run_service(
         tmp_path, issuers=[issuer.trustpub_issuer()], extra_config=limits(body_timeout=1)
     ) as svc:
@@ -150,7 +166,9 @@ def test_a_body_that_stalls_is_closed(tmp_path: Path, issuer: DevIssuer) -> None
         assert httpx.get(f"{svc.url}/healthz").status_code == 200
 
 
-def test_an_idle_keep_alive_connection_times_out(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_an_idle_keep_alive_connection_times_out(
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
+) -> None:
     with (
         run_service(
             tmp_path, issuers=[issuer.trustpub_issuer()], extra_config=limits(keep_alive_timeout=1)
@@ -162,7 +180,7 @@ def test_an_idle_keep_alive_connection_times_out(tmp_path: Path, issuer: DevIssu
 
 
 def test_idle_sockets_beyond_the_descriptor_limit_do_not_lock_out_healthz(
-    tmp_path: Path, issuer: DevIssuer
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
 ) -> None:
     # 128 descriptors leave room for 64 connections; 200 idle sockets would exhaust them.
     # The head timeout is long: only closing the idle ones to make room can let us in.
@@ -182,7 +200,9 @@ def test_idle_sockets_beyond_the_descriptor_limit_do_not_lock_out_healthz(
                 sock.close()
 
 
-def test_requests_past_the_limit_get_a_fast_503(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_requests_past_the_limit_get_a_fast_503(
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
+) -> None:
     with run_service(
         tmp_path,
         issuers=[issuer.trustpub_issuer()],
@@ -207,7 +227,7 @@ def test_requests_past_the_limit_get_a_fast_503(tmp_path: Path, issuer: DevIssue
 
 
 def test_a_connection_past_the_limit_with_every_one_busy_gets_a_503(
-    tmp_path: Path, issuer: DevIssuer
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
 ) -> None:
     with run_service(
         tmp_path,
@@ -231,7 +251,7 @@ def test_a_connection_past_the_limit_with_every_one_busy_gets_a_503(
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_shutdown_with_a_stalled_client_ends_within_the_deadline(
-    tmp_path: Path, issuer: DevIssuer, workers: int
+    tmp_path: Path, issuer: DevIssuer, limits: Limits, workers: int
 ) -> None:
     with run_service(
         tmp_path,
@@ -260,9 +280,9 @@ def wait_for_line(svc: LiveService, msg: str, count: int) -> list[dict[str, obje
 
 
 def test_cargos_h2c_upgrade_request_is_served_without_a_warning(
-    tmp_path: Path, issuer: DevIssuer
+    tmp_path: Path, issuer: DevIssuer, limits: Limits
 ) -> None:
-    with run_service(tmp_path, issuers=[issuer.trustpub_issuer()]) as svc:
+    with run_service(tmp_path, issuers=[issuer.trustpub_issuer()], extra_config=limits()) as svc:
         for _ in range(3):
             response = httpx.get(
                 f"{svc.url}/healthz",

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from tests.pg import create_database, drop_database
@@ -27,6 +29,7 @@ from trustpub.registry.db.schema import SQLITE_MIGRATIONS
 from trustpub.registry.db.sqlite import SQLiteEngine
 from trustpub.registry.index import MAX_STALENESS, MISS_RECHECK, ReadyIndex
 from trustpub.registry.registry import READ_CHECK_TTL
+from trustpub.web import ErrorBoundary, exception_handlers
 
 T = TypeVar("T")
 DEMO = "/index/de/mo/demo"
@@ -186,6 +189,47 @@ def test_the_index_is_served_without_a_database_query(
         ("1.0.0", False),
         ("1.1.0", False),
     ]
+
+
+def test_the_fast_lane_answers_exactly_as_the_route_does(
+    replicas: Callable[..., Replica],
+) -> None:
+    one = replicas()
+    publish(one, api_token(one), "1.0.0")
+    etag = one.get().headers["etag"]
+    # The same registry behind the router alone: index_file answers every request there.
+    routed = TestClient(
+        Starlette(
+            routes=one.registry.routes,
+            middleware=[Middleware(ErrorBoundary)],
+            exception_handlers=exception_handlers(),
+        )
+    )
+    requests: list[dict[str, str]] = [
+        {},
+        {"If-None-Match": etag},
+        {"If-None-Match": f'W/{etag}, "other"'},
+        {"If-None-Match": '"other"'},
+        {"If-Modified-Since": one.get().headers["last-modified"]},
+        {"If-Modified-Since": "not a date"},
+    ]
+    for headers in requests:
+        scope = {
+            "path": DEMO,
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        }
+        assert one.registry.fast_index(scope) is not None, headers  # the lane takes it
+        fast = one.get(**headers)
+        slow = routed.get(DEMO, headers=headers)
+        assert fast.status_code == slow.status_code
+        assert fast.headers.multi_items() == slow.headers.multi_items()
+        assert fast.content == slow.content
+    # Not the lane's business: the route answers (a miss, config.json, a private index).
+    for path in ("/index/no/th/nothing", "/index/config.json", "/index/de/mo/dem"):
+        assert one.registry.fast_index({"path": path, "headers": []}) is None
+    private = replicas(private=True)
+    assert private.registry.fast_index({"path": DEMO, "headers": []}) is None
+    assert private.get().status_code == 401
 
 
 def test_a_private_index_checks_a_token_once_a_second(

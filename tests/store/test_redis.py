@@ -11,8 +11,10 @@ import hashlib
 import shutil
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -231,3 +233,32 @@ async def test_a_burst_beyond_the_pool_size_queues_instead_of_failing(redis_pref
         assert results == [True] * 60
     finally:
         await store.aclose()
+
+
+async def test_a_script_and_a_lookup_share_one_round_trip(
+    redis_store: RedisStore, raw_redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await redis_store.issue(h("jti"), later(), h("token"), b"record", later())
+    # A script this server has never seen: the first call meets NOSCRIPT and loads it.
+    script = raw_redis.register_script(f"-- {uuid.uuid4()}\nreturn ARGV[1]")
+    sends: list[int] = []
+    original = redis_store._send_and_read_all
+
+    async def counted(commands: list[tuple[Any, ...]]) -> list[object]:
+        sends.append(len(commands))
+        return await original(commands)
+
+    monkeypatch.setattr(redis_store, "_send_and_read_all", counted)
+    key = f"{redis_store.prefix}unused"
+    assert await redis_store.lookup_after(h("token"), script, [key], ["7"]) == (b"7", b"record")
+    assert sends == [2, 2]  # NOSCRIPT, then the script loaded and both sent again
+    assert await redis_store.lookup_after(h("other"), script, [key], ["8"]) == (b"8", None)
+    assert sends == [2, 2, 2]
+    # An error reply from the script: unavailable, and the connection's next reply (the
+    # lookup's) was read, so the next call on the pool is answered correctly.
+    failing = raw_redis.register_script(f"-- {uuid.uuid4()}\nreturn redis.error_reply('no')")
+    await raw_redis.script_load(failing.script)
+    with pytest.raises(StoreUnavailable):
+        await redis_store.lookup_after(h("token"), failing, [key], [])
+    assert await redis_store.lookup_after(h("token"), script, [key], ["9"]) == (b"9", b"record")
+    assert await redis_store.lookup(h("token")) == b"record"

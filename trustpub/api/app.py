@@ -33,7 +33,7 @@ from trustpub.registry import Registry as CargoRegistry
 from trustpub.registry.configs import ConfigsAPI, GitHubLookup, OwnerConfigs
 from trustpub.store import Store, open_store
 from trustpub.tokens import TokenService
-from trustpub.web import ErrorBoundary, exception_handlers, paths
+from trustpub.web import ErrorBoundary, FastLane, exception_handlers, paths
 
 log = logging.getLogger("trustpub.api")
 
@@ -152,6 +152,8 @@ def create_app(
                 forwarded_header=settings.forwarded_header,
             ),
             Middleware(ErrorBoundary, on_unexpected=metrics.unexpected_errors.inc),
+            # Index files from memory, past the router (inside the two above).
+            Middleware(FastLane, lanes=cargo_registry.lanes if cargo_registry else []),
         ],
         exception_handlers=exception_handlers({StoreUnavailable: _count_store_outage}),
         lifespan=lifespan,

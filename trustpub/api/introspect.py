@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from trustpub import web
 from trustpub.api.state import services
+from trustpub.errors import TrustpubError
 from trustpub.ratelimit import client_address
 
 HASHED_PREFIX = "sha256:"
@@ -57,16 +58,24 @@ async def introspect(request: Request) -> Response:
     """``POST /api/v1/trusted_publishing/introspect`` ``{"token": "..."}``."""
     svc = services(request)
     client = client_address(request.scope.get("client"))
-    # An address that failed too often is refused before its credential is checked.
-    await svc.limiter.check_auth_allowed(client)
+    # An address that failed too often is refused (429) before its credential is
+    # judged (401, 403) and its body (400). The checks that need no store come first,
+    # their refusals held back until the gate is passed; for a good request the gate and
+    # the token lookup then share one round trip to the store.
+    gate = svc.limiter.auth_gate(client)
     try:
         require_credential(request, svc.settings.introspection_credentials)
     except HTTPException as exc:
+        await gate.check()
         if exc.status_code == 401:
             await svc.limiter.auth_failed(client)
         raise
-    token = web.string_field(await web.read_json_object(request), "token")
-    record = await svc.tokens.introspect(token)
+    try:
+        token = web.string_field(await web.read_json_object(request), "token")
+    except (HTTPException, TrustpubError):
+        await gate.check()
+        raise
+    record = await svc.tokens.introspect(token, gate)
     if record is None:
         svc.metrics.introspections.inc("inactive")
         return web.JSONResponse({"active": False}, headers=web.NO_STORE)

@@ -115,7 +115,8 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
                 head_timeout=limits.head_timeout,
                 body_timeout=limits.body_timeout,
                 max_connections=effective_max_connections(limits.max_connections),
-            )
+            ),
+            limits.http,
         ),
         loop=event_loop(),
         ws="none",

@@ -377,6 +377,72 @@ class RedisStore:
         value = await self._execute("lookup", "GET", self._token_key(token_hash))
         return _as_bytes(value) if value is not None else None
 
+    async def lookup_after(
+        self, token_hash: bytes, script: object, keys: list[str], args: list[EncodableT]
+    ) -> tuple[object, bytes | None]:
+        """A read-only script's reply (introspection's failed-authentication check) and
+        ``lookup``'s answer, the two commands sent together: one round trip where two
+        would be. Both are reads, retried as reads are; a NOSCRIPT reply loads the script
+        and sends both again."""
+        sha: str = getattr(script, "sha")  # noqa: B009
+        source: str = getattr(script, "script")  # noqa: B009
+        commands = [
+            ("EVALSHA", sha, len(keys), *keys, *args),
+            ("GET", self._token_key(token_hash)),
+        ]
+        for attempt in (1, 2):
+            checked, value = await self._execute_both("lookup", commands)
+            if isinstance(checked, NoScriptError) and attempt == 1:
+                await self._execute("lookup (script load)", "SCRIPT", "LOAD", source)
+                continue
+            for reply in (checked, value):
+                if isinstance(reply, ResponseError):
+                    raise self._unavailable("lookup", reply) from reply
+            return checked, (_as_bytes(value) if value is not None else None)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _execute_both(
+        self, what: str, commands: list[tuple[EncodableT, ...]]
+    ) -> tuple[object, object]:
+        """Two read commands in one write, their two replies (an error reply as its
+        ``ResponseError``); a stale connection replaced once, as ``_execute`` does."""
+        for attempt in (1, 2):
+            try:
+                first, second = await self._send_and_read_all(commands)
+                return first, second
+            except _Failed as exc:
+                if not exc.retry or attempt == 2:
+                    raise self._unavailable(what, exc.cause) from exc.cause
+                logger.info("redis %s: retrying on a fresh connection (%s)", what, exc.cause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_and_read_all(self, commands: list[tuple[EncodableT, ...]]) -> list[object]:
+        pool = self._client.connection_pool
+        try:
+            connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except _CONNECTION_ERRORS as exc:
+            raise _Failed(exc, retry=False) from exc
+        try:
+            try:
+                await connection.send_packed_command(connection.pack_commands(commands))
+            except _TIMEOUTS as exc:
+                raise _Failed(exc, retry=False) from exc
+            except _CONNECTION_ERRORS as exc:
+                raise _Failed(exc, retry=True) from exc
+            replies: list[object] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:  # an error reply: the next one still follows
+                    replies.append(exc)
+                except _TIMEOUTS as exc:
+                    raise _Failed(exc, retry=False) from exc
+                except _CONNECTION_ERRORS as exc:
+                    raise _Failed(exc, retry=True) from exc
+            return replies
+        finally:
+            await pool.release(connection)
+
     async def revoke(self, token_hash: bytes) -> bool:
         deleted = await self._execute("revoke", "DEL", self._token_key(token_hash))
         return bool(deleted)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, Protocol
 
 from trustpub.errors import InvalidJWT, JWTReplayed
 from trustpub.grants import Grant, Operation
@@ -39,6 +40,17 @@ class IssuedToken:
 
     token: str = field(repr=False)
     record: TokenRecord
+
+
+class Gate(Protocol):
+    """A check to pass before a token is looked up (``trustpub.ratelimit.AuthGate``)."""
+
+    @property
+    def call(self) -> tuple[object, list[str], list[Any]] | None: ...
+
+    async def check(self) -> None: ...
+
+    def settle(self, reply: object) -> None: ...
 
 
 class TokenService:
@@ -106,16 +118,30 @@ class TokenService:
             raise JWTReplayed()
         return IssuedToken(token=token, record=record)
 
-    async def introspect(self, token: str) -> TokenRecord | None:
+    async def introspect(self, token: str, gate: Gate | None = None) -> TokenRecord | None:
         """What ``token`` grants, or None if it is malformed, unknown, revoked or expired.
 
         A malformed token is refused without touching the store. ``StoreUnavailable``
         propagates: an unreachable store must deny, not answer "no such token".
+        ``gate`` (the caller's failed-authentication limit) is checked first, and
+        raises before anything about the token is known; on Redis its check and the
+        lookup share one round trip.
         """
-        if not is_well_formed(token):
-            return None
-        digest = token_hash(token)
-        raw = await self._store.lookup(digest)
+        lookup_after = getattr(self._store, "lookup_after", None)
+        if gate is not None and gate.call is not None and lookup_after is not None:
+            if not is_well_formed(token):
+                await gate.check()
+                return None
+            digest = token_hash(token)
+            checked, raw = await lookup_after(digest, *gate.call)
+            gate.settle(checked)
+        else:
+            if gate is not None:
+                await gate.check()
+            if not is_well_formed(token):
+                return None
+            digest = token_hash(token)
+            raw = await self._store.lookup(digest)
         if raw is None:
             return None
         try:
