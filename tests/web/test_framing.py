@@ -20,6 +20,7 @@ from trustpub.api.app import create_app
 from trustpub.config import Settings
 from trustpub.registry import Limits, Registry, create_registry_app
 from trustpub.registry.auth import generate_user_token, user_token_hash
+from trustpub.server.protocol import ConnectionLimits, guarded_protocol
 from trustpub.web import JSON_LIMIT
 
 pytestmark = pytest.mark.slow
@@ -29,13 +30,38 @@ PUBLISH = b"/api/v1/crates/new"
 REGISTRY_LIMIT = 8 * 1024
 
 
+DEFAULTS = Settings().server
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def parser(request: pytest.FixtureRequest) -> str:
+    """Each HTTP parser `trustpub serve` offers ([server] http), with its guard."""
+    chosen: str = request.param
+    return chosen
+
+
 @contextmanager
-def serving(app: ASGIApp) -> Iterator[int]:
-    """``app`` under uvicorn in a thread, on a free loopback port."""
+def serving(app: ASGIApp, parser: str) -> Iterator[int]:
+    """``app`` under uvicorn in a thread, on a free loopback port, with the guarded
+    protocol `trustpub serve` runs for ``parser``."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none")
+    config = uvicorn.Config(
+        app,
+        http=guarded_protocol(
+            ConnectionLimits(
+                head_timeout=DEFAULTS.head_timeout,
+                body_timeout=DEFAULTS.body_timeout,
+                max_connections=DEFAULTS.max_connections,
+            ),
+            parser,
+        ),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws="none",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -51,7 +77,7 @@ def serving(app: ASGIApp) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def api_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def api_port(tmp_path_factory: pytest.TempPathFactory, parser: str) -> Iterator[int]:
     tmp = tmp_path_factory.mktemp("api")
     (tmp / "policies").mkdir()
     (tmp / "policies" / "policies.toml").write_text(GITHUB_POLICY)
@@ -64,19 +90,19 @@ def api_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         policy_reload_interval=0,
         registry_enabled=False,
     )
-    with serving(create_app(settings)) as port:
+    with serving(create_app(settings), parser) as port:
         yield port
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+def registry(tmp_path_factory: pytest.TempPathFactory, parser: str) -> Iterator[tuple[int, str]]:
     """The standalone registry with a small body limit, and an API token of alice's."""
     app = create_registry_app(
         tmp_path_factory.mktemp("registry"),
         "http://127.0.0.1",
         limits=Limits(body=REGISTRY_LIMIT, metadata=1024, crate=4096),
     )
-    with serving(app) as port:
+    with serving(app, parser) as port:
         opened: Registry = app.state.registry
         opened.db.add_user("alice")
         token = generate_user_token()

@@ -283,6 +283,21 @@ class GuardedH11Protocol(_Guard, H11Protocol):
         """Declined by answering over HTTP/1.1, as the protocol intends: nothing to log."""
 
 
+# llhttp's own words for a refused request are fixed strings (never the request's bytes):
+# passed on, so a client learns what was wrong. Framing refusals say what the web layer
+# says of them under h11 (trustpub.web.bodies).
+_FRAMING_CONFLICT = "Content-Length and Transfer-Encoding must not be sent together"
+
+
+def _parse_error_detail(exc: Exception) -> str:
+    reason = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else ""
+    if "Transfer-Encoding" in reason and "Content-Length" in reason:
+        return _FRAMING_CONFLICT
+    if reason and reason.isascii() and reason.isprintable() and len(reason) <= 200:
+        return f"Invalid HTTP request: {reason}"
+    return "Invalid HTTP request received."
+
+
 # Where the request being parsed is, for httptools (which has no state to ask).
 _IDLE, _HEAD, _BODY = 0, 1, 2
 
@@ -331,7 +346,7 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):
                     self.flow.pause_reading()
                 else:
                     log.debug("closing a connection: invalid HTTP request")
-                    self.send_400_response("Invalid HTTP request received.")
+                    self.send_400_response(_parse_error_detail(exc))
                 self._disarm()
                 return
             break
