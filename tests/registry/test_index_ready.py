@@ -406,3 +406,66 @@ def test_a_database_from_before_gets_its_index_files_built(
     with TestClient(app) as client:
         lines = [json.loads(x) for x in client.get("/index/ol/d-/old-lib").text.splitlines()]
         assert [x["yanked"] for x in lines] == [False, False]
+
+
+DOWNLOAD = "/api/v1/crates/demo/1.0.0/download"
+
+
+def test_the_download_lane_answers_and_counts_exactly_as_the_route_does(
+    replicas: Callable[..., Replica],
+) -> None:
+    one = replicas()
+    token = api_token(one)
+    publish(one, token, "1.0.0")
+    registry = one.registry
+    assert registry.hot_files is not None
+    routed = TestClient(
+        Starlette(
+            routes=registry.routes,
+            middleware=[Middleware(ErrorBoundary)],
+            exception_handlers=exception_handlers(),
+        )
+    )
+    lane = {"path": DOWNLOAD, "headers": []}
+    assert registry.fast_download(lane) is None  # nothing kept before a first download
+    streamed_max = registry.hot_files.max_file
+    registry.hot_files.max_file = 0  # as a big file: streamed by the route, never kept
+    streamed = routed.get(DOWNLOAD)
+    assert streamed.status_code == 200
+    assert registry.fast_download(lane) is None
+    registry.hot_files.max_file = streamed_max
+    first = one.get(DOWNLOAD)  # the route, which keeps it
+    assert registry.fast_download(lane) is not None  # the lane takes the next one
+    before = registry.downloads.pending
+    fast = one.get(DOWNLOAD)
+    assert registry.downloads.pending == before + 1  # counted as the route counts
+    for slow in (first, streamed):
+        assert fast.status_code == slow.status_code == 200
+        assert fast.headers.multi_items() == slow.headers.multi_items()
+        assert fast.content == slow.content
+    assert fast.headers["content-type"] == "application/gzip"
+    assert int(fast.headers["content-length"]) == len(fast.content) > 0
+
+    # From memory: no database query.
+    one.engine.closed = True
+    one.engine.calls = 0
+    assert one.get(DOWNLOAD).content == fast.content
+    assert one.engine.calls == 0
+    one.engine.closed = False
+
+    # A change of the crate (a yank): the lane lets go, the route answers (crates.io
+    # serves a yanked version's file too) and keeps it anew.
+    set_yanked(one, token, "1.0.0", True)
+    assert registry.fast_download(lane) is None
+    yanked = one.get(DOWNLOAD)
+    assert yanked.status_code == 200
+    assert yanked.content == fast.content
+    assert registry.fast_download(lane) is not None
+    # Unknown versions and crates: the route's 404, never the lane.
+    for path in ("/api/v1/crates/demo/9.9.9/download", "/api/v1/crates/nothing/1.0.0/download"):
+        assert one.get(path).status_code == 404
+        assert registry.fast_download({"path": path, "headers": []}) is None
+    # A private registry keeps nothing: each download checks its token on the route.
+    private = replicas(private=True)
+    assert private.registry.hot_files is None
+    assert private.registry.fast_download(lane) is None

@@ -68,6 +68,7 @@ from trustpub.registry.errors import (
     forbidden,
     not_found,
 )
+from trustpub.registry.hotfiles import HotFile, HotFiles
 from trustpub.registry.index import ReadyIndex, config_json
 from trustpub.registry.me import ME, Account
 from trustpub.registry.names import canonical_name, index_path
@@ -190,6 +191,15 @@ class Registry:
         self.config_body = config_json(self.public_url, auth_required)
         self.storage = storage or StorageSettings()
         self.files: CrateStorage[Any] = open_storage(self.storage, self.directory)
+        # Downloads answered from memory (trustpub.registry.hotfiles): a public registry
+        # streaming files of its own directory only.
+        self.hot_files: HotFiles | None = (
+            HotFiles()
+            if not auth_required
+            and self.storage.downloads == "stream"
+            and self.storage.local_root(self.directory) is not None
+            else None
+        )
         self._authority: TokenAuthority | None = None
         self._readers: dict[bytes, _Reader] = {}  # see check_read
         self._open = False
@@ -269,7 +279,10 @@ class Registry:
     @property
     def lanes(self) -> list[Lane]:
         """Its reads answered past the router (``trustpub.web.FastLane``)."""
-        return [("GET", f"{paths.INDEX}/", self.fast_index)]
+        return [
+            ("GET", f"{paths.INDEX}/", self.fast_index),
+            ("GET", f"{paths.CRATES}/", self.fast_download),
+        ]
 
     def _h(self, endpoint: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
@@ -861,6 +874,12 @@ class Registry:
     async def download(self, request: Request) -> Response:
         name, num = request.path_params["name"], request.path_params["version"]
         await self.check_read(request, name)
+        # Read before the version: a kept answer is good for this generation at most.
+        before = (
+            self.index.head(index_path(name))
+            if self.hot_files is not None and self.index.is_current()
+            else None
+        )
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
             raise not_found(f"crate `{name}` does not have a version `{num}`")
@@ -879,15 +898,55 @@ class Registry:
             raise RegistryRefused("The .crate file is missing from the registry", 500)
         self.metrics.downloads.inc()
         self.downloads.count(version.id)
+        headers = {
+            "Content-Length": str(stored.size),
+            "Content-Disposition": f'attachment; filename="{version.crate_name}-'
+            f'{version.num}.crate"',
+        }
+        hot = self.hot_files
+        if (
+            hot is not None
+            and before is not None
+            and before.path == index_path(version.crate_name)
+            and stored.size <= hot.max_file
+        ):
+            # Small: read whole (one worker-thread hop) and kept for the fast lane.
+            chunks = stored.chunks
+            body = await self._db(lambda: b"".join(chunks))
+            response = Response(body, media_type="application/gzip", headers=headers)
+            if len(body) == stored.size:
+                hot.keep(
+                    f"{name}/{num}",
+                    HotFile(before.path, before.generation, version.id, response.raw_headers, body),
+                )
+            return response
         return StreamingResponse(
             stored.chunks,  # sync: read in worker threads
             media_type="application/gzip",
-            headers={
-                "Content-Length": str(stored.size),
-                "Content-Disposition": f'attachment; filename="{version.crate_name}-'
-                f'{version.num}.crate"',
-            },
+            headers=headers,
         )
+
+    def fast_download(self, scope: Scope) -> Answer | None:
+        """A download kept in memory (``trustpub.registry.hotfiles``), answered and
+        counted as ``download`` does; None when it is not kept, or its crate changed
+        since, or the index is not current: then the request goes to ``download``."""
+        hot = self.hot_files
+        if hot is None or not self._open:
+            return None
+        path: str = scope["path"]
+        if not path.endswith("/download"):
+            return None
+        key = path[len(paths.CRATES) + 1 : -len("/download")]
+        found = hot.get(key)
+        if found is None or not self.index.is_current():
+            return None
+        head = self.index.head(found.index_path)
+        if head is None or head.generation != found.generation:
+            hot.drop(key)
+            return None
+        self.metrics.downloads.inc()
+        self.downloads.count(found.version_id)
+        return 200, found.headers, found.body
 
     # -- download counts (crates.io's shapes; the last RECENT_DAYS days, today included) ----
 
