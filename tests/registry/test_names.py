@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.registry.conftest import RegistryEnv
 from trustpub.registry.errors import RegistryRefused
 from trustpub.registry.names import canonical_name, check_crate_name, index_path
 
@@ -54,3 +55,24 @@ def test_names_differing_in_case_or_dash_underscore_are_one_crate() -> None:
 )
 def test_index_paths_follow_the_cargo_layout(name: str, path: str) -> None:
     assert index_path(name) == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/crates/{long}",
+        "/api/v1/crates/{long}/versions",
+        "/api/v1/crates/{long}/reverse_dependencies",
+        "/api/v1/crates/{long}/downloads",
+        "/api/v1/crates/{long}/1.0.0/dependencies",
+        "/api/v1/crates/demo/{long}",
+    ],
+)
+def test_a_long_name_in_a_path_is_not_echoed_whole(env: RegistryEnv, path: str) -> None:
+    """A refusal quotes what was asked for, cut short (trustpub.text.shown)."""
+    if "demo/" in path:
+        env.user("alice")
+        assert env.publish(env.token("alice"), "demo", "1.0.0").status_code == 200
+    response = env.client.get(path.format(long="x" * 5000))
+    assert response.status_code == 404, response.text
+    assert len(response.text) < 600

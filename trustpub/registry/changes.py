@@ -70,6 +70,7 @@ from trustpub.registry.errors import (
 from trustpub.registry.invitations import InvitationEvent, record_invitation_event
 from trustpub.registry.names import canonical_name
 from trustpub.registry.publish import PublishRequest
+from trustpub.text import shown
 
 UNAVAILABLE = "The registry's storage is unavailable; nothing was changed. Try again later"
 UNCERTAIN = (
@@ -103,9 +104,9 @@ def refusal(exc: RegistryDataError) -> RegistryRefused:
         case UnknownUser(login=login):
             return not_found(f"could not find user with login `{login}`")
         case CrateNotFound(name=name):
-            return not_found(f"crate `{name}` does not exist")
+            return not_found(f"crate `{shown(name)}` does not exist")
         case VersionNotFound(crate=crate, num=num):
-            return not_found(f"crate `{crate}` does not have a version `{num}`")
+            return not_found(f"crate `{shown(crate)}` does not have a version `{shown(num)}`")
         case VersionExists(crate=crate, num=num):
             return conflict(f"crate version `{crate}@{num}` already exists")
         case NameConflict(name=name, existing=existing):
@@ -442,7 +443,7 @@ def owned_crate(db: RegistryDB, actor: Actor, name: str) -> CrateState:
     with worded():
         state = db.crate_state(name)
     if state is None:
-        raise not_found(f"crate `{name}` does not exist")
+        raise not_found(f"crate `{shown(name)}` does not exist")
     _owner(actor, state)
     return state
 

@@ -49,6 +49,7 @@ from trustpub.registry.db.errors import RegistryDataError
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.errors import RegistryRefused, bad_request, conflict, forbidden, not_found
 from trustpub.registry.names import check_crate_name
+from trustpub.text import shown
 from trustpub.web import JSONResponse, read_json_object
 from trustpub.web.times import rfc3339
 
@@ -90,7 +91,7 @@ def wrong_shape(detail: str) -> RegistryRefused:
 
 
 def crate_not_found(name: str) -> RegistryRefused:
-    return not_found(f"crate `{name}` does not exist")
+    return not_found(f"crate `{shown(name)}` does not exist")
 
 
 # -- configs as policies ---------------------------------------------------------------------

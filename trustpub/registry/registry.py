@@ -85,6 +85,7 @@ from trustpub.registry.views import (
     version_detail,
     webhook_json,
 )
+from trustpub.text import shown
 from trustpub.tokens import REGISTRY_TOKENS, TRUSTPUB_TOKENS
 from trustpub.web import (
     Answer,
@@ -467,7 +468,7 @@ class Registry:
             if canonical_name(crate) not in readable:
                 # Answered as for a crate that does not exist: a CI token learns nothing
                 # of the crates it may not read.
-                raise not_found(f"crate `{crate}` does not exist")
+                raise not_found(f"crate `{shown(crate)}` does not exist")
         return actor
 
     async def _reader(self, request: Request) -> _Reader:
@@ -543,7 +544,7 @@ class Registry:
                 await self._db(self.index.catch_up)
                 head = self.index.head(path)
             if head is None:
-                raise not_found(f"crate `{name}` does not exist")
+                raise not_found(f"crate `{shown(name)}` does not exist")
         if _not_modified(request, head.etag, head.last_modified):
             self.metrics.index_requests.inc("not_modified")
             return Response(status_code=304, headers=_index_headers(head))
@@ -551,7 +552,7 @@ class Registry:
         if ready is None:
             ready = await self._db(lambda: self.index.read(path))
             if ready is None:  # pragma: no cover - files are never deleted
-                raise not_found(f"crate `{path.rsplit('/', 1)[-1]}` does not exist")
+                raise not_found(f"crate `{shown(path.rsplit('/', 1)[-1])}` does not exist")
             self.index.keep(ready)
         self.metrics.index_requests.inc("ok")
         return Response(
@@ -683,7 +684,7 @@ class Registry:
         await self.check_read(request, name)
         found = await self._db(lambda: self.db.crate_with_versions(name))
         if found is None:
-            raise not_found(f"crate `{name}` does not exist")
+            raise not_found(f"crate `{shown(name)}` does not exist")
         return found
 
     async def _recent_downloads(self, crate_ids: list[int]) -> dict[int, int]:
@@ -734,7 +735,7 @@ class Registry:
             await self.check_read(request, name)
             users = await self._db(lambda: self.db.owners(name))
             if users is None:
-                raise not_found(f"crate `{name}` does not exist")
+                raise not_found(f"crate `{shown(name)}` does not exist")
             return JSONResponse({"users": [user_json(u) for u in users]})
         actor = await self.actor(request)
         data = await read_json_object(request)
@@ -832,7 +833,7 @@ class Registry:
         await self.check_read(request, name)
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
-            raise not_found(f"crate `{name}` does not have a version `{num}`")
+            raise not_found(f"crate `{shown(name)}` does not have a version `{shown(num)}`")
         return JSONResponse({"version": version_detail(version)})
 
     async def dependencies(self, request: Request) -> Response:
@@ -882,7 +883,7 @@ class Registry:
         )
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
-            raise not_found(f"crate `{name}` does not have a version `{num}`")
+            raise not_found(f"crate `{shown(name)}` does not have a version `{shown(num)}`")
         if self.storage.downloads == "redirect":
             url = await self._db(lambda: self.files.download_url(version.crate_name, version.num))
             if url is not None:
@@ -978,7 +979,7 @@ class Registry:
             raise bad_request("`before_date` must be a date as YYYY-MM-DD")
         version = await self._db(lambda: self.db.version(name, num))
         if version is None:
-            raise not_found(f"crate `{name}` does not have a version `{num}`")
+            raise not_found(f"crate `{shown(name)}` does not have a version `{shown(num)}`")
         last = datetime.date.fromisoformat(until)
         since = (last - datetime.timedelta(days=RECENT_DAYS - 1)).isoformat()
         found = await self._db(lambda: self.db.version_downloads([version.id], since, until))
