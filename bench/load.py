@@ -846,21 +846,11 @@ def publish_index_crate(service: Service) -> None:
 
 
 def export_index(service: Service, directory: Path) -> str:
-    """Write the registry's index to ``directory`` for nginx; says how it was made.
-
-    ``trustpub registry index export DIR`` when this trustpub has it; otherwise the
-    stand-in ``bench/index_standin.py`` (the same files, fetched from the service).
-    """
+    """Write the registry's index to ``directory`` for nginx (``trustpub registry index
+    export DIR``, as an operator would); says how it was made."""
     cli = [sys.executable, "-m", "trustpub", "registry", "--config", str(service.config)]
-    probe = subprocess.run([*cli, "index", "export", "--help"], capture_output=True, check=False)
-    if probe.returncode == 0:
-        subprocess.run([*cli, "index", "export", str(directory)], check=True, capture_output=True)
-        return "trustpub registry index export"
-    sys.path.insert(0, str(BENCH))
-    from index_standin import write_index
-
-    write_index(service.url, [INDEX_CRATE], directory)
-    return "bench/index_standin.py (stand-in: no `trustpub registry index export` here)"
+    subprocess.run([*cli, "index", "export", str(directory)], check=True, capture_output=True)
+    return "trustpub registry index export"
 
 
 NGINX_CONF = """
