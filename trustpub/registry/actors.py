@@ -23,7 +23,7 @@ from trustpub.grants import Operation
 from trustpub.logs import audit
 from trustpub.registry.errors import conflict, forbidden
 from trustpub.registry.names import canonical_name
-from trustpub.text import fold
+from trustpub.text import fold, shown
 from trustpub.tokens.record import TokenRecord
 
 READ = "read"
@@ -155,7 +155,7 @@ def require_token_manager(actor: Actor) -> UserActor:
 
 
 def not_valid_for_crate(name: str) -> str:
-    return f"The provided access token is not valid for crate `{name}`"
+    return f"The provided access token is not valid for crate `{shown(name)}`"
 
 
 NEW_CRATE_REFUSED = (
