@@ -3,6 +3,9 @@ publishers' expiry and claim, and the settings that drive them."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,10 @@ from trustpub.config import load_settings
 from trustpub.errors import ConfigurationError
 from trustpub.oidc.issuers import DEFAULT_ISSUERS
 from trustpub.policies import PolicySet
-from trustpub.registry.configs import OwnerConfigs, config_id
+from trustpub.registry.configs import OwnerConfigs, _FreshReads, config_id
 from trustpub.registry.db import RegistryDB
 from trustpub.registry.db.configs import NewConfig
+from trustpub.registry.db.errors import RegistryDataError
 from trustpub.registry.db.queries import Connection
 
 GITHUB = DEFAULT_ISSUERS[0].url
@@ -149,3 +153,80 @@ async def test_catching_up_by_changes_gives_the_set_a_full_read_gives(
     full = OwnerConfigs(reader, DEFAULT_ISSUERS).build(files, rows)
     assert sorted(p.id for p in caught_up) == sorted(p.id for p in full)
     assert len(caught_up) == 4
+
+
+class GatedReads:
+    """A blocking read that waits for the test's word: counts the reads begun, and
+    answers the count at the moment it began."""
+
+    def __init__(self) -> None:
+        self.begun = 0
+        self.release = threading.Event()
+        self.fail = False
+
+    def __call__(self) -> int:
+        self.begun += 1
+        mine = self.begun
+        assert self.release.wait(10)
+        if self.fail:
+            raise RegistryDataError("the database went away")
+        return mine
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("never happened")
+
+
+@pytest.mark.anyio
+async def test_concurrent_exchanges_share_reads_that_began_after_they_asked() -> None:
+    reads = GatedReads()
+    shared = _FreshReads(reads)
+    first = asyncio.ensure_future(shared.get())
+    await _until(lambda: reads.begun == 1)
+    # These arrive while read 1 runs: it may predate a change they must see, so they
+    # wait for read 2, which they share, whatever their number.
+    later = [asyncio.ensure_future(shared.get()) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    assert reads.begun == 1
+    reads.release.set()
+    assert await first == 1
+    assert await asyncio.gather(*later) == [2] * 20
+    assert reads.begun == 2
+    # Nothing waiting: the next caller begins its own read.
+    assert await shared.get() == 3
+
+
+@pytest.mark.anyio
+async def test_a_failed_shared_read_fails_its_callers_and_the_next_caller_reads_again() -> None:
+    reads = GatedReads()
+    shared = _FreshReads(reads)
+    reads.fail = True
+    first = asyncio.ensure_future(shared.get())
+    await _until(lambda: reads.begun == 1)
+    waiting = [first, *(asyncio.ensure_future(shared.get()) for _ in range(3))]
+    reads.release.set()
+    for outcome in await asyncio.gather(*waiting, return_exceptions=True):
+        assert isinstance(outcome, RegistryDataError)
+    assert reads.begun == 2  # the first caller's read, and the one the others shared
+    reads.fail = False
+    assert await shared.get() == 3
+
+
+@pytest.mark.anyio
+async def test_a_caller_that_goes_away_does_not_cancel_the_read_others_wait_for() -> None:
+    reads = GatedReads()
+    shared = _FreshReads(reads)
+    first = asyncio.ensure_future(shared.get())
+    await _until(lambda: reads.begun == 1)
+    leaving = asyncio.ensure_future(shared.get())
+    staying = asyncio.ensure_future(shared.get())
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    reads.release.set()
+    assert await first == 1
+    assert await staying == 2
+    assert leaving.cancelled()

@@ -19,12 +19,13 @@ and the publish that creates the crate turns it into the crate's config
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -159,7 +160,8 @@ def config_policy(row: ConfigRow, issuers: Sequence[Issuer]) -> Policy | None:
 class OwnerConfigs:
     """The live policy set: file policies and the registry's configs, one index.
 
-    Each exchange reads the configs' generation (one row); when it moved, only the
+    Each exchange reads the configs' generation (one row; concurrent exchanges share a
+    read that began after they arrived, ``_FreshReads``); when it moved, only the
     configs changed since are read again and converted (the database's change log), and
     the union is indexed anew; pending publishers past their expiry drop out on the
     first exchange after it. So every worker process sees a created or deleted config
@@ -177,6 +179,7 @@ class OwnerConfigs:
         self._key: tuple[int, int] | None = None
         self._set: PolicySet | None = None
         self._lock = anyio.Lock()
+        self._generations = _FreshReads(db.config_generation)
 
     def _apply(self, changed: Mapping[int, ConfigRow | None]) -> None:
         for cid, row in changed.items():
@@ -252,7 +255,7 @@ class OwnerConfigs:
         return None
 
     async def _combined(self, files: PolicySet) -> PolicySet:
-        generation = await anyio.to_thread.run_sync(self._db.config_generation)
+        generation = await self._generations.get()
         current = self._fresh(files, generation)
         if current is not None:
             return current
@@ -281,6 +284,57 @@ class OwnerConfigs:
         return await anyio.to_thread.run_sync(
             lambda: self._db.pin_config_namespace(ids, namespace_id)
         )
+
+
+class _FreshReads(Generic[T]):
+    """A blocking read shared by concurrent callers, each answered by a read that began
+    after it asked (so a config deleted before an exchange arrived is never matched).
+
+    While one read runs in a worker thread, the callers arriving meanwhile wait for the
+    next, which starts when it ends: under load, two thread hops serve any number of
+    exchanges, where each used to take its own (measured with ``bench/run``: the hop and
+    the engine lock's queue were the largest share of an exchange's time). A failed
+    read fails the callers it answers; the next caller starts a new one.
+    """
+
+    def __init__(self, read: Callable[[], T]) -> None:
+        self._read = read
+        # The answer for the callers that came after the running read began.
+        self._next: asyncio.Future[T] | None = None
+        self._running: asyncio.Task[None] | None = None
+
+    async def get(self) -> T:
+        answers = self._next
+        if answers is None:
+            answers = self._next = asyncio.get_running_loop().create_future()
+            if self._running is None:
+                self._start()
+        # Shielded: a caller that goes away (its client disconnected) does not cancel a
+        # read that others wait for.
+        return await asyncio.shield(answers)
+
+    def _start(self) -> None:
+        answers, self._next = self._next, None
+        assert answers is not None
+        self._running = asyncio.ensure_future(self._run(answers))
+
+    async def _run(self, answers: asyncio.Future[T]) -> None:
+        try:
+            value = await anyio.to_thread.run_sync(self._read)
+        except asyncio.CancelledError:  # the loop is closing: no further read
+            self._running = None
+            answers.cancel()
+            if self._next is not None:
+                self._next.cancel()
+                self._next = None
+            raise
+        except Exception as exc:
+            answers.set_exception(exc)
+        else:
+            answers.set_result(value)
+        self._running = None
+        if self._next is not None:
+            self._start()
 
 
 # -- the GitHub owner lookup -----------------------------------------------------------------
