@@ -25,8 +25,9 @@ from tests.registry.conftest import PUBLIC_URL, FakeAuthority, RegistryEnv
 from tests.registry.helpers import body_for
 from trustpub.grants import Operation
 from trustpub.notify import webhooks
+from trustpub.notify.addresses import WebhookRules
 from trustpub.notify.outbox import OutboxWorker
-from trustpub.notify.settings import NotificationSettings, WebhookRules
+from trustpub.notify.settings import NotificationSettings
 from trustpub.registry import Registry, create_registry_app
 from trustpub.registry.db import RegistryDB
 from trustpub.registry.db import events as kinds

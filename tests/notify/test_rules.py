@@ -14,13 +14,14 @@ from trustpub.config import load_settings
 from trustpub.errors import ConfigurationError
 from trustpub.notify.addresses import (
     DestinationRefused,
+    WebhookRules,
     check_address,
     check_email,
     parse_webhook_url,
     resolve,
 )
 from trustpub.notify.mail import MailNotConfigured, send_mail
-from trustpub.notify.settings import NotificationSettings, WebhookRules
+from trustpub.notify.settings import NotificationSettings
 
 STRICT = WebhookRules()
 PRIVATE = WebhookRules(allow_private=True)

@@ -10,8 +10,8 @@ delivered from the registry's outbox by a background worker.
 
 from typing import TYPE_CHECKING, Any
 
-from trustpub.notify.addresses import DestinationRefused, check_email
-from trustpub.notify.settings import NotificationSettings, WebhookRules, parse_notifications
+from trustpub.notify.addresses import DestinationRefused, WebhookRules, check_email
+from trustpub.notify.settings import NotificationSettings, parse_notifications
 
 if TYPE_CHECKING:
     from trustpub.notify.outbox import OutboxWorker

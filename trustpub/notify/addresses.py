@@ -19,17 +19,26 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    from trustpub.notify.settings import WebhookRules
 
 _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = re.compile(rf"{_LOCAL}@{_LABEL}(?:\.{_LABEL})*")
 MAX_EMAIL = 254
 MAX_URL = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRules:
+    """Where webhooks may point. By default only https to public addresses.
+
+    ``allow_private``: private, link-local and loopback destinations are allowed (an
+    internal receiver). ``development``: plain http is allowed to loopback addresses
+    (and loopback destinations with it), for a receiver on the operator's machine.
+    """
+
+    allow_private: bool = False
+    development: bool = False
 
 
 def check_email(value: str) -> str:

@@ -11,22 +11,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from trustpub.errors import ConfigurationError
-from trustpub.notify.addresses import check_email
+from trustpub.notify.addresses import WebhookRules, check_email
 
 SMTP_PASSWORD_ENV = "TRUSTPUB_SMTP_PASSWORD"  # noqa: S105 - a variable name
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookRules:
-    """Where webhooks may point. By default only https to public addresses.
-
-    ``allow_private``: private, link-local and loopback destinations are allowed (an
-    internal receiver). ``development``: plain http is allowed to loopback addresses
-    (and loopback destinations with it), for a receiver on the operator's machine.
-    """
-
-    allow_private: bool = False
-    development: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,7 @@ import ipaddress
 import anyio.to_thread
 import httpx
 
-from trustpub.notify.addresses import parse_webhook_url, resolve
-from trustpub.notify.settings import WebhookRules
+from trustpub.notify.addresses import WebhookRules, parse_webhook_url, resolve
 
 SIGNATURE_HEADER = "X-Trustpub-Signature-256"
 DELIVERY_HEADER = "X-Trustpub-Delivery"

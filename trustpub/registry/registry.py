@@ -36,8 +36,8 @@ from starlette.types import Scope
 
 from trustpub.errors import ConfigurationError, TrustpubError
 from trustpub.metrics import RegistryMetrics
-from trustpub.notify.addresses import DestinationRefused, parse_webhook_url, resolve
-from trustpub.notify.settings import NotificationSettings, WebhookRules
+from trustpub.notify.addresses import DestinationRefused, WebhookRules, parse_webhook_url, resolve
+from trustpub.notify.settings import NotificationSettings
 from trustpub.ratelimit import MemoryBackend, RateLimiter, RateLimits, client_address
 from trustpub.registry import changes
 from trustpub.registry.actors import Actor, TrustpubActor
