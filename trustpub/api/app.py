@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import httpx
@@ -54,9 +54,12 @@ def create_app(
     *,
     http_client: httpx.AsyncClient | None = None,
     store: Store | None = None,
+    on_built: Callable[[], None] | None = None,
 ) -> Starlette:
     """The service. ``http_client`` and ``store`` replace the ones built from settings
-    (tests pass an ``httpx.MockTransport`` client or a store of their own)."""
+    (tests pass an ``httpx.MockTransport`` client or a store of their own). ``on_built``
+    is called once what start-up builds to keep (policies, the owner configs' index) is
+    built: the server's worker then keeps it out of the cyclic collector's passes."""
 
     # Companion Cargo registry (trustpub.registry): its routes join ours, and it is
     # opened in our lifespan, because Starlette does not run a mounted app's lifespan.
@@ -135,7 +138,14 @@ def create_app(
                     tasks.start_soon(outbox.run_forever)
                 if owner_configs is not None:
                     # Build the union now rather than on the first exchange.
-                    tasks.start_soon(owner_configs.warm, services.policies.current)
+                    async def warm(configs: OwnerConfigs = owner_configs) -> None:
+                        await configs.warm(services.policies.current)
+                        if on_built is not None:
+                            on_built()
+
+                    tasks.start_soon(warm)
+                elif on_built is not None:
+                    on_built()
                 _on_sighup(services.policies.reload)
                 for issuer in settings.issuers:
                     services.keys.ready(issuer)  # fetch the key sets in the background

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -104,6 +105,16 @@ class Served:
             await self.app(scope, receive, send_quietly)
         except ConfigurationError as exc:
             self.configuration_error = exc
+
+
+def freeze_long_lived() -> None:
+    """Keep what exists now out of the cyclic garbage collector's passes, for the rest of
+    the process's life. Called once start-up has built the policies and the owner
+    configs' index: at 100,000 policies a full pass over them took 90 ms (measured
+    with ``gc.collect()`` after loading them), a stall every request in flight then
+    waits for. Garbage is collected first, so none of it is kept."""
+    gc.collect()
+    gc.freeze()
 
 
 def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
@@ -200,7 +211,9 @@ def run_worker(settings: Settings, sock: socket.socket) -> int:
     from trustpub.api.app import create_app
 
     try:
-        served = Served(create_app(settings), settings.server.max_requests)
+        served = Served(
+            create_app(settings, on_built=freeze_long_lived), settings.server.max_requests
+        )
     except ConfigurationError as exc:
         log.error(f"cannot start: {exc.detail}")
         return EXIT_CONFIGURATION
