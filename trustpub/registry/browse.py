@@ -16,21 +16,19 @@ refused, as for the search: counts and keywords tell of crates it may not read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from trustpub.registry.categories import Categories, Category, keyword_key
+from trustpub.registry.context import RegistryContext
 from trustpub.registry.db import CrateRow
 from trustpub.registry.db.queries import SEARCH_SORTS
 from trustpub.registry.errors import bad_request, not_found
 from trustpub.registry.views import category_json, keyword_json
 from trustpub.text import shown
 from trustpub.web import JSONResponse, query_int
-
-if TYPE_CHECKING:
-    from trustpub.registry.registry import Registry
 
 CATEGORIES = "/api/v1/categories"
 CATEGORY_SLUGS = "/api/v1/category_slugs"
@@ -69,7 +67,7 @@ class SearchFilters:
 class Browse:
     """The category and keyword endpoints of ``registry``."""
 
-    def __init__(self, registry: Registry, categories: Categories) -> None:
+    def __init__(self, registry: RegistryContext, categories: Categories) -> None:
         self.registry = registry
         self.categories = categories
 

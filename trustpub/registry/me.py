@@ -18,7 +18,7 @@ Trusted Publishing tokens act for a CI workflow, not a user: they are refused he
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,13 +32,11 @@ from trustpub.registry.actors import (
     require_token_manager,
 )
 from trustpub.registry.auth import generate_user_token, user_token_hash
+from trustpub.registry.context import RegistryContext
 from trustpub.registry.db import ApiToken
 from trustpub.registry.errors import bad_request, forbidden
 from trustpub.registry.invitations import invitation_json
 from trustpub.web import JSONResponse, read_json_object, rfc3339
-
-if TYPE_CHECKING:
-    from trustpub.registry.registry import Registry
 
 ME = "/api/v1/me"
 MAX_TOKENS_PER_USER = 500  # active tokens, as crates.io's limit
@@ -66,7 +64,7 @@ def token_json(token: ApiToken) -> dict[str, Any]:
 class Account:
     """The ``/me`` endpoints of ``registry``."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: RegistryContext) -> None:
         self._registry = registry
 
     # -- API tokens ------------------------------------------------------------------------
