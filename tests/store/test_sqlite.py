@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -369,7 +369,7 @@ async def test_two_issues_of_one_jti_in_one_batch_store_exactly_one_token(
         store.issue(h("jti"), later(), h("second"), b"second", later()),
     )
     assert statements.count("COMMIT") == 1  # the same batch
-    assert results == [True, True, False]  # arrival order
+    assert list(results) == [True, True, False]  # arrival order
     assert await store.lookup(h("first")) == b"first"
     assert await store.lookup(h("second")) is None
     assert await store.lookup(h("t-other")) == b"other"
@@ -451,22 +451,26 @@ async def test_a_failing_read_does_not_fail_the_rest_of_its_batch(
     await store.aclose()
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 async def test_cancelled_callers_do_not_break_the_batches_of_the_others(tmp_path: Path) -> None:
     db = tmp_path / "trustpub.db"
     store = SQLiteStore(db, busy_timeout=30)
     statements = await traced(store)
+    assert store._conn is not None
+    began = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def trace(statement: str) -> None:  # in the worker thread
+        statements.append(statement)
+        if statement == "BEGIN IMMEDIATE":
+            loop.call_soon_threadsafe(began.set)
+
+    store._conn.set_trace_callback(trace)
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         # A batch runs (waiting for the writer lock the holder has)...
         running = asyncio.ensure_future(store.issue(h("a"), later(), h("t-a"), b"a", later()))
-        await wait_until(lambda: "BEGIN IMMEDIATE" in statements)
+        await asyncio.wait_for(began.wait(), 10)
         # ... while the next one gathers.
         waiting = {
             name: asyncio.ensure_future(
