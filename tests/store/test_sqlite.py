@@ -498,3 +498,43 @@ async def test_cancelled_callers_do_not_break_the_batches_of_the_others(tmp_path
     assert await store.issue(h("c"), later(), h("t-c"), b"c", later())
     assert [await store.lookup(h(f"t-{name}")) for name in "bd"] == [b"b", b"d"]
     await store.aclose()
+
+
+async def test_a_second_event_loop_using_the_store_meanwhile_is_served_too(
+    tmp_path: Path,
+) -> None:
+    # trustpub uses a store from one loop; another (a test client's, say) is served
+    # call by call, serialised with the first loop's batches.
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    await store.ping()
+
+    async def issue_all(side: str) -> list[bool]:
+        return list(
+            await asyncio.gather(
+                store.issue(h("shared"), later(), h(f"shared-{side}"), b"r", later()),
+                *(
+                    store.issue(h(f"{side}-{i}"), later(), h(f"t-{side}-{i}"), b"r", later())
+                    for i in range(10)
+                ),
+            )
+        )
+
+    other = asyncio.to_thread(asyncio.run, issue_all("other"))
+    mine, theirs = await asyncio.wait_for(asyncio.gather(issue_all("mine"), other), 30)
+    assert mine[1:] == theirs[1:] == [True] * 10
+    assert [mine[0], theirs[0]].count(True) == 1
+    await store.aclose()
+    assert count_rows(tmp_path / "trustpub.db", "tokens") == 21
+
+
+def test_a_store_serves_one_event_loop_after_another(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    assert asyncio.run(store.issue(h("jti"), later(), h("token"), b"r", later()))
+
+    async def lookup_batched() -> bytes | None:
+        record = await store.lookup(h("token"))
+        assert store._loop is asyncio.get_running_loop()  # batching moved to this loop
+        return record
+
+    assert asyncio.run(lookup_batched()) == b"r"
+    asyncio.run(store.aclose())

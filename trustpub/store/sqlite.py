@@ -138,7 +138,8 @@ class SQLiteStore:
         self._identity: tuple[int, int] | None = None
         self._opened_once = False
         self._last_purge = float("-inf")
-        # Batching, on the loop the store is used from.
+        # Batching, on the first event loop the store is used from (until it closes).
+        self._bind_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Call] = []
         self._runner: asyncio.Task[None] | None = None
@@ -318,23 +319,30 @@ class SQLiteStore:
     async def _run(self, what: str, kind: Kind, run: Callable[..., T]) -> T:
         loop = asyncio.get_running_loop()
         call = _Call(what, kind, run, loop.create_future())
-        if loop is not self._loop:
-            if self._runner is not None and not self._loop_closed():
-                # Busy on another event loop (not how trustpub uses a store): run alone.
-                # The lock still serialises it with the other loop's batches.
-                await anyio.to_thread.run_sync(self._run_batch, [call])
-                call.deliver()
-                result: T = await call.future
-                return result
-            self._loop, self._pending, self._runner = loop, [], None
+        if loop is not self._loop and not self._bind(loop):
+            # Another event loop, still open, has the batches (not how trustpub uses a
+            # store): run alone. The lock serialises this call with that loop's batches.
+            await anyio.to_thread.run_sync(self._run_batch, [call])
+            call.deliver()
+            result: T = await call.future
+            return result
         self._pending.append(call)
         if self._runner is None:
             self._runner = loop.create_task(self._drain())
         result = await call.future
         return result
 
-    def _loop_closed(self) -> bool:
-        return self._loop is None or self._loop.is_closed()
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Batch on ``loop`` from now on, unless the loop batching so far is still open.
+
+        The batching state is used from its loop's thread only; this switch, made when
+        that loop is closed (its tasks are over), is the one change from elsewhere.
+        """
+        with self._bind_lock:
+            if self._loop is not None and not self._loop.is_closed():
+                return False
+            self._loop, self._pending, self._runner = loop, [], None
+            return True
 
     async def _drain(self) -> None:
         """Run the waiting calls, a batch per thread hop, until none waits."""
