@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,8 @@ async def test_expired_rows_are_purged_at_most_once_a_minute_on_write(tmp_path: 
     await store.aclose()
 
 
-async def test_processes_racing_on_one_jti_store_exactly_one_token(tmp_path: Path) -> None:
+async def run_racers(tmp_path: Path, processes: int, jtis: int) -> list[list[str]]:
+    """Each process's answers for the shared jtis (``tests.store.sqlite_racer``)."""
     db = tmp_path / "trustpub.db"
     go = tmp_path / "go"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
@@ -132,11 +134,12 @@ async def test_processes_racing_on_one_jti_store_exactly_one_token(tmp_path: Pat
             str(db),
             str(go),
             str(n),
+            str(jtis),
             cwd=REPO_ROOT,
             env=env,
             stdout=asyncio.subprocess.PIPE,
         )
-        for n in range(6)
+        for n in range(processes)
     ]
     try:
         for proc in procs:
@@ -144,7 +147,7 @@ async def test_processes_racing_on_one_jti_store_exactly_one_token(tmp_path: Pat
             assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"ready\n"
         go.touch()
         outputs = [
-            (await asyncio.wait_for(proc.communicate(), 60))[0].decode().strip() for proc in procs
+            (await asyncio.wait_for(proc.communicate(), 60))[0].decode().split() for proc in procs
         ]
     finally:
         for proc in procs:
@@ -152,8 +155,25 @@ async def test_processes_racing_on_one_jti_store_exactly_one_token(tmp_path: Pat
                 proc.kill()
                 await proc.wait()
     assert all(proc.returncode == 0 for proc in procs)
-    assert sorted(outputs) == ["False"] * 5 + ["True"]
-    assert count_rows(db, "tokens") == 1
+    return outputs
+
+
+async def test_processes_racing_on_one_jti_store_exactly_one_token(tmp_path: Path) -> None:
+    outputs = await run_racers(tmp_path, processes=6, jtis=1)
+    assert sorted(outputs) == [["False"]] * 5 + [["True"]]
+    assert count_rows(tmp_path / "trustpub.db", "tokens") == 1
+
+
+async def test_processes_racing_with_batches_of_issues_claim_each_jti_once(
+    tmp_path: Path,
+) -> None:
+    # Each process issues the 20 shared jtis at once (group commits), racing the others.
+    outputs = await run_racers(tmp_path, processes=4, jtis=20)
+    assert all(len(answers) == 20 for answers in outputs)
+    for index in range(20):
+        assert [answers[index] for answers in outputs].count("True") == 1, index
+    assert count_rows(tmp_path / "trustpub.db", "tokens") == 20
+    assert count_rows(tmp_path / "trustpub.db", "jtis") == 20
 
 
 async def test_write_locked_beyond_busy_timeout_is_unavailable_then_recovers(
@@ -292,3 +312,229 @@ async def test_unwritable_file_is_unavailable_then_recovers(tmp_path: Path) -> N
     assert await store.issue(h("jti-2"), later(), h("t2"), b"r", later())
     assert await store.lookup(h("token")) == b"r"
     await store.aclose()
+
+
+# -- batches and group commit -------------------------------------------------------------
+
+
+async def traced(store: SQLiteStore) -> list[str]:
+    """The SQL statements the store's connection runs from now on (opened by a ping)."""
+    await store.ping()
+    assert store._conn is not None
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    return statements
+
+
+def batch_sizes(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of calls in each batch (thread hop) the store runs from now on."""
+    sizes: list[int] = []
+    run_batch = store._run_batch
+
+    def counted(calls: list[Any]) -> None:
+        sizes.append(len(calls))
+        run_batch(calls)
+
+    monkeypatch.setattr(store, "_run_batch", counted)
+    return sizes
+
+
+async def test_concurrent_issues_share_one_transaction_and_all_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    statements = await traced(store)
+    sizes = batch_sizes(store, monkeypatch)
+    results = await asyncio.gather(
+        *(store.issue(h(f"jti-{i}"), later(), h(f"t-{i}"), b"%d" % i, later()) for i in range(20))
+    )
+    assert results == [True] * 20
+    # Called in one loop tick, so one batch: one transaction, one commit (one fsync).
+    assert sizes == [20]
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    assert statements.count("COMMIT") == 1
+    assert [await store.lookup(h(f"t-{i}")) for i in range(20)] == [b"%d" % i for i in range(20)]
+    await store.aclose()
+    assert count_rows(tmp_path / "trustpub.db", "tokens") == 20
+
+
+async def test_two_issues_of_one_jti_in_one_batch_store_exactly_one_token(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    statements = await traced(store)
+    results = await asyncio.gather(
+        store.issue(h("jti"), later(), h("first"), b"first", later()),
+        store.issue(h("other"), later(), h("t-other"), b"other", later()),
+        store.issue(h("jti"), later(), h("second"), b"second", later()),
+    )
+    assert statements.count("COMMIT") == 1  # the same batch
+    assert list(results) == [True, True, False]  # arrival order
+    assert await store.lookup(h("first")) == b"first"
+    assert await store.lookup(h("second")) is None
+    assert await store.lookup(h("t-other")) == b"other"
+    await store.aclose()
+    assert count_rows(tmp_path / "trustpub.db", "tokens") == 2
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes beyond ``limit`` bytes fail with EFBIG in this process (RLIMIT_FSIZE)."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the process dies
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+async def test_failed_commit_fails_every_issue_of_the_batch_and_stores_none(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db)
+    assert await store.issue(h("before"), later(), h("t-before"), b"r", later())
+    statements = await traced(store)
+    wal = db.with_name("trustpub.db-wal")
+    # The commit appends the batch's pages to the write-ahead log: make that fail.
+    with file_size_limit(wal.stat().st_size):
+        results = await asyncio.gather(
+            *(store.issue(h(f"jti-{i}"), later(), h(f"t-{i}"), b"r", later()) for i in range(5)),
+            return_exceptions=True,
+        )
+    # The statements ran, the COMMIT was tried and failed.
+    assert statements.count("COMMIT") == 1
+    assert all(isinstance(result, StoreUnavailable) for result in results), results
+    assert len({id(result) for result in results}) == 5  # each caller its own exception
+    assert store._conn is None  # dropped, as after any failure
+
+    assert [await store.lookup(h(f"t-{i}")) for i in range(5)] == [None] * 5
+    assert await store.lookup(h("t-before")) == b"r"
+    assert count_rows(db, "tokens") == 1
+    # Nothing was claimed: the same JWT ids can be exchanged now.
+    assert all(
+        [await store.issue(h(f"jti-{i}"), later(), h(f"t-{i}"), b"r", later()) for i in range(5)]
+    )
+    await store.aclose()
+
+
+async def test_a_failing_read_does_not_fail_the_rest_of_its_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db)
+    assert await store.issue(h("jti"), later(), h("token"), b"r", later())
+    sizes = batch_sizes(store, monkeypatch)
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE namespace_pins")  # pin reads now fail
+    conn.commit()
+    conn.close()
+    results = await asyncio.gather(
+        store.lookup(h("token")),
+        store.get_namespace_pin("https://gitlab.com\ngroup/project"),
+        store.lookup(h("token")),
+        store.issue(h("jti-2"), later(), h("t2"), b"r2", later()),
+        store.ping(),
+        return_exceptions=True,
+    )
+    assert sizes == [5]
+    lookup, pin, again, issued, ping = results
+    assert isinstance(pin, StoreUnavailable)
+    assert "no such table" in pin.detail
+    assert (lookup, again, issued, ping) == (b"r", b"r", True, None)
+    assert await store.lookup(h("t2")) == b"r2"
+    await store.aclose()
+
+
+async def test_cancelled_callers_do_not_break_the_batches_of_the_others(tmp_path: Path) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db, busy_timeout=30)
+    statements = await traced(store)
+    assert store._conn is not None
+    began = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def trace(statement: str) -> None:  # in the worker thread
+        statements.append(statement)
+        if statement == "BEGIN IMMEDIATE":
+            loop.call_soon_threadsafe(began.set)
+
+    store._conn.set_trace_callback(trace)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        # A batch runs (waiting for the writer lock the holder has)...
+        running = asyncio.ensure_future(store.issue(h("a"), later(), h("t-a"), b"a", later()))
+        await asyncio.wait_for(began.wait(), 10)
+        # ... while the next one gathers.
+        waiting = {
+            name: asyncio.ensure_future(
+                store.issue(h(name), later(), h(f"t-{name}"), name.encode(), later())
+            )
+            for name in ("b", "c", "d")
+        }
+        await asyncio.sleep(0.01)
+        running.cancel()
+        waiting["c"].cancel()
+        await asyncio.sleep(0.01)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    # (A time limit: a batch broken by a cancelled caller would leave the others waiting.)
+    assert await asyncio.wait_for(waiting["b"], 30) is True
+    assert await asyncio.wait_for(waiting["d"], 30) is True
+    for cancelled in (running, waiting["c"]):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(cancelled, 30)
+    assert statements.count("COMMIT") == 2  # the running batch and the next
+    # The running batch went on without its caller; the waiting caller was left out.
+    assert await store.lookup(h("t-a")) == b"a"
+    assert await store.lookup(h("t-c")) is None
+    assert await store.issue(h("c"), later(), h("t-c"), b"c", later())
+    assert [await store.lookup(h(f"t-{name}")) for name in "bd"] == [b"b", b"d"]
+    await store.aclose()
+
+
+async def test_a_second_event_loop_using_the_store_meanwhile_is_served_too(
+    tmp_path: Path,
+) -> None:
+    # trustpub uses a store from one loop; another (a test client's, say) is served
+    # call by call, serialised with the first loop's batches.
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    await store.ping()
+
+    async def issue_all(side: str) -> list[bool]:
+        return list(
+            await asyncio.gather(
+                store.issue(h("shared"), later(), h(f"shared-{side}"), b"r", later()),
+                *(
+                    store.issue(h(f"{side}-{i}"), later(), h(f"t-{side}-{i}"), b"r", later())
+                    for i in range(10)
+                ),
+            )
+        )
+
+    other = asyncio.to_thread(asyncio.run, issue_all("other"))
+    mine, theirs = await asyncio.wait_for(asyncio.gather(issue_all("mine"), other), 30)
+    assert mine[1:] == theirs[1:] == [True] * 10
+    assert [mine[0], theirs[0]].count(True) == 1
+    await store.aclose()
+    assert count_rows(tmp_path / "trustpub.db", "tokens") == 21
+
+
+def test_a_store_serves_one_event_loop_after_another(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    assert asyncio.run(store.issue(h("jti"), later(), h("token"), b"r", later()))
+
+    async def lookup_batched() -> bytes | None:
+        record = await store.lookup(h("token"))
+        assert store._loop is asyncio.get_running_loop()  # batching moved to this loop
+        return record
+
+    assert asyncio.run(lookup_batched()) == b"r"
+    asyncio.run(store.aclose())

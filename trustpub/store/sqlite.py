@@ -6,11 +6,32 @@ cannot both read "jti unclaimed" and then both insert), and ``busy_timeout`` mak
 writer wait for the lock instead of failing at once. The blocking ``sqlite3`` calls run
 in a worker thread so the event loop keeps serving.
 
+Batches and group commit. The calls made while the worker thread is busy (or in the
+same event-loop tick as the first) wait, and then run together in ONE thread hop, in
+arrival order, under the store's lock; each caller gets its own result or its own
+exception, and a caller cancelled before its batch starts is left out of it. The
+``issue`` calls of a batch share ONE ``BEGIN IMMEDIATE ... COMMIT`` (one fsync), at the
+place of the first of them: each claim stays atomic with its token (a jti claimed
+before, in this batch too, answers False and stores nothing), answers are given only
+after the COMMIT succeeded, and if anything in that transaction fails (the COMMIT's
+fsync included) every issue of the batch fails with ``StoreUnavailable``: never a
+success that is not durable. Reads run as before, one statement each, outside any
+transaction (they see committed data only); ``revoke`` and ``pin_namespace`` run in
+their own transaction each. A failing call fails no other call of its batch, except
+within the issues' shared transaction. The calls of one batch all wait at once, so any
+order among them is a valid serial order.
+
+Why this plumbing: each call's own thread hop and each issue's own commit were most of
+the store's cost. ``bench/sqlite_store.py`` (32 concurrent callers, uvloop, ext4):
+issue 196 -> 26 us CPU per call (3,800 -> 29,600 a second), lookup 89 -> 9 us (13,400
+-> 105,800 a second); a lone caller pays about 7 us more (the batch's task).
+
 Not for several hosts sharing a network file system: use the Redis store there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -18,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 
@@ -51,6 +72,47 @@ CREATE TABLE IF NOT EXISTS namespace_pins (
 ) WITHOUT ROWID;
 """
 
+# Claims the jti if it is unclaimed or its claim has expired (an expired claim no
+# longer protects anything); changes no row when it is claimed.
+_CLAIM = """
+INSERT INTO jtis (key, expires_at) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE jtis.expires_at <= ?
+"""
+
+Kind = Literal["read", "write", "issue"]
+
+
+class _Call:
+    """One caller's operation, waiting for its batch, and then its outcome.
+
+    ``run`` takes the connection (for an issue also the batch's time) and is called in
+    the worker thread; ``value`` and ``error`` are set there, read on the loop after
+    the hop.
+    """
+
+    __slots__ = ("error", "finished", "future", "kind", "run", "value", "what")
+
+    def __init__(
+        self, what: str, kind: Kind, run: Callable[..., Any], future: asyncio.Future[Any]
+    ) -> None:
+        self.what = what
+        self.kind = kind
+        self.run = run
+        self.future = future
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def deliver(self) -> None:
+        if self.future.done():  # its caller was cancelled
+            return
+        if not self.finished:
+            self.future.cancel()
+        elif self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.value)
+
 
 class SQLiteStore:
     """A ``Store`` in one SQLite file.
@@ -76,6 +138,11 @@ class SQLiteStore:
         self._identity: tuple[int, int] | None = None
         self._opened_once = False
         self._last_purge = float("-inf")
+        # Batching, on the first event loop the store is used from (until it closes).
+        self._bind_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Call] = []
+        self._runner: asyncio.Task[None] | None = None
 
     @property
     def path(self) -> Path:
@@ -182,22 +249,121 @@ class SQLiteStore:
             return
         self._last_purge = now
 
-    def _run_sync(self, what: str, operation: Callable[[sqlite3.Connection], T]) -> T:
+    def _run_batch(self, calls: list[_Call]) -> None:
+        """Run ``calls`` in arrival order, the issues together at the place of the first;
+        set each one's outcome. In the worker thread."""
         with self._lock:
-            try:
-                conn = self._connection()
-                return operation(conn)
-            except StoreUnavailable:
-                self._close()
-                raise
-            except (sqlite3.Error, OSError) as exc:
-                # Drop the connection: whatever broke (locked, read-only, I/O error,
-                # file replaced), the next call starts from a fresh one.
-                self._close()
-                raise self._unavailable(f"{what} failed: {exc}") from exc
+            checked = False
 
-    async def _run(self, what: str, operation: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._run_sync, what, operation)
+            def connection() -> sqlite3.Connection:
+                # The file's identity is checked once a batch (a batch is one moment),
+                # and again after a failure dropped the connection.
+                nonlocal checked
+                if checked and self._conn is not None:
+                    return self._conn
+                checked = True
+                return self._connection()
+
+            issues = [call for call in calls if call.kind == "issue"]
+            for call in calls:
+                if call.kind != "issue":
+                    self._run_one(call, connection)
+                elif call is issues[0]:
+                    self._run_issues(issues, connection)
+
+    def _failure(self, what: str, exc: Exception) -> StoreUnavailable:
+        # Drop the connection: whatever broke (locked, read-only, I/O error, file
+        # replaced), the next call starts from a fresh one.
+        self._close()
+        if isinstance(exc, StoreUnavailable):
+            return exc
+        return self._unavailable(f"{what} failed: {exc}")
+
+    def _run_one(self, call: _Call, connection: Callable[[], sqlite3.Connection]) -> None:
+        try:
+            call.value = call.run(connection())
+        except (StoreUnavailable, sqlite3.Error, OSError) as exc:
+            call.error = self._failure(call.what, exc)
+        except Exception as exc:  # the caller's own, raised to it alone
+            call.error = exc
+        call.finished = True
+
+    def _run_issues(
+        self, issues: list[_Call], connection: Callable[[], sqlite3.Connection]
+    ) -> None:
+        """The issues of a batch in one transaction: one fsync for all of them."""
+        try:
+            conn = connection()
+            now = int(self._clock())
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for call in issues:
+                    call.value = call.run(conn, now)
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except Exception as exc:  # anything: no issue of the batch stands
+            first = self._failure("issue", exc)
+            for n, call in enumerate(issues):
+                error = first if n == 0 else StoreUnavailable(first.detail)
+                if error is not exc:
+                    error.__cause__ = exc
+                call.value, call.error, call.finished = None, error, True
+            return
+        for call in issues:
+            call.finished = True
+        if self._clock() - self._last_purge >= PURGE_INTERVAL:
+            self._purge(conn)
+
+    async def _run(self, what: str, kind: Kind, run: Callable[..., T]) -> T:
+        loop = asyncio.get_running_loop()
+        call = _Call(what, kind, run, loop.create_future())
+        if loop is not self._loop and not self._bind(loop):
+            # Another event loop, still open, has the batches (not how trustpub uses a
+            # store): run alone. The lock serialises this call with that loop's batches.
+            await anyio.to_thread.run_sync(self._run_batch, [call])
+            call.deliver()
+            result: T = await call.future
+            return result
+        self._pending.append(call)
+        if self._runner is None:
+            self._runner = loop.create_task(self._drain())
+        result = await call.future
+        return result
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Batch on ``loop`` from now on, unless the loop batching so far is still open.
+
+        The batching state is used from its loop's thread only; this switch, made when
+        that loop is closed (its tasks are over), is the one change from elsewhere.
+        """
+        with self._bind_lock:
+            if self._loop is not None and not self._loop.is_closed():
+                return False
+            self._loop, self._pending, self._runner = loop, [], None
+            return True
+
+    async def _drain(self) -> None:
+        """Run the waiting calls, a batch per thread hop, until none waits."""
+        batch: list[_Call] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                # A caller cancelled before its batch started is left out.
+                batch = [call for call in batch if not call.future.done()]
+                if batch:
+                    await anyio.to_thread.run_sync(self._run_batch, batch)
+                    for call in batch:
+                        call.deliver()
+                batch = []
+        finally:
+            self._runner = None
+            # Only when cancelled (the loop is closing) or on a BaseException: the calls
+            # that ran get their outcome, the others are cancelled.
+            for call in [*batch, *self._pending]:
+                call.deliver()
+            self._pending = []
 
     # -- Store --
 
@@ -211,34 +377,18 @@ class SQLiteStore:
     ) -> bool:
         check_expiry(jti_expires_at, token_expires_at)
 
-        def op(conn: sqlite3.Connection) -> bool:
-            now = int(self._clock())
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # An expired claim no longer protects anything; let it be claimed anew.
-                conn.execute("DELETE FROM jtis WHERE key = ? AND expires_at <= ?", (jti_key, now))
-                try:
-                    conn.execute(
-                        "INSERT INTO jtis (key, expires_at) VALUES (?, ?)",
-                        (jti_key, jti_expires_at),
-                    )
-                except sqlite3.IntegrityError:
-                    conn.execute("ROLLBACK")
-                    return False
-                conn.execute(
-                    "INSERT INTO tokens (hash, record, expires_at) VALUES (?, ?, ?)",
-                    (token_hash, record, token_expires_at),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            if self._clock() - self._last_purge >= PURGE_INTERVAL:
-                self._purge(conn)
+        def claim(conn: sqlite3.Connection, now: int) -> bool:
+            # In the batch's transaction. A refused claim changes nothing, so it stores
+            # nothing; the token is inserted only after the claim succeeded.
+            if conn.execute(_CLAIM, (jti_key, jti_expires_at, now)).rowcount != 1:
+                return False
+            conn.execute(
+                "INSERT INTO tokens (hash, record, expires_at) VALUES (?, ?, ?)",
+                (token_hash, record, token_expires_at),
+            )
             return True
 
-        return await self._run("issue", op)
+        return await self._run("issue", "issue", claim)
 
     async def lookup(self, token_hash: bytes) -> bytes | None:
         def op(conn: sqlite3.Connection) -> bytes | None:
@@ -248,7 +398,7 @@ class SQLiteStore:
             ).fetchone()
             return bytes(row[0]) if row is not None else None
 
-        return await self._run("lookup", op)
+        return await self._run("lookup", "read", op)
 
     async def revoke(self, token_hash: bytes) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -266,7 +416,7 @@ class SQLiteStore:
                 raise
             return active > 0
 
-        return await self._run("revoke", op)
+        return await self._run("revoke", "write", op)
 
     async def get_namespace_pin(self, key: str) -> str | None:
         def op(conn: sqlite3.Connection) -> str | None:
@@ -275,7 +425,7 @@ class SQLiteStore:
             ).fetchone()
             return str(row[0]) if row is not None else None
 
-        return await self._run("namespace pin lookup", op)
+        return await self._run("namespace pin lookup", "read", op)
 
     async def pin_namespace(self, key: str, namespace_id: str) -> str:
         def op(conn: sqlite3.Connection) -> str:
@@ -295,13 +445,13 @@ class SQLiteStore:
                 raise
             return str(pinned)
 
-        return await self._run("namespace pin", op)
+        return await self._run("namespace pin", "write", op)
 
     async def ping(self) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("SELECT 1 FROM tokens LIMIT 1").fetchall()
 
-        await self._run("ping", op)
+        await self._run("ping", "read", op)
 
     async def aclose(self) -> None:
         def close() -> None:
