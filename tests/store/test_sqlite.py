@@ -435,18 +435,18 @@ async def test_a_failing_read_does_not_fail_the_rest_of_its_batch(
     conn.commit()
     conn.close()
     results = await asyncio.gather(
-        store.lookup(h("token")),
+        store.lookup(h("token")),  # read on the loop's thread: in no batch
         store.get_namespace_pin("https://gitlab.com\ngroup/project"),
-        store.lookup(h("token")),
+        store.ping(),
         store.issue(h("jti-2"), later(), h("t2"), b"r2", later()),
         store.ping(),
         return_exceptions=True,
     )
-    assert sizes == [5]
-    lookup, pin, again, issued, ping = results
+    assert sizes == [4]
+    lookup, pin, ping, issued, again = results
     assert isinstance(pin, StoreUnavailable)
     assert "no such table" in pin.detail
-    assert (lookup, again, issued, ping) == (b"r", b"r", True, None)
+    assert (lookup, ping, issued, again) == (b"r", None, True, None)
     assert await store.lookup(h("t2")) == b"r2"
     await store.aclose()
 
@@ -538,3 +538,55 @@ def test_a_store_serves_one_event_loop_after_another(tmp_path: Path) -> None:
 
     assert asyncio.run(lookup_batched()) == b"r"
     asyncio.run(store.aclose())
+
+
+async def test_a_lookup_reads_on_the_loop_without_waiting_for_a_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db, busy_timeout=30)
+    assert await store.issue(h("jti"), later(), h("token"), b"r", later())
+    sizes = batch_sizes(store, monkeypatch)
+    # Another process is in the middle of a write, holding the writer lock.
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute(
+        "INSERT INTO tokens (hash, record, expires_at) VALUES (?, ?, ?)",
+        (h("uncommitted"), b"u", later()),
+    )
+    try:
+        assert await asyncio.wait_for(store.lookup(h("token")), 1) == b"r"
+        # It reads what is committed, only that.
+        assert await asyncio.wait_for(store.lookup(h("uncommitted")), 1) is None
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sizes == []  # no thread hop was taken
+    await store.aclose()
+
+
+async def test_a_revocation_is_seen_by_the_next_lookup_read_on_the_loop(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    assert await store.issue(h("jti"), later(), h("token"), b"r", later())
+    assert await store.lookup(h("token")) == b"r"
+    other = SQLiteStore(tmp_path / "trustpub.db")  # another worker process's store
+    assert await other.revoke(h("token"))
+    assert await store.lookup(h("token")) is None
+    await other.aclose()
+    await store.aclose()
+
+
+async def test_a_lookup_whose_read_on_the_loop_fails_takes_the_hop_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "trustpub.db")
+    assert await store.issue(h("jti"), later(), h("token"), b"r", later())
+    assert await store.lookup(h("token")) == b"r"
+    sizes = batch_sizes(store, monkeypatch)
+    assert store._reader is not None
+    store._reader.close()  # any failure of the loop's read: an I/O error, say
+    assert await store.lookup(h("token")) == b"r"
+    assert sizes == [1]  # answered through the worker thread
+    assert await store.lookup(h("token")) == b"r"
+    assert sizes == [1]  # and the next read is on the loop again, on a new connection
+    await store.aclose()
