@@ -9,7 +9,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 import uvicorn
@@ -21,6 +21,7 @@ from trustpub.server.protocol import (
     MAX_PIPELINED,
     PARSERS,
     ConnectionLimits,
+    _Corked,
     guarded_protocol,
 )
 
@@ -306,3 +307,75 @@ def test_bytes_between_requests_do_not_hold_a_connection(running: Running) -> No
         sock.sendall(b"\r\n")  # not a request: the keep-alive timer is gone, ours runs
         answer = read_all(sock)  # closed (h11 refuses the line first, llhttp skips it)
         assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport that records what it is asked to do (the socket's side of it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[list[bytes]] = []
+        self.closed = False
+        self.aborted = False
+
+    def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.sent.append([bytes(d) for d in data])
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def get_write_buffer_size(self) -> int:
+        return 7
+
+
+@pytest.mark.anyio
+async def test_what_one_turn_of_the_loop_writes_leaves_in_one_send() -> None:
+    raw = RecordingTransport()
+    corked = _Corked(raw, asyncio.get_running_loop())
+    corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    corked.write(b"")
+    corked.write(b"ok")
+    assert raw.sent == []  # nothing yet: the turn is not over
+    await asyncio.sleep(0)
+    assert raw.sent == [[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n", b"ok"]]
+    corked.write(b"next")
+    await asyncio.sleep(0)
+    assert raw.sent[1:] == [[b"next"]]
+    assert corked.get_write_buffer_size() == 7  # the rest is the transport's own
+
+
+@pytest.mark.anyio
+async def test_closing_sends_what_waits_and_aborting_drops_it() -> None:
+    raw = RecordingTransport()
+    corked = _Corked(raw, asyncio.get_running_loop())
+    corked.write(b"last words")
+    corked.close()
+    assert raw.sent == [[b"last words"]]
+    assert raw.closed
+    await asyncio.sleep(0)
+    assert raw.sent == [[b"last words"]]  # sent once
+
+    raw = RecordingTransport()
+    corked = _Corked(raw, asyncio.get_running_loop())
+    corked.write(b"never")
+    corked.abort()
+    await asyncio.sleep(0)
+    assert raw.sent == []
+    assert raw.aborted
+
+
+@pytest.mark.anyio
+async def test_nothing_is_written_to_a_transport_closed_meanwhile() -> None:
+    raw = RecordingTransport()
+    corked = _Corked(raw, asyncio.get_running_loop())
+    corked.write(b"too late")
+    raw.closed = True  # the peer went away during the turn
+    await asyncio.sleep(0)
+    assert raw.sent == []
+    assert corked.is_closing()

@@ -115,6 +115,50 @@ def guarded_protocol(limits: ConnectionLimits, parser: str = "httptools") -> typ
     return type(base.__name__, (base,), {"limits": limits})
 
 
+class _Corked:
+    """The connection's transport, with the writes of one event-loop turn sent together.
+
+    uvicorn writes a response's status line and headers, then its body, each at once: two
+    ``send`` calls and two TCP segments for every response. Here what is written during one
+    turn of the loop leaves at its end in one ``writelines`` (one ``writev`` on uvloop, no
+    copy), so a response whose body follows its head at once goes out in one. Closing and
+    aborting send or drop what waits first; everything else is the transport's own.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.writelines(pending)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _Guard:
     """The timers and the connection cap, shared by both protocols."""
 
@@ -136,6 +180,7 @@ class _Guard:
 
     def _admit(self, transport: asyncio.Transport) -> None:
         """After uvicorn's connection_made: the cap, then the head timer."""
+        self.transport = _Corked(transport, self.loop)  # type: ignore[assignment]
         self._idle_since = self.loop.time()
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             transport.write(BUSY_RESPONSE)
