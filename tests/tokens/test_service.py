@@ -425,3 +425,50 @@ async def test_unreachable_store_denies_instead_of_answering_unknown() -> None:
             await service.revoke(generate_token())
     finally:
         await store.aclose()
+
+
+async def test_the_parse_of_a_record_is_kept_and_the_store_still_read_every_time(
+    service: TokenService, store: RecordingStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = await service.mint(grant(ttl_seconds=60), verified())
+    parses: list[bytes] = []
+    original = TokenRecord.from_json
+
+    def counted(raw: bytes) -> TokenRecord:
+        parses.append(raw)
+        return original(raw)
+
+    monkeypatch.setattr(TokenRecord, "from_json", staticmethod(counted))
+    store.calls.clear()
+    first = await service.introspect(issued.token)
+    again = await service.introspect(issued.token)
+    assert first is not None
+    assert again is first
+    assert len(parses) == 1
+    assert [name for name, _ in store.calls] == ["lookup", "lookup"]
+    # Kept parse or not, activity is the clock's and the store's to say.
+    clock.now += 60
+    assert await service.introspect(issued.token) is None
+    clock.now -= 60
+    assert await service.revoke(issued.token)
+    assert await service.introspect(issued.token) is None
+
+
+async def test_a_malformed_record_is_not_kept_and_the_kept_parses_are_bounded(
+    service: TokenService, store: RecordingStore, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trustpub.tokens import service as service_module
+
+    monkeypatch.setattr(service_module, "PARSED_KEPT", 3)
+    issued = [
+        await service.mint(grant(ttl_seconds=60 + i), verified(jti=f"jti-{i}")) for i in range(5)
+    ]
+    for token in issued:
+        assert await service.introspect(token.token) is not None
+    assert len(service._parsed) == 3
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tokens SET record = ?", (b'{"v": 1}',))
+    conn.commit()
+    conn.close()
+    assert await service.introspect(issued[0].token) is None
+    assert b'{"v": 1}' not in service._parsed

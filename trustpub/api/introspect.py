@@ -14,6 +14,7 @@ from trustpub import web
 from trustpub.api.state import services
 from trustpub.errors import TrustpubError
 from trustpub.ratelimit import client_address
+from trustpub.tokens import TokenRecord
 
 HASHED_PREFIX = "sha256:"
 
@@ -80,19 +81,48 @@ async def introspect(request: Request) -> Response:
         svc.metrics.introspections.inc("inactive")
         return web.JSONResponse({"active": False}, headers=web.NO_STORE)
     svc.metrics.introspections.inc("active")
-    return web.JSONResponse(
-        {
-            "active": True,
-            "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},
-            "expires_at": web.rfc3339(record.expires_at),
-            "issued_at": web.rfc3339(record.issued_at),
-            # Always present ({} when the token creates no crate): the owners recorded
-            # when the token was minted, so every registry sees the same answer.
-            "new_crate_owners": {
-                name: list(logins) for name, logins in sorted(record.new_crate_owners.items())
-            },
-            "policies": list(record.policies),
-            "provenance": record.provenance.to_json(),
+    return Response(_ANSWERS.body(record), headers=web.NO_STORE, media_type="application/json")
+
+
+def active_answer(record: TokenRecord) -> dict[str, object]:
+    """The answer for an active token: what it grants, when, and where it came from."""
+    return {
+        "active": True,
+        "crates": {name: sorted(ops) for name, ops in sorted(record.crates.items())},
+        "expires_at": web.rfc3339(record.expires_at),
+        "issued_at": web.rfc3339(record.issued_at),
+        # Always present ({} when the token creates no crate): the owners recorded when
+        # the token was minted, so every registry sees the same answer.
+        "new_crate_owners": {
+            name: list(logins) for name, logins in sorted(record.new_crate_owners.items())
         },
-        headers=web.NO_STORE,
-    )
+        "policies": list(record.policies),
+        "provenance": record.provenance.to_json(),
+    }
+
+
+class _Answers:
+    """``active_answer`` as JSON, kept per record object for the last ``kept`` records.
+
+    A record never changes (``TokenService`` hands out the same object for the same
+    stored bytes), so neither does its answer; whether the token is still active is
+    decided before, on every request.
+    """
+
+    def __init__(self, kept: int = 1024) -> None:
+        self._kept = kept
+        self._by_record: dict[int, tuple[TokenRecord, bytes]] = {}
+
+    def body(self, record: TokenRecord) -> bytes:
+        entry = self._by_record.get(id(record))
+        if entry is not None and entry[0] is record:
+            return entry[1]
+        body = web.render_json(active_answer(record))
+        if len(self._by_record) >= self._kept:
+            del self._by_record[next(iter(self._by_record))]  # the oldest kept
+        # The record is held with its answer, so its id names no other object meanwhile.
+        self._by_record[id(record)] = (record, body)
+        return body
+
+
+_ANSWERS = _Answers()

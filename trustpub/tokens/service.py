@@ -20,6 +20,9 @@ from trustpub.tokens.record import MalformedRecord, TokenRecord
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEEWAY = 60
+# Parsed records kept per service (``TokenService._record``): the tokens introspected
+# over and over (a registry asks for each request of a publish) skip the parse.
+PARSED_KEPT = 1024
 # Kept on top of exp + leeway, so clock skew between our processes (or between us and
 # Redis) cannot open a window in which the JWT verifies but its jti is forgotten.
 JTI_MARGIN_SECONDS = 5
@@ -59,6 +62,7 @@ class TokenService:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
+        self._parsed: dict[bytes, TokenRecord] = {}
 
     async def mint(
         self, grant: Grant, claims: VerifiedClaims, *, leeway: int = DEFAULT_LEEWAY
@@ -145,7 +149,7 @@ class TokenService:
         if raw is None:
             return None
         try:
-            record = TokenRecord.from_json(raw)
+            record = self._record(raw)
         except MalformedRecord as exc:
             # Corrupt stored data denies. Only a hash prefix is logged, never the token.
             logger.error(
@@ -158,6 +162,22 @@ class TokenService:
         # dead even if a backend's expiry lags (or its clock differs from ours).
         if not record.is_active(self._clock()):
             return None
+        return record
+
+    def _record(self, raw: bytes) -> TokenRecord:
+        """``TokenRecord.from_json(raw)``, kept for the last ``PARSED_KEPT`` records read.
+
+        Stored bytes parse to the same record every time, so the parse is kept, not the
+        answer: the store is still read on every introspection (a revoked token is gone
+        from it at once) and activity is checked against the clock every time. Raises
+        ``MalformedRecord``; a malformed record is never kept.
+        """
+        record = self._parsed.get(raw)
+        if record is None:
+            record = TokenRecord.from_json(raw)
+            if len(self._parsed) >= PARSED_KEPT:
+                del self._parsed[next(iter(self._parsed))]  # the oldest kept
+            self._parsed[raw] = record
         return record
 
     async def revoke(self, token: str) -> bool:
