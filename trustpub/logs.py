@@ -90,6 +90,11 @@ class _JSONHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure(level: str = "info") -> None:
     """Send every log line of the process to stderr as JSON: ``trustpub``'s loggers at
     ``level``, uvicorn's, asyncio's and any library's (through the root logger) too."""
+    # A line names no thread or process (the access line carries the worker's pid
+    # itself): the record need not look them up, on every line.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = _JSONHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
     root = logging.getLogger("trustpub")

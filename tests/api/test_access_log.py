@@ -1,4 +1,5 @@
 import logging
+import os
 
 import pytest
 
@@ -101,3 +102,21 @@ def test_a_trusted_proxys_forwarded_client_reaches_access_and_audit_lines(
         )
     assert _lines(caplog, "trustpub.access")[-1]["client"] == "203.0.113.9"
     assert _lines(caplog, "trustpub.audit")[-1]["client"] == "203.0.113.9"
+
+
+def test_new_request_ids_differ_and_a_forked_process_draws_its_own() -> None:
+    from trustpub.api import access
+
+    ids = {access.request_id([]) for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids must not repeat the parent's
+        os.write(write, access.request_id([]).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child[:16] != access.request_id([])[:16]
