@@ -383,9 +383,44 @@ async def run_racers(url: str, tmp_path: Path, processes: int, jtis: int) -> lis
 async def test_processes_racing_with_batches_of_claims_take_each_jti_once(
     pg_database: str, tmp_path: Path
 ) -> None:
-    # Each process claims the same 20 jtis in one batch, each in its own order: each jti
+    # Each process claims the same 40 jtis in one batch, each in its own order: each jti
     # goes to one process, and no batch fails (claims in key order cannot deadlock).
-    outputs = await run_racers(pg_database, tmp_path, processes=4, jtis=20)
-    for i in range(20):
-        assert sorted(output[i] for output in outputs) == ["False"] * 3 + ["True"], outputs
-    assert count_rows(pg_database, "trustpub_tokens") == 20
+    outputs = await run_racers(pg_database, tmp_path, processes=6, jtis=40)
+    for i in range(40):
+        assert sorted(output[i] for output in outputs) == ["False"] * 5 + ["True"], outputs
+    assert count_rows(pg_database, "trustpub_tokens") == 40
+
+
+async def test_replicas_claiming_the_same_jtis_in_opposite_orders_do_not_deadlock(
+    pg_database: str,
+) -> None:
+    # A holds "a" and waits for "h" (held by a third session); B holds "b" and waits
+    # too. Once "h" is free, whichever gets it next needs the other's key: a deadlock,
+    # had each batch claimed its jtis in its callers' order rather than in key order.
+    one, two = PostgreSQLStore(pg_database, timeout=30), PostgreSQLStore(pg_database, timeout=30)
+    await one.ping()
+    await two.ping()
+
+    def batch(store: PostgreSQLStore, names: str) -> list[asyncio.Future[bool]]:
+        return [
+            asyncio.ensure_future(
+                store.issue(h(name), later(), h(f"{id(store)}-{name}"), b"r", later())
+            )
+            for name in names
+        ]
+
+    async with await psycopg.AsyncConnection.connect(pg_database) as holder:
+        await holder.execute(
+            "INSERT INTO trustpub_jtis (key, expires_at) VALUES (%s, %s)", (h("h"), later())
+        )
+        first = batch(one, "ahb")
+        await until_blocked(pg_database, 1)
+        second = batch(two, "bha")
+        await until_blocked(pg_database, 2)
+        await holder.rollback()
+    answers = await asyncio.wait_for(asyncio.gather(*first, *second), 30)
+    by_jti = {name: [answers[i], answers[5 - i]] for i, name in enumerate("ahb")}
+    assert all(sorted(pair) == [False, True] for pair in by_jti.values()), by_jti
+    assert count_rows(pg_database, "trustpub_tokens") == 3
+    await one.aclose()
+    await two.aclose()
