@@ -183,7 +183,11 @@ class _Batcher(Generic[A]):
         else:
             # Another event loop, still open, has the batches (not how trustpub uses a
             # store): this call goes alone, from its own task.
-            await self._send([call])
+            try:
+                await self._send([call])
+            except BaseException:
+                call.future.cancel()  # its caller is cancelled: nobody reads its answer
+                raise
         return await call.future
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -335,17 +339,21 @@ class PostgreSQLStore:
 
     async def _issue_batch(self, calls: list[_Call[_IssueArgs]]) -> None:
         """The issues of a batch in ONE transaction (one COMMIT, one wait for the disk)."""
-        # The first caller of a jti in the batch competes for it; the later ones lose.
-        # (One statement may not claim a key twice anyway.)
         first: dict[bytes, _Call[_IssueArgs]] = {}
-        for call in calls:
-            first.setdefault(call.args[0], call)
-        contenders = list(first.values())
         claimed: set[bytes] | None = None
         committing = False
 
         async def op(conn: Conn) -> None:
             nonlocal claimed, committing
+            # The first caller of a jti in the batch competes for it; the later ones
+            # lose (one statement may not claim a key twice anyway). Callers cancelled
+            # while the batch waited for its connection are left out.
+            for call in calls:
+                if not call.future.done():
+                    first.setdefault(call.args[0], call)
+            contenders = list(first.values())
+            if not contenders:
+                return
             if len(contenders) == 1:
                 sql, params = _ISSUE_ONE, list(contenders[0].args)
             else:
@@ -368,9 +376,10 @@ class PostgreSQLStore:
                 for call in calls:
                     call.fail(exc)  # rolled back: no issue of the batch stands
         else:
-            assert claimed is not None
+            won = claimed or set()
             for call in calls:
-                call.answer(call is first[call.args[0]] and call.args[0] in claimed)
+                jti = call.args[0]
+                call.answer(jti in won and call is first.get(jti))
         finally:
             # Every call is answered by now, unless cancelled (the store closing).
             for call in calls:
@@ -389,9 +398,12 @@ class PostgreSQLStore:
         stored = await self._reconcile([first[jti] for jti in claimed], exc)
         for call in calls:
             jti = call.args[0]
+            if call.future.done():
+                continue  # cancelled
             if jti not in claimed:
-                # Refused: the jti's claim was committed by another transaction, ours or
-                # not; that stands whatever became of this one.
+                # Refused: the jti's claim was committed by another transaction (an
+                # earlier batch's, or another process's); that stands whatever became
+                # of this one.
                 call.answer(False)
             elif call is first[jti]:
                 if jti in stored:
