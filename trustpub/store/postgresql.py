@@ -47,9 +47,14 @@ on one pooled connection.
 Why this plumbing: a pooled connection per call (a check of it, and for an issue a
 transaction and a wait for the disk) was most of the store's cost.
 ``bench/postgresql_store.py`` (uvloop, PostgreSQL 15 on the same host, this process's
-CPU only): at 32 concurrent callers, issue 208 -> 24 us CPU per call (3,200 -> 19,100 a
-second), lookup 90 -> 10 us (8,600 -> 70,300 a second); a lone caller pays about the
-same as before (a batch of one sends scalar parameters, as an array costs more).
+CPU only): at 32 concurrent callers, issue 197 -> 24 us CPU per call (4,700 -> 20,100 a
+second), lookup 89 -> 10 us (10,200 -> 69,200 a second); a lone caller pays about the
+same as before (issue 255 -> 242 us, lookup 119 -> 128 us: a batch of one sends scalar
+parameters, as an array parameter costs about 20 us more).
+
+A purge (which deletes expired claims in its own order) and a batch re-claiming two of
+those same expired jtis could deadlock; PostgreSQL then fails one of them: the batch's
+issues answer ``StoreUnavailable`` (nothing stored), or the purge is skipped.
 
 Rate limits are not kept here: with this store they are counted per process (the
 Redis store shares them).
