@@ -19,6 +19,7 @@ from trustpub.registry.db import RegistryDB
 from trustpub.registry.db.configs import NewConfig
 from trustpub.registry.db.errors import RegistryDataError
 from trustpub.registry.db.queries import Connection
+from trustpub.registry.db.sqlite import SQLiteEngine
 
 GITHUB = DEFAULT_ISSUERS[0].url
 
@@ -230,3 +231,33 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_read_others_wait_for(
     assert await first == 1
     assert await staying == 2
     assert leaving.cancelled()
+
+
+@pytest.mark.anyio
+async def test_on_sqlite_the_generation_is_read_on_the_loop_and_a_hitch_takes_the_hop(
+    dbs: tuple[RegistryDB, RegistryDB], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, reader = dbs
+    files = PolicySet(())
+    hops: list[int] = []
+    threaded = reader.config_generation
+
+    def counted() -> int:
+        hops.append(1)
+        return threaded()
+
+    monkeypatch.setattr(reader, "config_generation", counted)
+    live = OwnerConfigs(reader, DEFAULT_ISSUERS)
+    assert len(await live.combined(files)) == 0
+    alice = writer.users()[0]
+    row = writer.create_config(new_config("fresh"), alice.id, pending, pending_ttl=3600)
+    assert len(await live.combined(files)) == 1
+    writer.delete_config(row.id, lambda conn, found: None)
+    assert len(await live.combined(files)) == 0  # the deletion, seen at once
+    assert hops == []  # no worker thread for the generation
+    engine = reader._engine
+    assert isinstance(engine, SQLiteEngine)
+    assert engine._reads._conn is not None
+    engine._reads._conn.close()  # a hitch on the loop's read: an I/O error, say
+    assert len(await live.combined(files)) == 0
+    assert hops == [1]

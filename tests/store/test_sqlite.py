@@ -531,12 +531,13 @@ def test_a_store_serves_one_event_loop_after_another(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "trustpub.db")
     assert asyncio.run(store.issue(h("jti"), later(), h("token"), b"r", later()))
 
-    async def lookup_batched() -> bytes | None:
-        record = await store.lookup(h("token"))
+    async def issue_batched() -> bool:
+        issued = await store.issue(h("jti-2"), later(), h("token-2"), b"r2", later())
         assert store._loop is asyncio.get_running_loop()  # batching moved to this loop
-        return record
+        return issued
 
-    assert asyncio.run(lookup_batched()) == b"r"
+    assert asyncio.run(issue_batched())
+    assert asyncio.run(store.lookup(h("token"))) == b"r"
     asyncio.run(store.aclose())
 
 
@@ -583,8 +584,8 @@ async def test_a_lookup_whose_read_on_the_loop_fails_takes_the_hop_instead(
     assert await store.issue(h("jti"), later(), h("token"), b"r", later())
     assert await store.lookup(h("token")) == b"r"
     sizes = batch_sizes(store, monkeypatch)
-    assert store._reader is not None
-    store._reader.close()  # any failure of the loop's read: an I/O error, say
+    assert store._reads._conn is not None
+    store._reads._conn.close()  # any failure of the loop's read: an I/O error, say
     assert await store.lookup(h("token")) == b"r"
     assert sizes == [1]  # answered through the worker thread
     assert await store.lookup(h("token")) == b"r"

@@ -255,7 +255,9 @@ class OwnerConfigs:
         return None
 
     async def _combined(self, files: PolicySet) -> PolicySet:
-        generation = await self._generations.get()
+        generation = self._db.config_generation_now()  # on SQLite, read here at once
+        if generation is None:
+            generation = await self._generations.get()
         current = self._fresh(files, generation)
         if current is not None:
             return current

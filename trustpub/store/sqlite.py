@@ -21,14 +21,9 @@ their own transaction each. A failing call fails no other call of its batch, exc
 within the issues' shared transaction. The calls of one batch all wait at once, so any
 order among them is a valid serial order.
 
-Reads without the hop. ``lookup`` (introspection's read, the hottest call) first runs
-on the event loop's own thread, on a read-only connection of its own with no busy wait:
-a primary-key read of a WAL database does not wait for writers (it reads the last
-committed state, so a revocation committed before it is seen), and costs less than the
-hop that would carry it (``bench/run``: a hop for each introspection was a third of its
-CPU, and a context switch per request). Should that read meet anything unusual (the
-file busy with a lock a reader must wait for, missing or replaced, an I/O error), it
-gives up at once and the call takes the hop, where the usual waits and errors apply.
+Reads without the hop: ``lookup`` (introspection's read, the hottest call) first reads
+on the event loop's own thread (``trustpub.sqlite_reads``: never waiting, and at the
+first hitch the call takes the hop as every other does).
 
 Why this plumbing: each call's own thread hop and each issue's own commit were most of
 the store's cost. ``bench/sqlite_store.py`` (32 concurrent callers, uvloop, ext4):
@@ -41,7 +36,6 @@ Not for several hosts sharing a network file system: use the Redis store there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sqlite3
@@ -54,6 +48,7 @@ from typing import Any, Literal, TypeVar
 import anyio.to_thread
 
 from trustpub.errors import StoreUnavailable
+from trustpub.sqlite_reads import LoopReader
 from trustpub.store.base import check_expiry
 
 logger = logging.getLogger(__name__)
@@ -153,10 +148,8 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Call] = []
         self._runner: asyncio.Task[None] | None = None
-        # The loop thread's read-only connection (``_read_here``), and that thread's id.
-        self._reader: sqlite3.Connection | None = None
-        self._reader_identity: tuple[int, int] | None = None
-        self._reader_thread: int | None = None
+        # Lookups read on the event loop's thread first (trustpub.sqlite_reads).
+        self._reads = LoopReader(self._path)
 
     @property
     def path(self) -> Path:
@@ -404,42 +397,9 @@ class SQLiteStore:
 
         return await self._run("issue", "issue", claim)
 
-    def _read_here(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
-        """The rows of a read, read on this (the event loop's) thread at once; None when
-        it cannot be (the caller then takes the hop). Never waits for a lock."""
-        if not self._opened_once or self._loop is not asyncio.get_running_loop():
-            return None  # the file not opened (migrated) yet, or not the batching loop
-        identity = self._file_identity()
-        thread = threading.get_ident()
-        conn = self._reader
-        if conn is None or identity != self._reader_identity or thread != self._reader_thread:
-            self._close_reader(thread)
-            if identity is None:
-                return None
-            try:
-                conn = sqlite3.connect(
-                    f"{self._path.as_uri()}?mode=ro", uri=True, timeout=0, isolation_level=None
-                )
-            except sqlite3.Error:
-                return None
-            self._reader, self._reader_identity, self._reader_thread = conn, identity, thread
-        try:
-            # fetchall: the statement runs to its end, so no read snapshot stays open.
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.Error:
-            self._close_reader(thread)
-            return None
-
-    def _close_reader(self, thread: int) -> None:
-        conn, self._reader, self._reader_identity = self._reader, None, None
-        if conn is not None and thread == self._reader_thread:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        # A connection of another thread (a loop since closed) is left to be collected.
-
     async def lookup(self, token_hash: bytes) -> bytes | None:
         sql = "SELECT record FROM tokens WHERE hash = ? AND expires_at > ?"
-        rows = self._read_here(sql, (token_hash, int(self._clock())))
+        rows = self._reads.read(sql, (token_hash, int(self._clock())), trusted=self._identity)
         if rows is not None:
             return bytes(rows[0][0]) if rows else None
 
@@ -503,7 +463,7 @@ class SQLiteStore:
         await self._run("ping", "read", op)
 
     async def aclose(self) -> None:
-        self._close_reader(threading.get_ident())
+        self._reads.close()
 
         def close() -> None:
             with self._lock:

@@ -102,8 +102,11 @@ def _row(row: Row) -> ConfigRow:
 # -- reads -------------------------------------------------------------------------------
 
 
+GENERATION = "SELECT generation FROM trustpub_config_generation WHERE id = 1"
+
+
 def generation(conn: Connection) -> int:
-    row = conn.execute("SELECT generation FROM trustpub_config_generation WHERE id = 1").fetchone()
+    row = conn.execute(GENERATION).fetchone()
     return int(row[0]) if row is not None else 0
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from trustpub.postgres import is_postgresql_url
 from trustpub.registry.db import configs, downloads, events, index_files, queries, writes
@@ -75,6 +75,12 @@ class Engine(Protocol):
 
     def transaction(self, conn: queries.Connection) -> AbstractContextManager[None]:
         """A write transaction that holds the writer lock from its start."""
+        ...
+
+    def read_now(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
+        """The rows of a small read, read on the calling thread (the event loop's) at
+        once, never waiting; None when the engine cannot (the caller then uses ``run``
+        in a worker thread)."""
         ...
 
 
@@ -661,6 +667,14 @@ class RegistryDB:
     def config_generation(self) -> int:
         """A number that changes with every change to the configs."""
         return self._engine.run(configs.generation)
+
+    def config_generation_now(self) -> int | None:
+        """``config_generation`` read at once on this thread, or None when it cannot be
+        (then ``config_generation`` in a worker thread)."""
+        rows = self._engine.read_now(configs.GENERATION, ())
+        if rows is None:
+            return None
+        return int(rows[0][0]) if rows else 0
 
     def live_configs(self) -> tuple[int, list[configs.ConfigRow]]:
         """The generation and every config in force, read together."""

@@ -162,6 +162,10 @@ class PostgreSQLEngine:
         except psycopg.Error as exc:
             raise self._failure(_describe(exc), exc) from exc
 
+    def read_now(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
+        """Never: every read is a round trip to the server, made in a worker thread."""
+        return None
+
     def check_writable(self) -> None:
         """Raise ``StorageUnavailable`` unless the writer lock can be taken and a write
         made now (a read-only standby refuses the lock's transaction)."""

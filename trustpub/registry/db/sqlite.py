@@ -30,11 +30,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from trustpub.registry.db.errors import CommitFailed, StorageFull, StorageUnavailable
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.db.schema import SQLITE_MIGRATIONS, Migration, SchemaTooNew, migrate
+from trustpub.sqlite_reads import LoopReader
 
 log = logging.getLogger("trustpub.registry")
 
@@ -61,6 +62,7 @@ class SQLiteEngine:
         self._identity: tuple[int, int] | None = None
         self._expected: tuple[int, int] | None = None  # the file first opened
         self._opened_once = False
+        self._reads = LoopReader(self.path)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -73,6 +75,7 @@ class SQLiteEngine:
             self._run_locked(self._check_writable)
 
     def close(self) -> None:
+        self._reads.close()
         with self._lock:
             self._close()
 
@@ -80,6 +83,11 @@ class SQLiteEngine:
         """Run ``fn`` with the connection, serialised with the other calls of this engine."""
         with self._lock:
             return self._run_locked(fn)
+
+    def read_now(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
+        """The rows of ``sql``, read on this thread from the file this engine has open,
+        never waiting (``trustpub.sqlite_reads``); None at the first hitch."""
+        return self._reads.read(sql, params, trusted=self._identity)
 
     def check_writable(self) -> None:
         """Raise ``StorageUnavailable`` unless the file is there and the writer lock can
