@@ -189,8 +189,7 @@ class RedisPipeline:
             link = await self._connect(loop)
             now = loop.time()
         data = b"".join(hiredis.pack_command(tuple(c)) for c in commands)  # type: ignore[arg-type]
-        replies: list[object] = await link.send(data, len(commands), now)
-        return replies
+        return await link.send_many(data, len(commands), now)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Link:
         """The loop's connection, new; concurrent callers share one attempt."""
@@ -270,7 +269,7 @@ class RedisPipeline:
         if not commands:
             return
         data = b"".join(hiredis.pack_command(c) for c in commands)  # type: ignore[arg-type]
-        replies: list[object] = await link.send(data, len(commands), loop.time())
+        replies = await link.send_many(data, len(commands), loop.time())
         for reply in replies:
             if isinstance(reply, RedisError):
                 raise reply  # AuthenticationError, ... : the connection is refused
@@ -349,6 +348,13 @@ class _Link(asyncio.Protocol):
         if self._timer is None:
             self._timer = self._loop.call_at(now + self._timeout, self._watch)
         return future
+
+    async def send_many(self, data: bytes, replies: int, now: float) -> list[object]:
+        """``send``, answering a list however many replies."""
+        if replies == 1:
+            return [await self.send(data, 1, now)]
+        answers: list[object] = await self.send(data, replies, now)
+        return answers
 
     def close(self) -> None:
         """Close: at once when idle; commands still waiting fail (``ConnectionLost``,
