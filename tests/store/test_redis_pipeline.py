@@ -424,6 +424,26 @@ async def test_a_tls_url_verifies_the_server(tmp_path: Path) -> None:
         await server.stop()
 
 
+@pytest.mark.parametrize(
+    "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
+)
+async def test_on_uvloop_as_the_service_runs(
+    anyio_backend: object, redis_store: RedisStore, raw_redis: aioredis.Redis
+) -> None:
+    # uvloop's transports are not asyncio.Transport instances, and run the callbacks
+    # of a tick in their own order: the same replies, in one write.
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    values = {f"t{i}": f"r{i}".encode() for i in range(50)}
+    await put_tokens(raw_redis, redis_store, values)
+    writes = redis_store._pipeline.writes
+    results = await asyncio.gather(*(redis_store.lookup(h(name)) for name in values))
+    assert list(results) == list(values.values())
+    assert redis_store._pipeline.writes == writes + 1
+    assert await redis_store.issue(h("jti"), later(), h("token"), b"r", later())
+    script = raw_redis.register_script("return ARGV[1]")
+    assert await redis_store.lookup_after(h("token"), script, ["k"], ["1"]) == (b"1", b"r")
+
+
 async def test_the_pipeline_on_its_own(redis_prefix: str) -> None:
     pipeline = RedisPipeline(Endpoint(host="127.0.0.1", port=6379), timeout=2)
     key = f"{redis_prefix}pipeline"
