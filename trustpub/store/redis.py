@@ -18,10 +18,11 @@ the store URL says ``allow_volatile=1``.
 Commands run on one connection per event loop shared by every caller, auto-pipelined
 (``trustpub.store.redis_pipeline``): the commands of one loop tick leave in one write,
 their replies are parsed by hiredis and handed back in order. Through redis-py's pool
-(take a connection, send, read, give it back) a GET cost 30.7 us of CPU, this way 2.5 us
-(uvloop, 32 concurrent callers); introspection is one round trip and an exchange three,
-so that was a large share of their cost (``bench/redis_commands.py`` measures it). The
-redis-py client (``client``) stays, for what registers scripts on it and for tests.
+(take a connection, send, read, give it back) a GET cost 35.6 us of CPU, this way 2.9 us
+(uvloop, 32 concurrent callers; introspection's ``lookup_after`` 51.3 -> 4.7 us, see
+``bench/redis_commands.py``); introspection is one round trip and an exchange three,
+so that was a large share of their cost. The redis-py client (``client``) stays, for
+what registers scripts on it and for tests.
 
 The pipeline also tells whether a failure came before the command left (then nothing
 happened on the server and one retry on a fresh connection is safe, which also absorbs
