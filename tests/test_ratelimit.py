@@ -46,7 +46,7 @@ async def redis_backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisBa
         keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(*keys)
-        await client.aclose()
+        await store.aclose()  # its own connection, then the client
 
 
 async def test_memory_backend_allows_a_burst_then_one_per_interval() -> None:
@@ -181,7 +181,7 @@ async def test_the_redis_store_limiter_counts_on_the_stores_command_path() -> No
         keys = [k async for k in store.client.scan_iter(match=f"{prefix}*")]
         if keys:
             await store.client.delete(*keys)
-        await store.client.aclose()
+        await store.aclose()
 
 
 async def test_a_redis_failure_on_the_stores_path_denies_as_a_store_outage() -> None:
@@ -193,7 +193,7 @@ async def test_a_redis_failure_on_the_stores_path_denies_as_a_store_outage() -> 
         with pytest.raises(StoreUnavailable):
             await backend.excess("a", Limit("t", 1, 60), consume=True)
     finally:
-        await store.client.aclose()
+        await store.aclose()
 
 
 async def test_a_redis_failure_denies_as_a_store_outage() -> None:

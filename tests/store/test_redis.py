@@ -131,10 +131,13 @@ class RedisServer:
     command line, so a later ``--appendonly yes`` wins); files go to ``workdir``.
     """
 
-    def __init__(self, *options: str, workdir: Path | None = None) -> None:
+    def __init__(
+        self, *options: str, workdir: Path | None = None, password: str | None = None
+    ) -> None:
         self.port = free_port()
         self.options = options
         self.workdir = workdir
+        self.password = password  # the default user's (--requirepass), to check it is up
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -154,7 +157,7 @@ class RedisServer:
             *self.options,
             stdout=asyncio.subprocess.DEVNULL,
         )
-        client = aioredis.Redis(port=self.port)
+        client = aioredis.Redis(port=self.port, password=self.password)
         try:
             for _ in range(200):
                 try:
