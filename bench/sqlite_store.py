@@ -19,15 +19,10 @@ same moment's load on a shared machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import hashlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import types
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,41 +31,14 @@ import uvloop
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from store_harness import class_at, closed_loop, h  # noqa: E402  (bench/ is the script's directory)
+
 from trustpub.store.sqlite import SQLiteStore  # noqa: E402
 
 
 def store_class_at(rev: str) -> Any:
     """``SQLiteStore`` as defined by ``trustpub/store/sqlite.py`` at git revision ``rev``."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:trustpub/store/sqlite.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    module = types.ModuleType(f"sqlite_store_at_{rev}")
-    sys.modules[module.__name__] = module
-    exec(compile(source, f"{rev}:trustpub/store/sqlite.py", "exec"), module.__dict__)  # noqa: S102
-    return module.SQLiteStore
-
-
-def h(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
-
-
-async def closed_loop(
-    concurrency: int, ops: int, call: Callable[[int], Awaitable[object]]
-) -> tuple[float, float]:
-    """Run ``call(i)`` for i in range(ops) from ``concurrency`` tasks; (CPU s, wall s)."""
-    counter = iter(range(ops))
-
-    async def worker() -> None:
-        for i in counter:
-            await call(i)
-
-    cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.process_time() - cpu, time.perf_counter() - wall
+    return class_at(rev, "trustpub/store/sqlite.py", "SQLiteStore")
 
 
 async def measure(
