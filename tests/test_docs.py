@@ -741,8 +741,7 @@ def documented_endpoints() -> list[tuple[str, str, str]]:
 
 
 def test_every_documented_endpoint_is_served(tmp_path: Path) -> None:
-    from trustpub.config import OwnerConfigSettings
-    from trustpub.registry.configs import ConfigsAPI, GitHubLookup
+    from trustpub.registry.configs import ConfigsAPI, GitHubLookup, OwnerConfigSettings
 
     registry = Registry(tmp_path, "http://localhost:8080")
     configs = OwnerConfigSettings()

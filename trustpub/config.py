@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 from trustpub import durations
 from trustpub.errors import ConfigurationError
 from trustpub.notify.settings import NotificationSettings, parse_notifications
-from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer
+from trustpub.oidc.issuers import DEFAULT_ISSUERS, PROVIDER_KINDS, Issuer, check_key_url
 from trustpub.ratelimit import RateLimits, parse_limit
 from trustpub.registry.categories import Categories, load_categories
+from trustpub.registry.configs import OwnerConfigSettings
 from trustpub.registry.db.webhook_keys import WebhookKeyError, WebhookKeys
 from trustpub.registry.storage.settings import StorageSettings, parse_storage
 
@@ -120,23 +121,6 @@ class SecretScanningSettings:
     # Plain http for a loopback key_url (a local key server), as for an issuer.
     development: bool = False
     refresh_cooldown: int = 60
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerConfigSettings:
-    """``[trusted_publishing_configs]``: owner-managed configs (trustpub.registry.configs).
-
-    ``github_api_url`` answers ``GET /users/{login}`` for configs of the canonical GitHub
-    issuer ("" turns lookups off: configs must then give ``repository_owner_id``);
-    ``github_api_urls`` maps a GitHub Enterprise issuer URL to its API URL.
-    ``github_api_token`` (optional) authenticates the lookups. ``pending_ttl``: seconds a
-    pending publisher waits for its crate to be created.
-    """
-
-    github_api_url: str = "https://api.github.com"
-    github_api_urls: tuple[tuple[str, str], ...] = ()
-    github_api_token: str | None = field(default=None, repr=False)
-    pending_ttl: int = 7 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,8 +498,6 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
 
 
 def _parse_secret_scanning(value: Mapping[str, Any], where: str) -> SecretScanningSettings:
-    from trustpub.api.scanning_keys import check_key_url
-
     known = {f.name for f in dataclasses.fields(SecretScanningSettings)}
     extra = sorted(set(value) - known)
     if extra:

@@ -18,9 +18,9 @@ import pytest
 
 from tests.api.conftest import Service, ServiceFactory
 from tests.registry.helpers import body_for
-from trustpub.config import OwnerConfigSettings
 from trustpub.registry import Registry
 from trustpub.registry.auth import generate_user_token, user_token_hash
+from trustpub.registry.configs import OwnerConfigSettings
 
 GITHUB = "/api/v1/trusted_publishing/github_configs"
 GITLAB = "/api/v1/trusted_publishing/gitlab_configs"

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from tests.api.github_keys import GitHubKey, KeyServer
-from trustpub.api.scanning_keys import ScanningKeys, UnknownKey, check_key_url
+from trustpub.api.scanning_keys import ScanningKeys, UnknownKey
 from trustpub.config import load_settings
 from trustpub.errors import ConfigurationError, KeySetUnavailable
+from trustpub.oidc.issuers import check_key_url
 
 pytestmark = pytest.mark.anyio
 

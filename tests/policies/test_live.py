@@ -28,7 +28,7 @@ def live(tmp_path: Path) -> LivePolicies:
     return LivePolicies(
         settings.policy_dir,
         lambda: load_policies(settings.policy_dir, settings.issuers),
-        snapshot=policy_snapshot(settings),
+        snapshot=policy_snapshot(settings.data_dir, settings.policy_dir, settings.issuers),
     )
 
 
@@ -80,7 +80,7 @@ def test_a_snapshot_of_another_policy_directory_is_never_used(tmp_path: Path) ->
         LivePolicies(
             other,
             lambda: load_policies(other, settings.issuers),
-            snapshot=policy_snapshot(settings),
+            snapshot=policy_snapshot(settings.data_dir, settings.policy_dir, settings.issuers),
         )
 
 

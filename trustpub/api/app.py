@@ -205,7 +205,7 @@ async def _build_services(
         settings.policy_dir,
         lambda: load_policies(settings.policy_dir, settings.issuers),
         on_reload=lambda result: metrics.policies_reloaded(result, len(policies.current)),
-        snapshot=policy_snapshot(settings),
+        snapshot=policy_snapshot(settings.data_dir, settings.policy_dir, settings.issuers),
     )
     metrics.observe_policies(len(policies.current), policies.last_error is not None)
     token_service = TokenService(store)

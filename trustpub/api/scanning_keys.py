@@ -30,7 +30,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
 import httpx
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from trustpub.errors import ConfigurationError, KeySetUnavailable
-from trustpub.oidc.issuers import is_loopback_host
+from trustpub.oidc.issuers import check_key_url
 
 logger = logging.getLogger("trustpub.secret_scanning")
 
@@ -52,22 +51,6 @@ class UnknownKey(Exception):
 
 class _FetchFailed(Exception):
     pass
-
-
-def check_key_url(url: str, development: bool) -> None:
-    """Refuse a key URL we would not fetch: https only, or http on loopback when
-    ``development`` (``ConfigurationError`` naming the rule)."""
-    parts = urlsplit(url)
-    if not parts.hostname or parts.username or parts.password:
-        raise ConfigurationError(f"key URL {url!r}: expected an absolute URL without credentials")
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and development and is_loopback_host(parts.hostname):
-        return
-    raise ConfigurationError(
-        f"key URL {url!r}: must use https (plain http is allowed only on a loopback "
-        "address marked development = true)"
-    )
 
 
 def parse_public_keys(data: object) -> Mapping[str, ec.EllipticCurvePublicKey]:

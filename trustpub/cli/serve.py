@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         settings = load_settings()
         policies, broken = load_or_last_good(
             lambda: load_policies(settings.policy_dir, settings.issuers),
-            policy_snapshot(settings),
+            policy_snapshot(settings.data_dir, settings.policy_dir, settings.issuers),
         )
         asyncio.run(check_store(settings.store_url))  # e.g. a Redis without persistence
     except ConfigurationError as exc:  # policy problems too: PolicyLoadError is one

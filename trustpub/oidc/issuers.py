@@ -29,6 +29,23 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def check_key_url(url: str, development: bool) -> None:
+    """Refuse a key URL we would not fetch (secret scanning's public keys): https only,
+    or http on loopback when ``development``, as for issuers (``ConfigurationError``
+    naming the rule). Here, below the configuration and the API, so both check alike."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.username or parts.password:
+        raise ConfigurationError(f"key URL {url!r}: expected an absolute URL without credentials")
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and development and is_loopback_host(parts.hostname):
+        return
+    raise ConfigurationError(
+        f"key URL {url!r}: must use https (plain http is allowed only on a loopback "
+        "address marked development = true)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Issuer:
     """One trusted OIDC issuer.

@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ from trustpub.errors import PolicyLoadError
 from trustpub.policies.policyset import PolicySet
 
 if TYPE_CHECKING:
-    from trustpub.config import Settings
+    from trustpub.oidc.issuers import Issuer
 
 log = logging.getLogger("trustpub.policies")
 
@@ -126,14 +126,14 @@ class PolicySnapshot:
             return None
 
 
-def policy_snapshot(settings: Settings) -> PolicySnapshot:
+def policy_snapshot(data_dir: Path, policy_dir: Path, issuers: Sequence[Issuer]) -> PolicySnapshot:
     """Where the service keeps its last good policy set: ``data_dir/policies-last-good``."""
     from trustpub.policies import load_policies
 
     return PolicySnapshot(
-        settings.data_dir / "policies-last-good",
-        settings.policy_dir,
-        lambda directory: load_policies(directory, settings.issuers),
+        data_dir / "policies-last-good",
+        policy_dir,
+        lambda directory: load_policies(directory, issuers),
     )
 
 

@@ -24,7 +24,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -35,7 +35,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trustpub.config import OwnerConfigSettings
 from trustpub.errors import PolicyProblem, StoreUnavailable, TrustpubError
 from trustpub.grants import Operation
 from trustpub.oidc.issuers import CANONICAL_ISSUERS, Issuer, ProviderKind
@@ -59,6 +58,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trustpub.registry")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerConfigSettings:
+    """``[trusted_publishing_configs]``: owner-managed configs (trustpub.registry.configs).
+
+    ``github_api_url`` answers ``GET /users/{login}`` for configs of the canonical GitHub
+    issuer ("" turns lookups off: configs must then give ``repository_owner_id``);
+    ``github_api_urls`` maps a GitHub Enterprise issuer URL to its API URL.
+    ``github_api_token`` (optional) authenticates the lookups. ``pending_ttl``: seconds a
+    pending publisher waits for its crate to be created.
+    """
+
+    github_api_url: str = "https://api.github.com"
+    github_api_urls: tuple[tuple[str, str], ...] = ()
+    github_api_token: str | None = field(default=None, repr=False)
+    pending_ttl: int = 7 * 24 * 3600
+
 
 CONFIG_FILE = "registry"
 """The ``file`` of a config's policy: ids read ``registry#github-config-7`` (a policy
