@@ -135,3 +135,80 @@ def test_fields_json_cannot_hold_are_written_as_text() -> None:
         assert entry["msg"] == "event"
         assert entry["log_error"].startswith("fields not JSON")
         assert isinstance(entry["fields"], str)
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_log_fields_writes_through_our_handler_alone_the_line_a_record_would_give(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure("info")
+    made: list[logging.LogRecord] = []
+    original = logging.Logger.makeRecord
+
+    def counted(self: logging.Logger, *args: object, **kwargs: object) -> logging.LogRecord:
+        made.append(original(self, *args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counted)
+    fields = {"method": "GET", "status": 200, "text": "caf\u00e9 \ud800", "n": [1, {"a": None}]}
+    log_fields(logging.getLogger("trustpub.access"), logging.INFO, "request", fields)
+    assert made == []  # our handler alone: no record was made
+    direct = json.loads(capsys.readouterr().err)
+    record = logging.getLogger("trustpub.access").makeRecord(
+        "trustpub.access", logging.INFO, "", 0, "request", (), None, None, {"fields": fields}
+    )
+    through_record = json.loads(JSONFormatter().format(record))
+    assert direct.pop("ts").endswith("Z")
+    through_record.pop("ts")
+    assert direct == through_record
+    # Below the level: nothing at all.
+    log_fields(logging.getLogger("trustpub.access"), logging.DEBUG, "request", fields)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_log_fields_makes_a_record_when_another_handler_or_a_filter_is_on_the_way(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure("info")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    other = Keep()
+    logging.getLogger("trustpub").addHandler(other)
+    access = logging.getLogger("trustpub.access")
+    log_fields(access, logging.INFO, "request", {"status": 200})
+    assert [r.fields for r in seen] == [{"status": 200}]  # type: ignore[attr-defined]
+    assert json.loads(capsys.readouterr().err)["status"] == 200
+    logging.getLogger("trustpub").removeHandler(other)
+
+    access.addFilter(lambda record: False)
+    try:
+        log_fields(access, logging.INFO, "request", {"status": 200})
+        assert capsys.readouterr().err == ""  # the filter had its say
+    finally:
+        access.filters.clear()
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_a_failed_write_is_the_handlers_error_to_report_not_the_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure("info")
+    [handler] = logging.getLogger("trustpub").handlers
+    reported: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "handleError", reported.append)
+
+    class Broken:
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(handler, "stream", Broken())
+    log_fields(logging.getLogger("trustpub.audit"), logging.INFO, "exchange", {"k": 1})
+    assert [r.getMessage() for r in reported] == ["exchange"]

@@ -8,6 +8,7 @@ a JWT.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -39,13 +40,14 @@ class JSONFormatter(logging.Formatter):
         # Replaced as a whole tuple, so a formatter shared by threads stays consistent.
         self._second: tuple[int, str] = (-1, "")
 
-    def _timestamp(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
         cached = self._second
         if cached[0] != second:
             cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
             self._second = cached
-        return f"{cached[1]}.{int(record.msecs):03d}Z"
+        # Milliseconds as logging.LogRecord computes its msecs.
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         """One JSON line, whatever the record carries: a message whose arguments do not
@@ -55,25 +57,38 @@ class JSONFormatter(logging.Formatter):
             msg = record.getMessage()
         except (TypeError, ValueError):
             msg = f"{record.msg!s} (unformattable arguments: {record.args!r})"
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        fields = getattr(record, "fields", None)
+        return self.line(record.created, record.levelname, record.name, msg, fields, exc)
+
+    def line(
+        self,
+        created: float,
+        levelname: str,
+        name: str,
+        msg: str,
+        fields: object,
+        exc: str | None = None,
+    ) -> str:
+        """The line ``format`` writes for a record with these attributes."""
         entry: dict[str, Any] = {
-            "ts": self._timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
+            "ts": self._timestamp(created),
+            "level": levelname.lower(),
+            "logger": name,
             "msg": msg,
         }
-        fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if exc:
+            entry["exc"] = exc
         try:
             return _ENCODER.encode(entry)
-        except Exception as exc:
+        except Exception as error:
             # Keys that are not strings, a structure that contains itself, ...: the
             # fields are written as text instead.
             entry = {k: entry[k] for k in ("ts", "level", "logger", "msg", "exc") if k in entry}
             entry["fields"] = repr(fields)
-            entry["log_error"] = f"fields not JSON: {type(exc).__name__}"
+            entry["log_error"] = f"fields not JSON: {type(error).__name__}"
             return _ENCODER.encode(entry)
 
 
@@ -85,6 +100,24 @@ _SERVER_LOGGERS = {"uvicorn": "WARNING", "uvicorn.error": "WARNING", "uvicorn.ac
 
 class _JSONHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``configure`` installs (a class of its own, to find it again)."""
+
+    def write_fields(self, name: str, level: int, msg: str, fields: dict[str, Any]) -> None:
+        """Write the line ``emit`` would write for ``log_fields``'s record, without the
+        record: the same formatter, stream, lock and error handling."""
+        formatter = self.formatter
+        levelname = logging.getLevelName(level)
+        if not isinstance(formatter, JSONFormatter):
+            self.handle(_record(name, level, msg, fields))
+            return
+        try:
+            line = formatter.line(time.time(), levelname, name, msg, fields)
+            with self.lock or contextlib.nullcontext():
+                self.stream.write(line + self.terminator)
+                self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(_record(name, level, msg, fields))
 
 
 def configure(level: str = "info") -> None:
@@ -118,14 +151,51 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
     """``logger.log(level, msg, extra={"fields": fields})``, for lines on every request.
 
     The record is made directly: ``Logger.log`` would first walk the stack for the
-    caller's file and line, which a JSON line never shows.
+    caller's file and line, which a JSON line never shows. When the one handler the
+    record would reach is ours, unfiltered, no record is made at all: the line is
+    formatted and written as that handler would (about a third of a line's cost, and a
+    line is written for every request: bench/RESULTS.md).
     """
-    if logger.isEnabledFor(level):
-        logger.handle(
-            logger.makeRecord(
-                logger.name, level, "(unknown file)", 0, msg, (), None, None, {"fields": fields}
-            )
-        )
+    if not logger.isEnabledFor(level):
+        return
+    handler = _sole_json_handler(logger, level)
+    if handler is not None:
+        handler.write_fields(logger.name, level, msg, fields)
+    elif not logger.disabled:
+        logger.handle(_record(logger.name, level, msg, fields, logger))
+
+
+def _record(
+    name: str,
+    level: int,
+    msg: str,
+    fields: dict[str, Any],
+    logger: logging.Logger | None = None,
+) -> logging.LogRecord:
+    maker = logger or logging.getLogger(name)
+    return maker.makeRecord(
+        name, level, "(unknown file)", 0, msg, (), None, None, {"fields": fields}
+    )
+
+
+def _sole_json_handler(logger: logging.Logger, level: int) -> _JSONHandler | None:
+    """Our handler, when a record of ``logger`` at ``level`` would reach it and no other
+    handler, and no filter could stop or change it on the way."""
+    found: _JSONHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        for handler in current.handlers:
+            if found is not None or type(handler) is not _JSONHandler or handler.filters:
+                return None
+            if level < handler.level:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
 
 
 def audit(event: str, **fields: Any) -> None:
