@@ -1,5 +1,7 @@
+import asyncio
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -212,3 +214,99 @@ def test_a_failed_write_is_the_handlers_error_to_report_not_the_callers(
     monkeypatch.setattr(handler, "stream", Broken())
     log_fields(logging.getLogger("trustpub.audit"), logging.INFO, "exchange", {"k": 1})
     assert [r.getMessage() for r in reported] == ["exchange"]
+
+
+class CountingStream:
+    """A text stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _our_handler(stream: object) -> logging.Handler:
+    configure("info")
+    [handler] = logging.getLogger("trustpub").handlers
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    return handler
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_the_lines_of_one_turn_of_the_loop_leave_in_one_write_in_order() -> None:
+    stream = CountingStream()
+    _our_handler(stream)
+    log = logging.getLogger("trustpub.access")
+
+    async def one_turn() -> list[str]:
+        for n in range(5):
+            log_fields(log, logging.INFO, "request", {"n": n})
+        logging.getLogger("trustpub.x").info("record line")  # through a record, too
+        before = list(stream.writes)
+        await asyncio.sleep(0)  # the turn ends
+        return before
+
+    assert asyncio.run(one_turn()) == []  # nothing written during the turn
+    [written] = stream.writes
+    assert [json.loads(line).get("n") for line in written.splitlines()] == [0, 1, 2, 3, 4, None]
+    # Without a running loop (a thread, start-up): at once.
+    log_fields(log, logging.INFO, "request", {"n": 9})
+    assert json.loads(stream.writes[-1])["n"] == 9
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_a_line_from_another_thread_comes_after_those_that_wait() -> None:
+    stream = CountingStream()
+    _our_handler(stream)
+    log = logging.getLogger("trustpub.audit")
+
+    async def turn() -> None:
+        log_fields(log, logging.INFO, "exchange", {"n": 1})
+        thread = threading.Thread(target=log_fields, args=(log, logging.INFO, "x", {"n": 2}))
+        thread.start()
+        thread.join()
+
+    asyncio.run(turn())
+    lines = [json.loads(line)["n"] for text in stream.writes for line in text.splitlines()]
+    assert lines == [1, 2]
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_lines_waiting_are_written_at_exit_and_a_failed_write_does_not_reach_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = CountingStream()
+    handler = _our_handler(stream)
+    log = logging.getLogger("trustpub.audit")
+
+    async def leave_a_line() -> None:
+        log_fields(log, logging.INFO, "exchange", {"n": 1})
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(leave_a_line())
+    loop.close()  # the turn's flush never ran
+    handler.flush()  # logging.shutdown does this at exit
+    assert json.loads(stream.writes[-1])["n"] == 1
+
+    class Broken(CountingStream):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    handler.setStream(Broken())  # type: ignore[attr-defined]
+    reported: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "handleError", reported.append)
+    errors: list[object] = []
+
+    async def failing_turn() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(1))
+        log_fields(log, logging.INFO, "exchange", {"n": 2})
+        await asyncio.sleep(0.01)
+
+    asyncio.run(failing_turn())
+    assert len(reported) == 1
+    assert errors == []

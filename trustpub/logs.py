@@ -8,6 +8,7 @@ a JWT.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
@@ -99,25 +100,87 @@ _SERVER_LOGGERS = {"uvicorn": "WARNING", "uvicorn.error": "WARNING", "uvicorn.ac
 
 
 class _JSONHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler ``configure`` installs (a class of its own, to find it again)."""
+    """The handler ``configure`` installs (a class of its own, to find it again).
+
+    On an event loop's thread, the lines of one turn of the loop are written together
+    at its end: one write for the access and audit lines of every request answered in
+    that turn, where each line was a write of its own (``bench/run``: 7 % of an
+    exchange's CPU). A line logged before a response is written before that response
+    leaves (the connection's writes wait for the end of the turn too, after this
+    one's). Lines from other threads, or with no loop running, are written at once,
+    after any that wait. ``flush`` (as at exit) writes what waits.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
+        self._waiting_loop: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._put(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
     def write_fields(self, name: str, level: int, msg: str, fields: dict[str, Any]) -> None:
         """Write the line ``emit`` would write for ``log_fields``'s record, without the
         record: the same formatter, stream, lock and error handling."""
         formatter = self.formatter
-        levelname = logging.getLevelName(level)
         if not isinstance(formatter, JSONFormatter):
             self.handle(_record(name, level, msg, fields))
             return
         try:
-            line = formatter.line(time.time(), levelname, name, msg, fields)
-            with self.lock or contextlib.nullcontext():
-                self.stream.write(line + self.terminator)
-                self.flush()
+            line = formatter.line(time.time(), logging.getLevelName(level), name, msg, fields)
+            self._put(line + self.terminator)
         except RecursionError:
             raise
         except Exception:
             self.handleError(_record(name, level, msg, fields))
+
+    def _put(self, line: str) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self.lock or contextlib.nullcontext():
+            if loop is not None and loop is self._waiting_loop:
+                self._waiting.append(line)
+                return
+            self._write_waiting()
+            if loop is None:
+                self.stream.write(line)
+                self.stream.flush()
+                return
+            self._waiting.append(line)
+            self._waiting_loop = loop
+        loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            # Reported as logging reports a failed emit (on sys.stderr, not through a
+            # logger: that would come back here); the lines that waited are lost.
+            self.handleError(logging.makeLogRecord({"msg": "log lines not written"}))
+
+    def _write_waiting(self) -> None:
+        """With the lock held: write the lines that wait, if any."""
+        if self._waiting:
+            lines, self._waiting, self._waiting_loop = self._waiting, [], None
+            self.stream.write("".join(lines))
+            self.stream.flush()
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            try:
+                self._write_waiting()
+            except Exception:
+                self._waiting, self._waiting_loop = [], None
+                raise
+            if self.stream and hasattr(self.stream, "flush"):
+                self.stream.flush()
 
 
 def configure(level: str = "info") -> None:
