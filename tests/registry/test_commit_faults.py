@@ -13,21 +13,18 @@ The read-back is the same code on both engines (``RegistryDB.publish``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from tests.pgproxy import CommitCutter
 from tests.registry.conftest import PUBLIC_URL, FakeAuthority, RegistryEnv, detail
 from tests.registry.helpers import body_for, make_crate, metadata, publish_body
 from trustpub.registry import Registry, create_registry_app
@@ -39,108 +36,6 @@ from trustpub.registry.db import (
     StorageUnavailable,
     VersionRow,
 )
-
-# psycopg commits with a simple query: this message, whole, in one send.
-COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
-Mode = Literal["after", "before", "hold"]
-
-
-class CommitCutter:
-    """A TCP proxy to the test PostgreSQL server that, once armed, cuts the connection
-    on which the next COMMIT is sent: ``after`` forwarding it (committed, answer lost),
-    ``before`` (rolled back), or ``hold`` (not forwarded, the server's side kept open
-    until ``release()``: the transaction stays open there, its locks held)."""
-
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.mode: Mode | None = None
-        self.fired = threading.Event()
-        self.held: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, database_url: str) -> str:
-        name = database_url.rsplit("/", 1)[1]
-        # Plain TCP, so the proxy can see the COMMIT.
-        return (
-            f"postgresql://postgres@127.0.0.1:{self.port}/{name}?sslmode=disable&gssencmode=disable"
-        )
-
-    def arm(self, mode: Mode) -> None:
-        with self._lock:
-            self.mode = mode
-            self.fired.clear()
-
-    def release(self) -> None:
-        """Close the server sides kept open by ``hold``: the server rolls back."""
-        for sock in self.held:
-            _close(sock)
-        self.held.clear()
-
-    def close(self) -> None:
-        self.release()
-        _close(self.listener)
-        for sock in self._sockets:
-            _close(sock)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            self._sockets += [client, server]
-            threading.Thread(target=self._to_server, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
-
-    def _to_server(self, client: socket.socket, server: socket.socket) -> None:
-        while data := _recv(client):
-            mode = None
-            if COMMIT in data:
-                with self._lock:
-                    mode, self.mode = self.mode, None
-            if mode is None:
-                try:
-                    server.sendall(data)
-                except OSError:
-                    break
-                continue
-            if mode == "after":
-                server.sendall(data)
-            _close(client)
-            if mode == "hold":
-                self.held.append(server)
-            else:
-                _close(server)
-            self.fired.set()
-            return
-        _close(server)
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        while data := _recv(source):
-            try:
-                sink.sendall(data)
-            except OSError:
-                break
-        if source not in self.held:
-            _close(sink)
-
-
-def _recv(sock: socket.socket) -> bytes:
-    try:
-        return sock.recv(65536)
-    except OSError:
-        return b""
-
-
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The PostgreSQL store's own behaviour (the contract suite runs on it too): expired
 rows purged, replicas and processes racing on jtis, failures named without the password,
 batches of lookups (one query) and of issues (one transaction), a COMMIT cut on the wire
-(``CommitCutter``, the TCP proxy of the registry's tests), cancelled callers."""
+(``CommitCutter``, tests/pgproxy.py), cancelled callers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.registry.test_commit_faults import CommitCutter, Mode
+from tests.pgproxy import CommitCutter, Mode
 from trustpub.errors import StoreUnavailable
 from trustpub.store import PostgreSQLStore, open_store
 from trustpub.store.postgresql import PURGE_INTERVAL
