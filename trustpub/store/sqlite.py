@@ -48,7 +48,7 @@ from typing import Any, Literal, TypeVar
 import anyio.to_thread
 
 from trustpub.errors import StoreUnavailable
-from trustpub.sqlite_reads import LoopReader
+from trustpub.sqlite_reads import LoopReader, file_identity
 from trustpub.store.base import check_expiry
 
 logger = logging.getLogger(__name__)
@@ -172,11 +172,7 @@ class SQLiteStore:
         self._identity = None
 
     def _file_identity(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self._path)
-        except FileNotFoundError:
-            return None
-        return (st.st_dev, st.st_ino)
+        return file_identity(self._path)
 
     def _connection(self) -> sqlite3.Connection:
         identity = self._file_identity()

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from trustpub.registry.db.errors import CommitFailed, StorageFull, StorageUnavailable
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.db.schema import SQLITE_MIGRATIONS, Migration, SchemaTooNew, migrate
-from trustpub.sqlite_reads import LoopReader
+from trustpub.sqlite_reads import LoopReader, file_identity
 
 log = logging.getLogger("trustpub.registry")
 
@@ -165,11 +165,7 @@ class SQLiteEngine:
         return StorageUnavailable(detail)
 
     def _file_identity(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (st.st_dev, st.st_ino)
+        return file_identity(self.path)
 
     def _close(self) -> None:
         if self._conn is not None:
