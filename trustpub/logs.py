@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import sys
 import time
 from typing import Any
+
+from trustpub.jsonwrite import log_line
 
 __all__ = ["JSONFormatter", "access_log", "audit", "audit_log", "configure", "log_fields"]
 
@@ -28,10 +29,8 @@ request_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Con
     "trustpub_request_context", default=None
 )
 
-# Built once: json.dumps with any option constructs a new encoder on every call.
-# ensure_ascii (the default) writes every character, a lone surrogate included, as
-# ASCII: a line can always be written to a stream of any encoding.
-_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+# A line is ASCII (trustpub.jsonwrite.log_line): every character, a lone surrogate
+# included, is escaped, so a line can always be written to a stream of any encoding.
 
 
 class JSONFormatter(logging.Formatter):
@@ -83,14 +82,14 @@ class JSONFormatter(logging.Formatter):
         if exc:
             entry["exc"] = exc
         try:
-            return _ENCODER.encode(entry)
+            return log_line(entry)
         except Exception as error:
             # Keys that are not strings, a structure that contains itself, ...: the
             # fields are written as text instead.
             entry = {k: entry[k] for k in ("ts", "level", "logger", "msg", "exc") if k in entry}
             entry["fields"] = repr(fields)
             entry["log_error"] = f"fields not JSON: {type(error).__name__}"
-            return _ENCODER.encode(entry)
+            return log_line(entry)
 
 
 # uvicorn's own loggers: their lines are JSON too. Its access log is off (ours has the

@@ -8,12 +8,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from trustpub.grants import Operation, Provenance
+from trustpub.jsonwrite import sorted_ascii
 
 RECORD_VERSION = 1
 
-# The settings json.dumps(separators=..., sort_keys=True) would use, built once: passing
-# any option to json.dumps constructs a new encoder on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 # Exact lookups of stored operation names (cheaper than calling the enum).
 _OPERATIONS: Mapping[str, Operation] = MappingProxyType({op.value: op for op in Operation})
 
@@ -63,7 +61,7 @@ class TokenRecord:
             data["owners"] = {
                 name: list(logins) for name, logins in sorted(self.new_crate_owners.items())
             }
-        return _ENCODER.encode(data).encode("utf-8")
+        return sorted_ascii(data)
 
     @classmethod
     def from_json(cls, raw: bytes) -> TokenRecord:

@@ -8,24 +8,20 @@ writes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
-# Starlette's JSONResponse settings, built once: json.dumps with options constructs a
-# new encoder on every call, and these responses are rendered on every request.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+from trustpub.jsonwrite import response_body
 
 NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store"}
 
 
 def render_json(content: Any) -> bytes:
-    """Compact JSON in UTF-8. Outside strings the encoder writes only ASCII, so the one
-    character UTF-8 cannot encode, a lone surrogate inside a string, becomes its
-    ``\\uXXXX`` escape: the JSON for that very string."""
-    return _ENCODER.encode(content).encode("utf-8", "backslashreplace")
+    """Compact JSON in UTF-8 (``trustpub.jsonwrite.response_body``): a lone surrogate
+    inside a string becomes its ``\\uXXXX`` escape, the JSON for that very string."""
+    return response_body(content)
 
 
 class JSONResponse(_StarletteJSONResponse):

@@ -1,0 +1,102 @@
+"""trustpub.jsonwrite: orjson's output where it is what the standard encoder writes,
+the standard encoder's wherever it is not."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+from typing import Any
+
+import pytest
+
+from trustpub.jsonwrite import log_line, response_body, sorted_ascii
+
+LINE = json.JSONEncoder(default=str, separators=(",", ":"))
+RESPONSE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+RECORD = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+VALUES: list[Any] = [
+    {"a": 1, "b": [True, False, None], "c": {"d": "e"}, "f": 12.5},
+    {"msg": 'quote " backslash \\ newline \n tab \t nul \x00 del \x7f'},
+    {"z": 1, "a": {"y": 2, "b": 3}},
+    {"ua": "caf\u00e9 \u2028 \U0001f600"},  # not ASCII
+    {"lone": "\ud800"},  # a lone surrogate: orjson refuses it
+    {"big": 2**70},  # beyond 64 bits: orjson refuses it
+    {1: "int key"},  # a key that is not a string: orjson refuses it
+    {"t": (1, 2), "nested": [[[[]]]]},
+]
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_a_log_line_is_what_the_standard_encoder_writes(value: Any) -> None:
+    assert log_line(value) == LINE.encode(value)
+    assert log_line(value).isascii()
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_a_record_is_what_the_standard_encoder_writes(value: Any) -> None:
+    assert sorted_ascii(value) == RECORD.encode(value).encode("ascii")
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_a_response_body_is_what_the_standard_encoder_writes(value: Any) -> None:
+    expected = RESPONSE.encode(value).encode("utf-8", "backslashreplace")
+    assert response_body(value) == expected
+
+
+def test_unknown_types_in_a_log_line_are_written_as_str() -> None:
+    when = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
+    value = {"point": Point(1), "when": when, "set": {1}}
+    assert log_line(value) == LINE.encode(value)
+    assert '"point":"Point(x=1)"' in log_line(value)
+
+
+def test_what_the_standard_encoder_refuses_is_refused() -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular reference"):
+        log_line(loop)
+    with pytest.raises(TypeError):
+        response_body({"point": Point(1)})
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_response_refuses_nan_and_infinities(bad: float) -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        response_body({"value": bad, "other": None})
+
+
+def test_nesting_beyond_orjson_s_limit_is_still_written() -> None:
+    deep: Any = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    assert log_line(deep) == LINE.encode(deep)
+    assert response_body(deep) == RESPONSE.encode(deep).encode()
+
+
+def test_random_text_is_written_as_the_standard_encoder_writes_it() -> None:
+    import random
+
+    rng = random.Random(14)
+    alphabet = [chr(c) for c in range(0x80)] + [
+        "\u00e9",
+        "\u2028",
+        "\ud800",
+        "\udfff",
+        "\U0001f600",
+    ]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        value = {text: text, "n": rng.randrange(-(2**66), 2**66)}
+        assert log_line(value) == LINE.encode(value)
+        assert sorted_ascii(value) == RECORD.encode(value).encode("ascii")
+        expected = RESPONSE.encode(value).encode("utf-8", "backslashreplace")
+        assert response_body(value) == expected
