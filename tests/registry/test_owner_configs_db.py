@@ -72,18 +72,55 @@ async def test_a_change_in_one_process_is_seen_by_the_next_exchange_of_another(
     writer, reader = dbs
     files = PolicySet(())
     live = OwnerConfigs(reader, DEFAULT_ISSUERS)
-    assert len(await live.combined(files)) == 0
+
+    async def next_exchange() -> PolicySet:
+        # An exchange that arrives after the change: a request of its own, a task of
+        # its own, begun once the change is committed.
+        return await asyncio.ensure_future(live.combined(files))
+
+    assert len(await next_exchange()) == 0
     alice = writer.users()[0]
     row = writer.create_config(new_config("fresh"), alice.id, pending, pending_ttl=3600)
-    current = await live.combined(files)
+    current = await next_exchange()
     [policy] = current.candidates(GITHUB, "Octo-Org/Octo-Lib")
     assert config_id(policy) == row.id
     assert policy.owners == ("alice",)
     assert {str(op) for op in policy.operations} == {"publish-new", "publish-update"}
     # Unchanged: the same set, not rebuilt.
-    assert await live.combined(files) is current
+    assert await next_exchange() is current
     writer.delete_config(row.id, lambda conn, found: None)
-    assert len(await live.combined(files)) == 0
+    assert len(await next_exchange()) == 0
+
+
+@pytest.mark.anyio
+async def test_exchanges_of_one_loop_turn_share_a_generation_read_and_later_ones_read_again(
+    dbs: tuple[RegistryDB, RegistryDB], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, reader = dbs
+    files = PolicySet(())
+    reads: list[int | None] = []
+    read_now = reader.config_generation_now
+
+    def counted() -> int | None:
+        value = read_now()
+        reads.append(value)
+        return value
+
+    monkeypatch.setattr(reader, "config_generation_now", counted)
+    live = OwnerConfigs(reader, DEFAULT_ISSUERS)
+    assert len(await asyncio.ensure_future(live.combined(files))) == 0
+    reads.clear()
+    # Scheduled together (as the exchanges one store reply wakes): one read for all.
+    together = await asyncio.gather(*(live.combined(files) for _ in range(5)))
+    assert len(reads) == 1
+    assert all(len(found) == 0 for found in together)
+    # A change committed now is seen by every exchange scheduled after it.
+    alice = writer.users()[0]
+    writer.create_config(new_config("fresh"), alice.id, pending, pending_ttl=3600)
+    after = await asyncio.gather(*(live.combined(files) for _ in range(3)))
+    assert len(reads) == 2
+    assert reads[1] != reads[0]
+    assert all(len(found) == 1 for found in after)
 
 
 @pytest.mark.anyio
