@@ -119,6 +119,7 @@ FACES: dict[str, list[str]] = {
         "Answer",
         "CLIENT_CLOSED_REQUEST",
         "ClientAddress",
+        "Endpoint",
         "ErrorBoundary",
         "FastLane",
         "JSONResponse",

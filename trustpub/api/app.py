@@ -33,7 +33,7 @@ from trustpub.registry import Registry as CargoRegistry
 from trustpub.registry.configs import ConfigsAPI, GitHubLookup, OwnerConfigs
 from trustpub.store import Store, open_store
 from trustpub.tokens import TokenService
-from trustpub.web import ErrorBoundary, FastLane, exception_handlers, paths
+from trustpub.web import Endpoint, ErrorBoundary, FastLane, exception_handlers, paths
 
 log = logging.getLogger("trustpub.api")
 
@@ -47,6 +47,13 @@ ROUTES: list[BaseRoute] = [
     Route(paths.STATUS, health.status, methods=["GET"]),
     Route(paths.LEAK_REPORTS, secret_scanning.verify, methods=["POST"]),
 ]
+# Called past the router (trustpub.web.FastLane): the routes every exchange and every
+# introspection take. Each is in ROUTES too, which answers their other methods.
+HOT_ROUTES: dict[tuple[str, str], Endpoint] = {
+    ("POST", paths.TOKENS): tokens.exchange_jwt,
+    ("DELETE", paths.TOKENS): tokens.revoke_token,
+    ("POST", paths.INTROSPECT): introspect.introspect,
+}
 
 
 def create_app(
@@ -152,6 +159,7 @@ def create_app(
                 yield state
                 tasks.cancel_scope.cancel()
 
+    handlers = exception_handlers({StoreUnavailable: _count_store_outage})
     app = Starlette(
         routes=routes,
         # The access log sees the answer the error boundary gives.
@@ -162,10 +170,16 @@ def create_app(
                 forwarded_header=settings.forwarded_header,
             ),
             Middleware(ErrorBoundary, on_unexpected=metrics.unexpected_errors.inc),
-            # Index files from memory, past the router (inside the two above).
-            Middleware(FastLane, lanes=cargo_registry.lanes if cargo_registry else []),
+            # Index files from memory, and the exchange and introspection, past the
+            # router (inside the two above).
+            Middleware(
+                FastLane,
+                lanes=cargo_registry.lanes if cargo_registry else [],
+                routes=HOT_ROUTES,
+                handlers=handlers,
+            ),
         ],
-        exception_handlers=exception_handlers({StoreUnavailable: _count_store_outage}),
+        exception_handlers=handlers,
         lifespan=lifespan,
     )
     app.state.cargo_registry = cargo_registry  # for operators' tooling and tests

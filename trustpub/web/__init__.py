@@ -7,7 +7,8 @@
 - ``responses``: JSON responses that always encode, crates.io's error body
 - ``errors``: the one mapping of errors to responses, and the boundary no exception
   passes
-- ``fastlane``: answers from memory past the router, for the hottest reads
+- ``fastlane``: answers from memory past the router, for the hottest reads, and the
+  hottest endpoints called past it
 - ``forwarded``: the client address, from a trusted proxy's forwarding header
 - ``times``: RFC 3339 timestamps; ``paths``: the wire paths (``web.paths.TOKENS``)
 
@@ -25,7 +26,7 @@ from trustpub.web.bodies import (
     string_field,
 )
 from trustpub.web.errors import CLIENT_CLOSED_REQUEST, ErrorBoundary, exception_handlers
-from trustpub.web.fastlane import Answer, FastLane, Lane
+from trustpub.web.fastlane import Answer, Endpoint, FastLane, Lane
 from trustpub.web.forwarded import ClientAddress, parse_networks
 from trustpub.web.query import query_int
 from trustpub.web.responses import NO_STORE, JSONResponse, error_response, render_json
@@ -38,6 +39,7 @@ __all__ = [
     "NO_STORE",
     "Answer",
     "ClientAddress",
+    "Endpoint",
     "ErrorBoundary",
     "FastLane",
     "JSONResponse",
