@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from trustpub.jsonwrite import log_line
+from trustpub.jsoncodec import log_line
 
 __all__ = ["JSONFormatter", "access_log", "audit", "audit_log", "configure", "log_fields"]
 
@@ -29,7 +29,7 @@ request_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Con
     "trustpub_request_context", default=None
 )
 
-# A line is ASCII (trustpub.jsonwrite.log_line): every character, a lone surrogate
+# A line is ASCII (trustpub.jsoncodec.log_line): every character, a lone surrogate
 # included, is escaped, so a line can always be written to a stream of any encoding.
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from trustpub.grants import Operation, Provenance
-from trustpub.jsonwrite import sorted_ascii
+from trustpub.jsoncodec import sorted_ascii
 
 RECORD_VERSION = 1
 

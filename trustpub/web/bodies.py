@@ -25,11 +25,12 @@ fast count says the body could need them.
 
 from __future__ import annotations
 
-import json
 import re
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+
+from trustpub import jsoncodec
 
 JSON_LIMIT = 64 * 1024
 MAX_JSON_DEPTH = 32
@@ -121,7 +122,7 @@ def parse_json(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> object:
     try:
         # Decoded here, strictly: json.loads(bytes) would accept UTF-16 and encoded
         # surrogates. A byte order mark is ignored, as json.loads(bytes) ignores it.
-        value = json.loads(data.decode("utf-8").removeprefix("\ufeff"))
+        value = jsoncodec.loads(data.decode("utf-8").removeprefix("\ufeff"))
     except (ValueError, RecursionError):
         raise HTTPException(400, "Failed to parse the request body as JSON") from None
     if b"\\u" in data and _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(value):

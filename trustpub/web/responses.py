@@ -13,13 +13,13 @@ from typing import Any
 
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
-from trustpub.jsonwrite import response_body
+from trustpub.jsoncodec import response_body
 
 NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store"}
 
 
 def render_json(content: Any) -> bytes:
-    """Compact JSON in UTF-8 (``trustpub.jsonwrite.response_body``): a lone surrogate
+    """Compact JSON in UTF-8 (``trustpub.jsoncodec.response_body``): a lone surrogate
     inside a string becomes its ``\\uXXXX`` escape, the JSON for that very string."""
     return response_body(content)
 

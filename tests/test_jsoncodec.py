@@ -1,4 +1,4 @@
-"""trustpub.jsonwrite: orjson's output where it is what the standard encoder writes,
+"""trustpub.jsoncodec: orjson's output where it is what the standard encoder writes,
 the standard encoder's wherever it is not."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from trustpub.jsonwrite import log_line, response_body, sorted_ascii
+from trustpub.jsoncodec import loads, log_line, response_body, sorted_ascii
 
 LINE = json.JSONEncoder(default=str, separators=(",", ":"))
 RESPONSE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -100,3 +100,81 @@ def test_random_text_is_written_as_the_standard_encoder_writes_it() -> None:
         assert sorted_ascii(value) == RECORD.encode(value).encode("ascii")
         expected = RESPONSE.encode(value).encode("utf-8", "backslashreplace")
         assert response_body(value) == expected
+
+
+# -- reading ---------------------------------------------------------------------------
+
+DOCUMENTS = [
+    '{"jwt":"eyJ.a.b","n":1,"f":1.5,"t":true,"z":null,"l":[1,-2,3e2]}',
+    "[1e309]",
+    "[NaN, Infinity, -Infinity]",
+    '"\\ud800"',
+    '"\\udc00\\ud800"',
+    '"\\ud83d\\ude00"',
+    "123456789012345678901234567890",
+    '{"big":[18446744073709551616,-9223372036854775809]}',
+    "[9223372036854775807,-9223372036854775808]",
+    '{"a":1,"a":2}',
+    " \t\r\n[1]\n",
+    "\ufeff[1]",
+    '"\x00"',
+    '"\\u0000"',
+    "[" * 2000 + "]" * 2000,
+]
+
+
+def standard(document: str | bytes) -> tuple[str, object]:
+    try:
+        return "ok", json.loads(document)
+    except (ValueError, RecursionError) as exc:
+        return "error", type(exc)
+
+
+def ours(document: str | bytes) -> tuple[str, object]:
+    try:
+        return "ok", loads(document)
+    except (ValueError, RecursionError) as exc:
+        return "error", type(exc)
+
+
+def same(a: tuple[str, object], b: tuple[str, object]) -> bool:
+    # repr: NaN != NaN, and 1 == 1.0 == True would hide a changed type.
+    return a[0] == b[0] and repr(a[1]) == repr(b[1])
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_a_document_reads_as_the_standard_parser_reads_it(document: str) -> None:
+    for form in (document, document.encode("utf-8", "surrogatepass")):
+        assert same(ours(form), standard(form))
+
+
+def test_bytes_in_other_encodings_read_as_the_standard_parser_reads_them() -> None:
+    for raw in ('{"a": "\u00e9"}'.encode("utf-16"), b'"\xed\xa0\x80"', b"\xef\xbb\xbf[1]"):
+        assert same(ours(raw), standard(raw))
+
+
+def test_mutated_documents_read_as_the_standard_parser_reads_them() -> None:
+    import random
+
+    rng = random.Random(14)
+    seeds = [d for d in DOCUMENTS if len(d) < 200]
+    pieces = [
+        *list('{}[]",:.-+eE0123456789 \\/utfnalsrNIy\t\n\x00\x1f\x7f'),
+        "\\u",
+        "\\ud800",
+        "\u00e9",
+        "true",
+        "null",
+        "1e400",
+        "99999999999999999999",
+    ]
+    for _ in range(20000):
+        doc = list(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(len(doc) + 1)
+            if rng.random() < 0.5 and doc:
+                del doc[min(at, len(doc) - 1)]
+            else:
+                doc.insert(at, rng.choice(pieces))
+        document = "".join(doc)
+        assert same(ours(document), standard(document)), document
