@@ -50,19 +50,35 @@ def _too_large(limit: int) -> HTTPException:
 def declared_length(request: Request) -> int | None:
     """The ``Content-Length`` the request declares (``None`` without one), checked
     against ``Transfer-Encoding`` and for its form: 400 when it cannot be trusted."""
-    headers = request.headers
-    lengths = headers.getlist("content-length")
+    lengths: list[bytes] = []
+    chunked = False
+    # One pass over the raw header list (names arrive lower-cased), where Starlette's
+    # ``Headers`` would be built and scanned once per question.
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            chunked = True
     if not lengths:
         return None
-    if "transfer-encoding" in headers:
+    if chunked:
         raise HTTPException(400, "Content-Length and Transfer-Encoding must not be sent together")
     if len(lengths) > 1:
         raise HTTPException(400, "More than one Content-Length header")
-    value = lengths[0].strip()
+    value = lengths[0].decode("latin-1").strip()
     # ASCII digits only (isdigit alone accepts "²"), and no longer than any real body.
     if not value.isascii() or not value.isdigit() or len(value) > 18:
         raise HTTPException(400, "Invalid Content-Length header")
     return int(value)
+
+
+def content_type(request: Request) -> str | None:
+    """The first ``Content-Type`` header, as Starlette's ``Headers.get`` gives it."""
+    raw: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for name, value in raw:
+        if name == b"content-type":
+            return value.decode("latin-1")
+    return None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -132,8 +148,8 @@ def parse_json(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> object:
 
 async def read_json_object(request: Request, limit: int = JSON_LIMIT) -> dict[str, object]:
     """A JSON object body. A missing Content-Type is accepted; any other type is 415."""
-    content_type = request.headers.get("content-type")
-    if content_type is not None and not _json_media_type(content_type):
+    declared_type = content_type(request)
+    if declared_type is not None and not _json_media_type(declared_type):
         raise HTTPException(415, "Expected request with `Content-Type: application/json`")
     data = parse_json(await read_body(request, limit))
     if not isinstance(data, dict):
