@@ -1,6 +1,9 @@
+import re
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.conftest import github_claims
 from tests.policies.factories import GHES, GITHUB, github_policy, job_rule, verified
@@ -92,6 +95,40 @@ def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> 
 )
 def test_malformed_workflow_refs_are_not_parsed(value: str) -> None:
     assert parse_workflow_ref(value) is None
+
+
+def reference_parse_workflow_ref(value: str) -> WorkflowRef | None:
+    """The character-by-character parser this module had first: the oracle for the
+    find-based one."""
+    parts = value.split("/", 2)
+    if len(parts) != 3 or not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "/".join(parts[:2])):
+        return None
+    owner, repo, rest = parts
+    if not rest.startswith(".github/workflows/"):
+        return None
+    rest = rest[len(".github/workflows/") :]
+    slash = rest.find("/")
+    limit = len(rest) if slash < 0 else slash
+    split_at = None
+    for i in range(limit):
+        if rest[i] == "@" and rest[:i].endswith((".yml", ".yaml")):
+            split_at = i
+    if split_at is None or split_at + 1 >= len(rest):
+        return None
+    return WorkflowRef(f"{owner}/{repo}", rest[:split_at], rest[split_at + 1 :])
+
+
+@given(
+    st.sampled_from(
+        ["o/r/.github/workflows/", "o/.github/.github/workflows/", "o/r/", "o/r/x/", ""]
+    ),
+    st.text(alphabet="@/.ymla\u212ax", max_size=24),
+)
+@example("o/r/.github/workflows/", "a.yml@@")
+@example("o/r/.github/workflows/", "a.yaml@b.yml@c/d@e.yml@f")
+def test_workflow_refs_parse_as_the_reference_parser_does(prefix: str, rest: str) -> None:
+    value = prefix + rest
+    assert parse_workflow_ref(value) == reference_parse_workflow_ref(value)
 
 
 @pytest.mark.anyio
