@@ -66,6 +66,9 @@ async def refusal(policies: list[Policy], **claims: Any) -> str:
         # `.yml` too; a one-character ref is a ref.
         ("o/r/.github/workflows/a.yml@x.ymlz", WorkflowRef("o/r", "a.yml", "x.ymlz")),
         ("o/r/.github/workflows/a.yml@x", WorkflowRef("o/r", "a.yml", "x")),
+        # A file name that is only the extension is a file name.
+        ("o/r/.github/workflows/.yml@x", WorkflowRef("o/r", ".yml", "x")),
+        ("o/r/.github/workflows/@.yml@x/y", WorkflowRef("o/r", "@.yml", "x/y")),
     ],
 )
 def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> None:
@@ -81,6 +84,10 @@ def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> 
         "o/r/.github/workflows/release@refs/heads/main",
         "o/r/.github/workflows/release.yml",
         "o/r/.github/workflows/release.yml@",
+        # An empty ref after the last `@` of the file name, even if an earlier `@` would
+        # leave one; an empty file name.
+        "o/r/.github/workflows/a.yml@b.yml@",
+        "o/r/.github/workflows/@refs/heads/main",
         "o/r/.github/workflows/sub/release.yml@refs/heads/main",
         "//.github/workflows/release.yml@refs/heads/main",
         "/r/.github/workflows/release.yml@refs/heads/main",
@@ -125,6 +132,8 @@ def reference_parse_workflow_ref(value: str) -> WorkflowRef | None:
     st.text(alphabet="@/.ymla\u212ax", max_size=24),
 )
 @example("o/r/.github/workflows/", "a.yml@@")
+@example("o/r/.github/workflows/", "a.yml@b.yml@")
+@example("o/r/.github/workflows/", "@a.yml@x")
 @example("o/r/.github/workflows/", "a.yaml@b.yml@c/d@e.yml@f")
 def test_workflow_refs_parse_as_the_reference_parser_does(prefix: str, rest: str) -> None:
     value = prefix + rest

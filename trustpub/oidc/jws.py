@@ -122,14 +122,14 @@ def _plain(text: bytes) -> bool:
 def _b64decode(raw: bytes, standard: bytes, start: int, end: int) -> bytes:
     """Decode the base64url segment ``raw[start:end]`` (``standard`` is ``raw`` in the
     standard alphabet), already checked to hold only base64url characters."""
-    length = end - start
-    unused = _UNUSED_BITS[length & 3]
+    rest = (end - start) & 3
+    unused = _UNUSED_BITS[rest]
     # Canonical encodings only: a last character whose unused low bits are set decodes
     # to the same bytes, which would make one signed token spellable several ways.
     if _SEXTET[raw[end - 1]] & unused:
         raise decode_failed()
     try:
-        return binascii.a2b_base64(standard[start:end] + _B64_PADDING[length & 3])
+        return binascii.a2b_base64(standard[start:end] + _B64_PADDING[rest])
     except binascii.Error:
         raise decode_failed() from None
 

@@ -58,17 +58,18 @@ def parse_workflow_ref(value: str) -> WorkflowRef | None:
     prefix = _WORKFLOWS_PREFIX.match(value)
     if prefix is None:
         return None
-    start = prefix.end()
-    slash = value.find("/", start)
-    limit = len(value) if slash < 0 else slash
+    rest = value[prefix.end() :]
     # The last `@` before the first `/` whose prefix names a YAML file, found from the
     # right with str.rfind (no loop over the characters).
-    split_at = value.rfind("@", start, limit)
-    while split_at >= 0 and not value.endswith(_WORKFLOW_SUFFIXES, start, split_at):
-        split_at = value.rfind("@", start, split_at)
-    if split_at < 0 or split_at + 1 >= len(value):
-        return None
-    return WorkflowRef(prefix.group(1), value[start:split_at], value[split_at + 1 :])
+    head = rest.partition("/")[0]
+    split_at = head.rfind("@")
+    while split_at >= 0:
+        head = head[:split_at]
+        if head.endswith(_WORKFLOW_SUFFIXES):
+            ref = rest[split_at + 1 :]
+            return WorkflowRef(prefix.group(1), head, ref) if ref else None
+        split_at = head.rfind("@")
+    return None
 
 
 def read_facts(source: ClaimSource, issuer: Issuer) -> TokenFacts:
