@@ -6,6 +6,12 @@ Python loop over every character; together that was most of an exchange's CPU. T
 module parses once, with the same strictness, and checks the signature with
 ``cryptography`` directly. pyjwt stays the reference: the tests compare the two on the
 same tokens.
+
+The token is matched by one pattern, encoded and translated to the standard base64
+alphabet once, and its segments decoded from slices; ``plain_payload`` tells the
+verifier when its walk over every claim string (for lone surrogates) cannot find one.
+Together: ``Verifier.verify`` without the RSA check 105 -> 70 us per call on the dev
+machine (``bench/exchange_pieces.py``).
 """
 
 from __future__ import annotations

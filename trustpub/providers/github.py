@@ -3,6 +3,10 @@
 Stages, in order: repository owner id, workflow file name, environment, refs, job
 workflow. Owner and repository compare case-insensitively (GitHub names do), the
 workflow file name case-sensitively, the environment case-insensitively.
+
+``parse_workflow_ref`` finds the file name with ``str.rfind`` rather than a loop over
+the characters (it ran twice per exchange, ~2 % of its CPU); the tests check it against
+the loop it replaced.
 """
 
 from __future__ import annotations
