@@ -36,6 +36,10 @@ def same_folded(a: str, b: str) -> bool:
 
 def encodable(value: str) -> bool:
     """True when ``value`` can be written as UTF-8 (it holds no lone surrogate)."""
+    # ASCII is known without looking at the characters (CPython keeps it as a flag of
+    # the string): the claims of a real token are, and every one of them goes through here.
+    if value.isascii():
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

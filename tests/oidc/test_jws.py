@@ -218,3 +218,27 @@ def test_every_character_at_the_end_of_every_segment_is_judged_like_pyjwt() -> N
             assert ours == reference, (index, replacement)
             if tampered != token:
                 assert ours is None, (index, replacement)
+
+
+@pytest.mark.parametrize(
+    ("payload", "plain"),
+    [
+        (b'{"a":"b"}', True),
+        # Escapes that cannot write a surrogate keep the fast path.
+        (b'{"a":"\\u00e9\\u0064800\\\\"}', True),
+        (b'{"a":"\\ud800"}', False),
+        (b'{"a":"\\uDFFF"}', False),
+        # A valid pair is walked too (it is text, and the walk accepts it).
+        (b'{"a":"\\ud83d\\ude80"}', False),
+        ('{"a":"\u00e9"}'.encode(), False),
+        # ASCII bytes, but NUL bytes make json read them as UTF-16, where `\\ud800`
+        # is spelt with NULs between its characters.
+        ('{"a":"b"}'.encode("utf-16-le"), False),
+    ],
+)
+def test_only_a_payload_that_cannot_hold_a_lone_surrogate_is_plain(
+    payload: bytes, plain: bool
+) -> None:
+    # `plain_payload` lets the verifier skip its walk over the claims' strings.
+    header = b64(json.dumps({"alg": "RS256"}).encode())
+    assert jws.parse(f"{header}.{b64(payload)}.").plain_payload is plain

@@ -457,6 +457,79 @@ async def test_claim_of_wrong_type_is_refused(
     assert error.detail == f"Failed to decode JWT: {reason}"
 
 
+# -- text that is not valid Unicode, however the payload's JSON spells it -------------
+#
+# jws.parse lets the verifier skip its walk over the claims' strings only when the
+# payload's JSON text cannot produce a lone surrogate; every other spelling is walked.
+
+
+def signed_json(key: SigningKey, text: bytes) -> str:
+    """RS256-signed with ``text`` as the payload, byte for byte."""
+    return jwt.PyJWS().encode(text, key.private, algorithm="RS256", headers={"kid": key.kid})
+
+
+LONE_SURROGATE_PAYLOADS = {
+    "escape": lambda data: json.dumps(data).encode(),
+    "upper-case escape": lambda data: json.dumps(data).replace("\\ud800", "\\uD800").encode(),
+    "utf-8 bytes": lambda data: json.dumps(data, ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    ),
+    "utf-16 escape": lambda data: json.dumps(data).encode("utf-16-le"),
+    "utf-16 bytes": lambda data: json.dumps(data, ensure_ascii=False).encode(
+        "utf-16-le", "surrogatepass"
+    ),
+    "utf-32 escape": lambda data: json.dumps(data).encode("utf-32"),
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(LONE_SURROGATE_PAYLOADS))
+async def test_a_lone_surrogate_is_refused_however_the_json_spells_it(
+    env: OIDCEnv, spelling: str
+) -> None:
+    text = LONE_SURROGATE_PAYLOADS[spelling](claims(environment="prod\ud800"))
+    error = await refused(env, signed_json(env.signing_key, text))
+    assert isinstance(error, InvalidJWT)
+    assert error.detail == (
+        "Failed to decode JWT: a claim holds invalid Unicode text: `prod\\ud800`"
+    )
+
+
+async def test_a_lone_low_surrogate_escape_is_refused(env: OIDCEnv) -> None:
+    text = json.dumps(claims(extra=["\udfff"])).encode()
+    assert b"\\udfff" in text
+    error = await refused(env, signed_json(env.signing_key, text))
+    assert error.detail == "Failed to decode JWT: a claim holds invalid Unicode text: `\\udfff`"
+
+
+@pytest.mark.parametrize(
+    ("escaped", "value"),
+    [
+        ("\\u00e9t\\u00e9", "\u00e9t\u00e9"),
+        ("\\ud83d\\ude80", "\U0001f680"),
+        ("\\uD83D\\uDE80", "\U0001f680"),
+        ("\\\\ud800", "\\ud800"),
+        ("\\u0064800", "d800"),
+    ],
+)
+async def test_escapes_that_write_valid_text_are_accepted(
+    env: OIDCEnv, escaped: str, value: str
+) -> None:
+    text = json.dumps(claims(environment="@")).replace('"@"', f'"{escaped}"').encode()
+    verified = await env.verifier.verify(signed_json(env.signing_key, text))
+    assert verified.claims["environment"] == value
+
+
+async def test_valid_non_ascii_text_is_accepted_in_every_encoding(env: OIDCEnv) -> None:
+    data = claims(environment="d\u00e9ploiement-\U0001f680")
+    for text in (
+        json.dumps(data, ensure_ascii=False).encode(),
+        json.dumps(data, ensure_ascii=False).encode("utf-16"),
+        json.dumps(data).encode("utf-16-be"),
+    ):
+        verified = await env.verifier.verify(signed_json(env.signing_key, text))
+        assert verified.claims["environment"] == "d\u00e9ploiement-\U0001f680"
+
+
 # -- configuration -------------------------------------------------------------------
 
 

@@ -1,6 +1,9 @@
+import re
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.conftest import github_claims
 from tests.policies.factories import GHES, GITHUB, github_policy, job_rule, verified
@@ -63,6 +66,9 @@ async def refusal(policies: list[Policy], **claims: Any) -> str:
         # `.yml` too; a one-character ref is a ref.
         ("o/r/.github/workflows/a.yml@x.ymlz", WorkflowRef("o/r", "a.yml", "x.ymlz")),
         ("o/r/.github/workflows/a.yml@x", WorkflowRef("o/r", "a.yml", "x")),
+        # A file name that is only the extension is a file name.
+        ("o/r/.github/workflows/.yml@x", WorkflowRef("o/r", ".yml", "x")),
+        ("o/r/.github/workflows/@.yml@x/y", WorkflowRef("o/r", "@.yml", "x/y")),
     ],
 )
 def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> None:
@@ -78,6 +84,10 @@ def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> 
         "o/r/.github/workflows/release@refs/heads/main",
         "o/r/.github/workflows/release.yml",
         "o/r/.github/workflows/release.yml@",
+        # An empty ref after the last `@` of the file name, even if an earlier `@` would
+        # leave one; an empty file name.
+        "o/r/.github/workflows/a.yml@b.yml@",
+        "o/r/.github/workflows/@refs/heads/main",
         "o/r/.github/workflows/sub/release.yml@refs/heads/main",
         "//.github/workflows/release.yml@refs/heads/main",
         "/r/.github/workflows/release.yml@refs/heads/main",
@@ -92,6 +102,42 @@ def test_workflow_ref_is_split_at_the_ref(value: str, expected: WorkflowRef) -> 
 )
 def test_malformed_workflow_refs_are_not_parsed(value: str) -> None:
     assert parse_workflow_ref(value) is None
+
+
+def reference_parse_workflow_ref(value: str) -> WorkflowRef | None:
+    """The character-by-character parser this module had first: the oracle for the
+    find-based one."""
+    parts = value.split("/", 2)
+    if len(parts) != 3 or not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "/".join(parts[:2])):
+        return None
+    owner, repo, rest = parts
+    if not rest.startswith(".github/workflows/"):
+        return None
+    rest = rest[len(".github/workflows/") :]
+    slash = rest.find("/")
+    limit = len(rest) if slash < 0 else slash
+    split_at = None
+    for i in range(limit):
+        if rest[i] == "@" and rest[:i].endswith((".yml", ".yaml")):
+            split_at = i
+    if split_at is None or split_at + 1 >= len(rest):
+        return None
+    return WorkflowRef(f"{owner}/{repo}", rest[:split_at], rest[split_at + 1 :])
+
+
+@given(
+    st.sampled_from(
+        ["o/r/.github/workflows/", "o/.github/.github/workflows/", "o/r/", "o/r/x/", ""]
+    ),
+    st.text(alphabet="@/.ymla\u212ax", max_size=24),
+)
+@example("o/r/.github/workflows/", "a.yml@@")
+@example("o/r/.github/workflows/", "a.yml@b.yml@")
+@example("o/r/.github/workflows/", "@a.yml@x")
+@example("o/r/.github/workflows/", "a.yaml@b.yml@c/d@e.yml@f")
+def test_workflow_refs_parse_as_the_reference_parser_does(prefix: str, rest: str) -> None:
+    value = prefix + rest
+    assert parse_workflow_ref(value) == reference_parse_workflow_ref(value)
 
 
 @pytest.mark.anyio

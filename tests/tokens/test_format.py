@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 
 import pytest
 
@@ -17,6 +18,7 @@ from trustpub.tokens import (
     is_well_formed,
     token_hash,
 )
+from trustpub.tokens import format as format_module
 from trustpub.tokens.format import ALPHABET, BODY_LENGTH, CHECKSUM_LENGTH
 
 
@@ -42,6 +44,48 @@ def test_tokens_are_unique_and_spread_over_the_alphabet() -> None:
     assert len(tokens) == 2000
     bodies = "".join(t[len(PREFIX) : len(PREFIX) + BODY_LENGTH] for t in tokens)
     assert set(bodies) == set(ALPHABET)
+
+
+def test_random_bytes_map_onto_the_alphabet_without_bias() -> None:
+    # Every character is the image of exactly four byte values; the other eight are
+    # dropped, never mapped (a plain `b % 62` would favour the first eight characters).
+    images: dict[int, list[int]] = {}
+    kept = bytes(range(256)).translate(format_module._BYTE_TO_CHAR, format_module._REJECTED)
+    assert len(kept) == 248
+    for byte, char in zip(range(248), kept, strict=True):
+        images.setdefault(char, []).append(byte)
+    assert sorted(chr(c) for c in images) == sorted(ALPHABET)
+    assert {len(v) for v in images.values()} == {4}
+
+
+def test_dropped_random_bytes_are_made_up_by_another_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    draws: list[int] = []
+    # The second draw keeps exactly the 27 characters still wanted: no third draw.
+    stream = iter([bytes([255] * 35 + [0, 61, 62, 123, 247]), bytes(range(27)) + bytes([250] * 8)])
+
+    def token_bytes(count: int) -> bytes:
+        draws.append(count)
+        return next(stream)[:count]
+
+    monkeypatch.setattr(secrets, "token_bytes", token_bytes)
+    token = generate_token()
+    # 40 bytes asked for the 32 characters; 35 of them dropped, 5 kept: 27 more wanted.
+    assert draws == [BODY_LENGTH + 8, BODY_LENGTH - 5 + 8]
+    body = token[len(PREFIX) : len(PREFIX) + BODY_LENGTH]
+    assert body == "0z0zz" + ALPHABET[:27]
+    assert is_well_formed(token)
+
+
+def test_characters_are_uniform_over_the_alphabet() -> None:
+    # 62 * 400 characters: each character's count stays within 6 standard deviations.
+    count = 62 * 400
+    chars = "".join(
+        TRUSTPUB_TOKENS.generate()[len(PREFIX) : len(PREFIX) + BODY_LENGTH]
+        for _ in range(count // BODY_LENGTH + 1)
+    )[:count]
+    expected = count / 62
+    spread = 6 * math.sqrt(expected)
+    assert all(abs(chars.count(c) - expected) < spread for c in ALPHABET)
 
 
 def test_generated_tokens_are_well_formed() -> None:

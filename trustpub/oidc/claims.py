@@ -13,6 +13,9 @@ from trustpub.text import encodable
 def optional_str_claim(claims: Mapping[str, object], name: str) -> str | None:
     """A claim as a string, None when absent; a claim of another type is refused."""
     value = claims.get(name)
+    if type(value) is str and value.isascii():
+        # The common case, decided at once: an ASCII string is valid text.
+        return value
     if value is None:
         return None
     if not isinstance(value, str):

@@ -237,7 +237,11 @@ class KeySets:
     # -- cache rules -------------------------------------------------------------------
 
     def _state(self, issuer: Issuer) -> _IssuerState:
-        return self._states.setdefault(issuer, _IssuerState())
+        state = self._states.get(issuer)
+        if state is None:
+            # Built once per issuer, not on every lookup (setdefault's default would be).
+            state = self._states[issuer] = _IssuerState()
+        return state
 
     def _age(self, state: _IssuerState) -> float | None:
         return None if state.fetched_at is None else self._clock() - state.fetched_at

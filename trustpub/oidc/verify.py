@@ -110,7 +110,7 @@ class Verifier:
         signed.verify_rs256(key)
         claims = signed.payload
 
-        return self._check_claims(issuer, claims)
+        return self._check_claims(issuer, claims, checked_text=signed.plain_payload)
 
     def _issuer(self, iss: object) -> Issuer:
         if iss is None:
@@ -124,11 +124,16 @@ class Verifier:
             raise UnsupportedIssuer(f"Unsupported JWT issuer: {_printable(iss)}")
         return issuer
 
-    def _check_claims(self, issuer: Issuer, claims: dict[str, Any]) -> VerifiedClaims:
+    def _check_claims(
+        self, issuer: Issuer, claims: dict[str, Any], *, checked_text: bool = False
+    ) -> VerifiedClaims:
+        """``checked_text``: the payload's JSON text cannot hold a lone surrogate
+        (``jws.SignedToken.plain_payload``), so the walk over its strings is skipped."""
         for name in REQUIRED_CLAIMS:
             if claims.get(name) is None:
                 raise _decode_failed(f"missing required claim `{name}`")
-        _check_text(claims)
+        if not checked_text:
+            _check_text(claims)
         # Types before values: JSON gives floats, booleans and lists where integers and
         # strings are expected.
         iss = _require_str(claims, "iss")
@@ -175,7 +180,9 @@ class Verifier:
             jti=jti,
             issued_at=iat,
             expires_at=exp,
-            claims=MappingProxyType(dict(claims)),
+            # The dict is this call's own (fresh from the JSON parse), so it is wrapped,
+            # not copied.
+            claims=MappingProxyType(claims),
         )
 
 

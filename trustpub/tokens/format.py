@@ -7,7 +7,8 @@ parameterised by prefix.
     └prefix┘  └── body ──┘
 
 - The prefix lets secret scanners recognise a leaked token, and keeps the kinds apart.
-- The body is base62 from ``secrets``: 32 characters carry ~190 bits, 40 ~238 bits.
+- The body is base62 from ``secrets``: 32 characters carry ~190 bits, 40 ~238 bits
+  (``_random_base62``: random bytes mapped without bias, one CSPRNG call).
 - The checksum (CRC32 of the body, base62, fixed width) lets us refuse a mistyped or
   truncated token before any store lookup, and lets scanners avoid false positives.
   Registry tokens have none: their wire format predates it, and tokens already handed
@@ -28,6 +29,30 @@ from dataclasses import dataclass, field
 
 ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _ALPHABET_SET = frozenset(ALPHABET)
+
+# Random bytes to base62 characters, unbiased: the 248 byte values below 4 * 62 map onto
+# the alphabet four each (``b % 62``), the 8 above are dropped (``bytes.translate``'s
+# delete argument) and made up by more random bytes. Every accepted byte is uniform over
+# the 62 characters and independent of the others, so a body is as likely as any other:
+# 32 characters still carry 32 * log2(62) ~ 190.5 bits.
+_ACCEPTED = 4 * len(ALPHABET)
+_BYTE_TO_CHAR = bytes(ord(ALPHABET[b % len(ALPHABET)]) for b in range(_ACCEPTED)) + bytes(
+    256 - _ACCEPTED
+)
+_REJECTED = bytes(range(_ACCEPTED, 256))
+# Random bytes drawn beyond the length needed, so that one draw almost always suffices
+# (8 of 256 values are dropped: 32 + 8 bytes fall short about once in 300,000 draws).
+_SPARE_BYTES = 8
+
+
+def _random_base62(length: int) -> str:
+    """``length`` independent, uniform base62 characters from the OS's CSPRNG."""
+    chars = b""
+    while len(chars) < length:
+        chars += secrets.token_bytes(length - len(chars) + _SPARE_BYTES).translate(
+            _BYTE_TO_CHAR, _REJECTED
+        )
+    return chars[:length].decode("ascii")
 
 
 def _base62(value: int, width: int) -> str:
@@ -62,10 +87,10 @@ class TokenFormat:
 
     def generate(self) -> str:
         """A fresh token from the operating system's CSPRNG."""
-        # One uniform draw below 62**n, written as n base62 digits, is distributed exactly
-        # like n independent uniform choices (every body equally likely), at one CSPRNG
-        # call instead of n: the exchange spent ~4% of its CPU here (bench/RESULTS.md).
-        body = _base62(secrets.randbelow(len(ALPHABET) ** self.body_length), self.body_length)
+        # n independent uniform characters (every body equally likely), mapped from one
+        # CSPRNG draw by a C-level table: no per-character Python (the exchange spent ~3%
+        # of its CPU here, bench/exchange_pieces.py).
+        body = _random_base62(self.body_length)
         if self.checksum_length:
             return self.prefix + body + self._checksum(body)
         return self.prefix + body
