@@ -244,19 +244,19 @@ async def test_a_script_and_a_lookup_share_one_round_trip(
     await redis_store.issue(h("jti"), later(), h("token"), b"record", later())
     # A script this server has never seen: the first call meets NOSCRIPT and loads it.
     script = raw_redis.register_script(f"-- {uuid.uuid4()}\nreturn ARGV[1]")
-    sends: list[int] = []
-    original = redis_store._send_and_read_all
+    sends: list[int] = []  # the number of replies of each send
+    original = redis_store._pipeline.submit
 
-    async def counted(commands: list[tuple[Any, ...]]) -> list[object]:
-        sends.append(len(commands))
-        return await original(commands)
+    def counted(data: bytes, replies: int = 1) -> Any:
+        sends.append(replies)
+        return original(data, replies)
 
-    monkeypatch.setattr(redis_store, "_send_and_read_all", counted)
+    monkeypatch.setattr(redis_store._pipeline, "submit", counted)
     key = f"{redis_store.prefix}unused"
     assert await redis_store.lookup_after(h("token"), script, [key], ["7"]) == (b"7", b"record")
-    assert sends == [2, 2]  # NOSCRIPT, then the script loaded and both sent again
+    assert sends == [2, 1, 2]  # NOSCRIPT, then the script loaded and both sent again
     assert await redis_store.lookup_after(h("other"), script, [key], ["8"]) == (b"8", None)
-    assert sends == [2, 2, 2]
+    assert sends == [2, 1, 2, 2]
     # An error reply from the script: unavailable, and the connection's next reply (the
     # lookup's) was read, so the next call on the pool is answered correctly.
     failing = raw_redis.register_script(f"-- {uuid.uuid4()}\nreturn redis.error_reply('no')")
