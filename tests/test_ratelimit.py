@@ -33,15 +33,19 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["redis-py", "store"])
+@pytest.fixture(params=["redis-py", "store-runner", "store"])
 async def redis_backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisBackend]:
-    """The script through redis-py's own path, and through the store's (``limiter_for``)."""
+    """The script through redis-py's own path, through the store's generic script call,
+    and through the store's own command path (``limiter_for``)."""
     prefix = new_redis_prefix()
     store = RedisStore.from_url(REDIS_URL, prefix=prefix)
     client = store.client
-    runner = store.run_script if request.param == "store" else None
+    runner = store.run_script if request.param == "store-runner" else None
     try:
-        yield RedisBackend(client, prefix, runner)
+        if request.param == "store":
+            yield RedisBackend(client, prefix, store=store)
+        else:
+            yield RedisBackend(client, prefix, runner)
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
         if keys:
@@ -184,14 +188,20 @@ async def test_the_redis_store_limiter_counts_on_the_stores_command_path() -> No
         await store.aclose()
 
 
-async def test_a_redis_failure_on_the_stores_path_denies_as_a_store_outage() -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["runner", "store"])
+async def test_a_redis_failure_on_the_stores_path_denies_as_a_store_outage(direct: bool) -> None:
     from trustpub.errors import StoreUnavailable
 
     store = RedisStore.from_url("redis://127.0.0.1:1/0", prefix="trustpub-test:down:", timeout=0.5)
     try:
-        backend = RedisBackend(store.client, store.prefix, store.run_script)
+        if direct:
+            backend = RedisBackend(store.client, store.prefix, store=store)
+        else:
+            backend = RedisBackend(store.client, store.prefix, store.run_script)
         with pytest.raises(StoreUnavailable):
             await backend.excess("a", Limit("t", 1, 60), consume=True)
+        with pytest.raises(StoreUnavailable):
+            await backend.excess("a", Limit("t", 1, 60), consume=False)
     finally:
         await store.aclose()
 
@@ -207,3 +217,44 @@ async def test_a_redis_failure_denies_as_a_store_outage() -> None:
             await backend.excess("a", Limit("t", 1, 60), consume=True)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("prefix", ["trustpub:", "tp-\u00e9:", "p" * 300 + ":"])
+@pytest.mark.parametrize("key", ["192.0.2.1", "2001:db8::1", "iss|o/r\u212a", "\ud800", "k" * 5000])
+@pytest.mark.parametrize("consume", [True, False])
+def test_the_packed_command_is_what_redis_py_would_send(
+    prefix: str, key: str, consume: bool
+) -> None:
+    # The store's path sends the script's EVALSHA packed by hand: byte for byte what
+    # hiredis packs for the same script, key and arguments.
+    import hashlib
+
+    from trustpub.store.redis_pipeline import pack
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    backend = RedisBackend(client, prefix)
+    limit = Limit("exchange-client", 7, 60)
+    call = backend.call(key, limit, consume=consume)
+    digest = hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+    assert call.keys == [f"{prefix}ratelimit:exchange-client:{digest}"]
+    assert call.args == [repr(60 / 7), repr(60 - 60 / 7), "1" if consume else "0"]
+    expected = pack("EVALSHA", backend._script.sha, 1, *call.keys, *call.args)
+    assert getattr(call.script, "packed") == expected  # noqa: B009
+    assert backend._commands(limit, consume).command(key) == expected
+    # A limit of the same name with other numbers is packed anew.
+    other = Limit("exchange-client", 8, 60)
+    assert backend._commands(other, consume).command(key) != expected
+
+
+def test_the_packed_commands_kept_stay_bounded() -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    backend = RedisBackend(client, "p:")
+    limit = Limit("exchange-client", 7, 60)
+    commands = backend._commands(limit, True)
+    for i in range(10_000):
+        commands.command(f"198.51.100.{i}")
+        commands.call(f"198.51.100.{i}", "")
+        commands.command("x" * 1000 + str(i))  # too long to keep
+    assert len(commands.commands) <= 4096
+    assert len(commands.calls) <= 4096
+    assert not any(len(key) > 256 for key in commands.commands)

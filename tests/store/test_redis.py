@@ -265,3 +265,53 @@ async def test_a_script_and_a_lookup_share_one_round_trip(
         await redis_store.lookup_after(h("token"), failing, [key], [])
     assert await redis_store.lookup_after(h("token"), script, [key], ["9"]) == (b"9", b"record")
     assert await redis_store.lookup(h("token")) == b"record"
+
+
+@pytest.mark.parametrize("prefix", ["trustpub:", "tp-\u00e9:", "p" * 1100 + ":"])
+@pytest.mark.parametrize("size", [0, 32, 600, 5000])
+async def test_hot_commands_are_packed_as_hiredis_packs_them(prefix: str, size: int) -> None:
+    # lookup, lookup_after and issue pack their commands by hand: byte for byte what
+    # hiredis packs, whatever the prefix, hash length and record size.
+    from trustpub.store.redis_pipeline import pack
+
+    store = RedisStore.from_url(STORE_URL, prefix=prefix)
+    sent: list[tuple[bytes, int]] = []
+
+    def submit(data: bytes, replies: int = 1) -> Any:
+        sent.append((data, replies))
+        future = asyncio.get_running_loop().create_future()
+        if replies == 2:
+            future.set_result([b"0", b"r"])
+        else:  # the issue script's reply, or a GET's
+            future.set_result(1 if data.startswith(b"*8\r\n$7\r\nEVALSHA") else b"v")
+        return future
+
+    store._pipeline.submit = submit  # type: ignore[method-assign]
+    store._durable = True
+    jti, token, record = bytes(i % 256 for i in range(size)), h(str(size)), b"r" * size
+    try:
+        assert await store.issue(jti, 100, token, record, 50)
+        assert sent[-1] == (
+            pack(
+                "EVALSHA",
+                store._issue.sha,
+                2,
+                f"{prefix}jti:{jti.hex()}",
+                f"{prefix}token:{token.hex()}",
+                100,
+                record,
+                50,
+            ),
+            1,
+        )
+        assert await store.lookup(jti) == b"v"
+        assert sent[-1] == (pack("GET", f"{prefix}token:{jti.hex()}"), 1)
+        script = store.client.register_script("return 1")
+        assert await store.lookup_after(jti, script, ["k"], ["1", 0.5]) == (b"0", b"r")
+        assert sent[-1] == (
+            pack("EVALSHA", script.sha, 1, "k", "1", 0.5)
+            + pack("GET", f"{prefix}token:{jti.hex()}"),
+            2,
+        )
+    finally:
+        await store.aclose()
