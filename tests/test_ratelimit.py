@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -258,3 +260,87 @@ def test_the_packed_commands_kept_stay_bounded() -> None:
     assert len(commands.commands) <= 4096
     assert len(commands.calls) <= 4096
     assert not any(len(key) > 256 for key in commands.commands)
+
+
+@pytest.mark.slow
+async def test_the_stores_path_loads_the_script_retries_and_never_allows_on_failure(
+    tmp_path: Path,
+) -> None:
+    # The rare paths behind the one await: NOSCRIPT on a fresh server, a reply lost with
+    # the connection (sent again: the check may count twice, never not at all), NOAUTH,
+    # a server gone. Every failure denies.
+    from tests.store.test_redis import RedisServer
+    from tests.store.test_redis_durability import ReplyDroppingProxy
+    from trustpub.errors import StoreUnavailable
+
+    server = RedisServer(workdir=tmp_path)
+    await server.start()
+    proxy = ReplyDroppingProxy(server.port)
+    await proxy.start()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0?allow_volatile=1", timeout=1)
+    admin = aioredis.Redis(port=server.port)
+    limits = RateLimits(
+        exchange_per_client=Limit("exchange-client", 3, 3600),
+        failed_auth_per_client=Limit("failed-auth-client", 1, 3600),
+    )
+    limiter = limiter_for(store, limits)
+    try:
+        await limiter.exchange_from("192.0.2.1")  # NOSCRIPT: loaded, then counted
+        proxy.armed = True
+        await limiter.exchange_from("192.0.2.1")  # its reply lost: sent once more
+        assert proxy.dropped == 1
+        with pytest.raises(RateLimited):  # counted three times (once twice)
+            await limiter.exchange_from("192.0.2.1")
+        # The gate beside a lookup, on a server that lost its scripts meanwhile.
+        await admin.script_flush()
+        gate = limiter.auth_gate("192.0.2.9")
+        assert gate.call is not None
+        assert await store.lookup_after(b"\0" * 32, *gate.call) == (b"0", None)
+        await limiter.auth_failed("192.0.2.9")
+        checked, _ = await store.lookup_after(b"\0" * 32, *gate.call)
+        with pytest.raises(RateLimited):
+            gate.settle(checked)
+        # A password now required: NOAUTH on the next connection's commands.
+        await admin.config_set("requirepass", "pw")
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(StoreUnavailable, match=r"\(AuthenticationError\)"):
+            await limiter.exchange_from("192.0.2.2")
+        with pytest.raises(StoreUnavailable, match=r"\(AuthenticationError\)"):
+            await store.lookup_after(b"\0" * 32, *gate.call)
+        await proxy.stop()  # no new connections, then the server gone
+        await server.stop()
+        with pytest.raises(StoreUnavailable):
+            await limiter.exchange_for("iss", "o/r")
+        with pytest.raises(StoreUnavailable):
+            await limiter.check_auth_allowed("192.0.2.3")
+    finally:
+        await admin.aclose()
+        await store.aclose()
+        await proxy.stop()
+        await server.stop()
+
+
+@pytest.mark.slow
+async def test_a_silent_server_denies_the_check_after_one_timeout() -> None:
+    from trustpub.errors import StoreUnavailable
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0?allow_volatile=1", timeout=0.3)
+    limiter = limiter_for(store, RateLimits())
+    try:
+        results = await asyncio.gather(
+            limiter.exchange_from("192.0.2.1"),
+            limiter.exchange_for("iss", "o/r"),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        assert all("(TimeoutError)" in str(r) for r in results)
+    finally:
+        await store.aclose()
+        server.close()
+        await server.wait_closed()
