@@ -17,6 +17,11 @@ and must run in two places that share its arithmetic exactly: in process (the SQ
 deployment has one process) and as one atomic Lua script on Redis, with Redis's clock,
 so every process behind a load balancer sees the same budget.
 
+On the Redis store the check is one EVALSHA packed once per key and limit
+(``_Commands``) and awaited once on the store's connection (``RedisBackend``): 9.4 us
+of CPU per check at 32 callers, where the generic script call took 32.1
+(``bench/redis_commands.py``); every exchange runs two.
+
 Refusals are ``RateLimited`` (429 with ``Retry-After``). A Redis failure is a
 ``StoreUnavailable`` like any other store failure: a limit that cannot be checked denies.
 """

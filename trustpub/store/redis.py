@@ -24,6 +24,12 @@ their replies are parsed by hiredis and handed back in order. Through redis-py's
 so that was a large share of their cost. The redis-py client (``client``) stays, for
 what registers scripts on it and for tests.
 
+The hot commands (``lookup``, ``lookup_after``, ``issue``, and the rate limiter's
+script through ``send``) are packed by hand from bytes encoded once, and await the
+pipeline's future directly; any exception from it goes to ``recover`` / ``_execute``,
+which apply the rules below. That took the rate limit check from 32.1 to 9.4 us of
+CPU and ``issue`` from 28.3 to 20.4 (32 callers, ``bench/redis_commands.py``).
+
 The pipeline also tells whether a failure came before the command left (then nothing
 happened on the server and one retry on a fresh connection is safe, which also absorbs
 a connection lost to a Redis restart) or after, which redis-py's own retry cannot. After,
