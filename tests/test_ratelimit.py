@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -33,15 +35,19 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["redis-py", "store"])
+@pytest.fixture(params=["redis-py", "store-runner", "store"])
 async def redis_backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisBackend]:
-    """The script through redis-py's own path, and through the store's (``limiter_for``)."""
+    """The script through redis-py's own path, through the store's generic script call,
+    and through the store's own command path (``limiter_for``)."""
     prefix = new_redis_prefix()
     store = RedisStore.from_url(REDIS_URL, prefix=prefix)
     client = store.client
-    runner = store.run_script if request.param == "store" else None
+    runner = store.run_script if request.param == "store-runner" else None
     try:
-        yield RedisBackend(client, prefix, runner)
+        if request.param == "store":
+            yield RedisBackend(client, prefix, store=store)
+        else:
+            yield RedisBackend(client, prefix, runner)
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
         if keys:
@@ -184,14 +190,20 @@ async def test_the_redis_store_limiter_counts_on_the_stores_command_path() -> No
         await store.aclose()
 
 
-async def test_a_redis_failure_on_the_stores_path_denies_as_a_store_outage() -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["runner", "store"])
+async def test_a_redis_failure_on_the_stores_path_denies_as_a_store_outage(direct: bool) -> None:
     from trustpub.errors import StoreUnavailable
 
     store = RedisStore.from_url("redis://127.0.0.1:1/0", prefix="trustpub-test:down:", timeout=0.5)
     try:
-        backend = RedisBackend(store.client, store.prefix, store.run_script)
+        if direct:
+            backend = RedisBackend(store.client, store.prefix, store=store)
+        else:
+            backend = RedisBackend(store.client, store.prefix, store.run_script)
         with pytest.raises(StoreUnavailable):
             await backend.excess("a", Limit("t", 1, 60), consume=True)
+        with pytest.raises(StoreUnavailable):
+            await backend.excess("a", Limit("t", 1, 60), consume=False)
     finally:
         await store.aclose()
 
@@ -207,3 +219,128 @@ async def test_a_redis_failure_denies_as_a_store_outage() -> None:
             await backend.excess("a", Limit("t", 1, 60), consume=True)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("prefix", ["trustpub:", "tp-\u00e9:", "p" * 300 + ":"])
+@pytest.mark.parametrize("key", ["192.0.2.1", "2001:db8::1", "iss|o/r\u212a", "\ud800", "k" * 5000])
+@pytest.mark.parametrize("consume", [True, False])
+def test_the_packed_command_is_what_redis_py_would_send(
+    prefix: str, key: str, consume: bool
+) -> None:
+    # The store's path sends the script's EVALSHA packed by hand: byte for byte what
+    # hiredis packs for the same script, key and arguments.
+    import hashlib
+
+    from trustpub.store.redis_pipeline import pack
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    backend = RedisBackend(client, prefix)
+    limit = Limit("exchange-client", 7, 60)
+    call = backend.call(key, limit, consume=consume)
+    digest = hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+    assert call.keys == [f"{prefix}ratelimit:exchange-client:{digest}"]
+    assert call.args == [repr(60 / 7), repr(60 - 60 / 7), "1" if consume else "0"]
+    expected = pack("EVALSHA", backend._script.sha, 1, *call.keys, *call.args)
+    assert getattr(call.script, "packed") == expected  # noqa: B009
+    assert backend._commands(limit, consume).command(key) == expected
+    # A limit of the same name with other numbers is packed anew.
+    other = Limit("exchange-client", 8, 60)
+    assert backend._commands(other, consume).command(key) != expected
+
+
+def test_the_packed_commands_kept_stay_bounded() -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    backend = RedisBackend(client, "p:")
+    limit = Limit("exchange-client", 7, 60)
+    commands = backend._commands(limit, True)
+    for i in range(10_000):
+        commands.command(f"198.51.100.{i}")
+        commands.call(f"198.51.100.{i}", "")
+        commands.command("x" * 1000 + str(i))  # too long to keep
+    assert len(commands.commands) <= 4096
+    assert len(commands.calls) <= 4096
+    assert not any(len(key) > 256 for key in commands.commands)
+
+
+@pytest.mark.slow
+async def test_the_stores_path_loads_the_script_retries_and_never_allows_on_failure(
+    tmp_path: Path,
+) -> None:
+    # The rare paths behind the one await: NOSCRIPT on a fresh server, a reply lost with
+    # the connection (sent again: the check may count twice, never not at all), NOAUTH,
+    # a server gone. Every failure denies.
+    from tests.store.test_redis import RedisServer
+    from tests.store.test_redis_durability import ReplyDroppingProxy
+    from trustpub.errors import StoreUnavailable
+
+    server = RedisServer(workdir=tmp_path)
+    await server.start()
+    proxy = ReplyDroppingProxy(server.port)
+    await proxy.start()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0?allow_volatile=1", timeout=1)
+    admin = aioredis.Redis(port=server.port)
+    limits = RateLimits(
+        exchange_per_client=Limit("exchange-client", 3, 3600),
+        failed_auth_per_client=Limit("failed-auth-client", 1, 3600),
+    )
+    limiter = limiter_for(store, limits)
+    try:
+        await limiter.exchange_from("192.0.2.1")  # NOSCRIPT: loaded, then counted
+        proxy.armed = True
+        await limiter.exchange_from("192.0.2.1")  # its reply lost: sent once more
+        assert proxy.dropped == 1
+        with pytest.raises(RateLimited):  # counted three times (once twice)
+            await limiter.exchange_from("192.0.2.1")
+        # The gate beside a lookup, on a server that lost its scripts meanwhile.
+        await admin.script_flush()
+        gate = limiter.auth_gate("192.0.2.9")
+        assert gate.call is not None
+        assert await store.lookup_after(b"\0" * 32, *gate.call) == (b"0", None)
+        await limiter.auth_failed("192.0.2.9")
+        checked, _ = await store.lookup_after(b"\0" * 32, *gate.call)
+        with pytest.raises(RateLimited):
+            gate.settle(checked)
+        # A password now required: NOAUTH on the next connection's commands.
+        await admin.config_set("requirepass", "pw")
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(StoreUnavailable, match=r"\(AuthenticationError\)"):
+            await limiter.exchange_from("192.0.2.2")
+        with pytest.raises(StoreUnavailable, match=r"\(AuthenticationError\)"):
+            await store.lookup_after(b"\0" * 32, *gate.call)
+        await proxy.stop()  # no new connections, then the server gone
+        await server.stop()
+        with pytest.raises(StoreUnavailable):
+            await limiter.exchange_for("iss", "o/r")
+        with pytest.raises(StoreUnavailable):
+            await limiter.check_auth_allowed("192.0.2.3")
+    finally:
+        await admin.aclose()
+        await store.aclose()
+        await proxy.stop()
+        await server.stop()
+
+
+@pytest.mark.slow
+async def test_a_silent_server_denies_the_check_after_one_timeout() -> None:
+    from trustpub.errors import StoreUnavailable
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0?allow_volatile=1", timeout=0.3)
+    limiter = limiter_for(store, RateLimits())
+    try:
+        results = await asyncio.gather(
+            limiter.exchange_from("192.0.2.1"),
+            limiter.exchange_for("iss", "o/r"),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        assert all("(TimeoutError)" in str(r) for r in results)
+    finally:
+        await store.aclose()
+        server.close()
+        await server.wait_closed()

@@ -17,6 +17,11 @@ and must run in two places that share its arithmetic exactly: in process (the SQ
 deployment has one process) and as one atomic Lua script on Redis, with Redis's clock,
 so every process behind a load balancer sees the same budget.
 
+On the Redis store the check is one EVALSHA packed once per key and limit
+(``_Commands``) and awaited once on the store's connection (``RedisBackend``): 9.4 us
+of CPU per check at 32 callers, where the generic script call took 32.1
+(``bench/redis_commands.py``); every exchange runs two.
+
 Refusals are ``RateLimited`` (429 with ``Retry-After``). A Redis failure is a
 ``StoreUnavailable`` like any other store failure: a limit that cannot be checked denies.
 """
@@ -29,7 +34,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -37,7 +42,11 @@ from redis.typing import EncodableT
 
 from trustpub.durations import parse_duration
 from trustpub.errors import StoreUnavailable, TrustpubError
+from trustpub.store.redis_pipeline import bulk
 from trustpub.text import fold
+
+if TYPE_CHECKING:
+    from trustpub.store.redis import RedisStore
 
 logger = logging.getLogger(__name__)
 
@@ -178,60 +187,174 @@ class ScriptRunner(Protocol):
 
 class ScriptCall(NamedTuple):
     """A rate limit script with its keys and arguments, for the store to run beside
-    another command in one round trip (``RedisStore.lookup_after``)."""
+    another command in one round trip (``RedisStore.lookup_after``). Shared by every
+    call for the same key: not to be changed."""
 
     script: object
     keys: list[str]
     args: list[EncodableT]
 
 
-class RedisBackend:
-    """Limits shared by every process using one Redis (the store's, under its prefix).
+class PackedScript:
+    """The GCRA script as ``RedisStore.lookup_after`` takes it (``sha`` and ``script``,
+    as redis-py's ``Script`` has them), with ``packed``: its whole EVALSHA command for
+    one key, encoded, which the store sends as it is."""
 
-    With ``runner`` (the store's ``run_script``, as ``limiter_for`` gives it), the script
-    runs on the store's command path, which costs a fraction of redis-py's generic one
-    (retry wrapper, response callbacks) on every exchange and introspection; failures
-    are the store's ``StoreUnavailable`` either way.
-    """
+    __slots__ = ("packed", "script", "sha")
 
-    def __init__(
-        self, client: aioredis.Redis, prefix: str, runner: ScriptRunner | None = None
-    ) -> None:
-        self._prefix = prefix
-        self._script = client.register_script(_GCRA)
-        self._runner = runner
+    def __init__(self, sha: str, script: str, packed: bytes) -> None:
+        self.sha = sha
+        self.script = script
+        self.packed = packed
 
-    def call(self, key: str, limit: Limit, *, consume: bool) -> ScriptCall:
-        """The script run for ``excess``, to run with another command instead."""
-        # Hashed: a key is an address or a repository name, of any length and alphabet.
-        digest = hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
-        redis_key = f"{self._prefix}ratelimit:{limit.name}:{digest}"
-        args: list[EncodableT] = [
+
+# Commands kept per limit (a key's hash and its packed EVALSHA): past this many keys, the
+# kept ones are dropped and built again as they come. Only for keys up to _KEPT_LENGTH
+# characters (addresses, repository names): the memory kept stays bounded.
+_KEPT = 4096
+_KEPT_LENGTH = 256
+
+
+class _Commands:
+    """The script's EVALSHA for one limit and one ``consume``: everything but the key's
+    hash encoded once, and the whole command kept for the last ``_KEPT`` keys (a
+    SHA-256 and an encode per call cost more than the rest of the call)."""
+
+    __slots__ = ("args", "calls", "commands", "head", "limit", "name", "sha", "tail")
+
+    def __init__(self, prefix: str, sha: str, limit: Limit, consume: bool) -> None:
+        self.limit = limit
+        self.sha = sha
+        self.name = f"{prefix}ratelimit:{limit.name}:"
+        key_head = self.name.encode("utf-8")
+        self.args: list[EncodableT] = [
             repr(limit.emission),
             repr(limit.tolerance),
             "1" if consume else "0",
         ]
-        return ScriptCall(self._script, [redis_key], args)
+        # EVALSHA sha 1 key emission tolerance consume: 7 parts.
+        self.head = b"".join(
+            (b"*7\r\n", bulk(b"EVALSHA"), bulk(sha.encode()), bulk(b"1"))
+        ) + b"$%d\r\n%b" % (len(key_head) + 32, key_head)
+        self.tail = b"\r\n" + b"".join(bulk(str(arg).encode()) for arg in self.args)
+        self.commands: dict[str, bytes] = {}
+        self.calls: dict[str, ScriptCall] = {}
+
+    def command(self, key: str) -> bytes:
+        """The EVALSHA for ``key``, packed."""
+        command = self.commands.get(key)
+        if command is None:
+            command = self.head + _digest(key).encode() + self.tail
+            if len(key) <= _KEPT_LENGTH:
+                if len(self.commands) >= _KEPT:
+                    self.commands.clear()
+                self.commands[key] = command
+        return command
+
+    def call(self, key: str, source: str) -> ScriptCall:
+        """The ``ScriptCall`` for ``key``."""
+        call = self.calls.get(key)
+        if call is None:
+            digest = _digest(key)
+            packed = self.head + digest.encode() + self.tail
+            script = PackedScript(self.sha, source, packed)
+            call = ScriptCall(script, [self.name + digest], self.args)
+            if len(key) <= _KEPT_LENGTH:
+                if len(self.calls) >= _KEPT:
+                    self.calls.clear()
+                self.calls[key] = call
+        return call
+
+
+def _digest(key: str) -> str:
+    # Hashed: a key is an address or a repository name, of any length and alphabet.
+    return hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+
+
+class RedisBackend:
+    """Limits shared by every process using one Redis (the store's, under its prefix).
+
+    With ``store`` (as ``limiter_for`` gives it), the script runs on the store's command
+    path: its EVALSHA packed once per key (``_Commands``), sent with ``RedisStore.send``
+    and its reply awaited once; only a failure goes through ``RedisStore.recover``
+    (retry, script load, ``StoreUnavailable``). With ``runner`` (the store's
+    ``run_script``), the same path through the generic call; with neither, redis-py's.
+    Failures are the store's ``StoreUnavailable`` either way.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        runner: ScriptRunner | None = None,
+        *,
+        store: RedisStore | None = None,
+    ) -> None:
+        self._prefix = prefix
+        self._script = client.register_script(_GCRA)
+        self._runner = runner
+        self._store = store
+        self._consuming: dict[str, _Commands] = {}
+        self._peeking: dict[str, _Commands] = {}
+
+    def _commands(self, limit: Limit, consume: bool) -> _Commands:
+        kept = self._consuming if consume else self._peeking
+        commands = kept.get(limit.name)
+        if commands is None or commands.limit is not limit:
+            commands = _Commands(self._prefix, self._script.sha, limit, consume)
+            kept[limit.name] = commands
+        return commands
+
+    def call(self, key: str, limit: Limit, *, consume: bool) -> ScriptCall:
+        """The script run for ``excess``, to run with another command instead."""
+        return self._commands(limit, consume).call(key, _GCRA)
 
     @staticmethod
     def excess_of(reply: object) -> float:
         """``excess``'s answer from the script's reply."""
+        if reply == b"0":
+            return 0.0
         text = reply.decode() if isinstance(reply, bytes) else str(reply)
         return max(0.0, float(text))
 
     async def excess(self, key: str, limit: Limit, *, consume: bool) -> float:
-        _, (redis_key,), args = self.call(key, limit, consume=consume)
+        kept = self._consuming if consume else self._peeking
+        commands = kept.get(limit.name)
+        if commands is None or commands.limit is not limit:
+            commands = self._commands(limit, consume)
+        store = self._store
+        if store is not None:
+            data = commands.commands.get(key) or commands.command(key)
+            try:
+                reply = await store.send(data)
+            except Exception as exc:
+                reply = await self._recover(store, exc, data)
+            if reply == b"0":
+                return 0.0
+            return self.excess_of(reply)
+        call = commands.call(key, _GCRA)
         try:
             if self._runner is not None:
-                reply = await self._runner("rate limit check", self._script, [redis_key], args)
+                reply = await self._runner("rate limit check", self._script, call.keys, call.args)
             else:
-                reply = await self._script(keys=[redis_key], args=args)
+                reply = await self._script(keys=call.keys, args=call.args)
         except (RedisError, OSError) as exc:
-            # Logged here, where it happened, as the store logs its own failures.
-            detail = f"Token store unavailable: rate limit check failed ({type(exc).__name__})"
-            logger.warning(detail)
-            raise StoreUnavailable(detail) from exc
+            raise _unavailable(exc) from exc
         return self.excess_of(reply)
+
+    @staticmethod
+    async def _recover(store: RedisStore, failure: Exception, data: bytes) -> object:
+        try:
+            return await store.recover("rate limit check", failure, data, source=_GCRA)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    # Logged here, where it happened, as the store logs its own failures.
+    detail = f"Token store unavailable: rate limit check failed ({type(exc).__name__})"
+    logger.warning(detail)
+    return StoreUnavailable(detail)
 
 
 class RateLimiter:
@@ -241,26 +364,24 @@ class RateLimiter:
         self.limits = limits
         self._backend = backend
 
-    async def _take(self, limit: Limit | None, key: str, what: str) -> None:
-        if limit is None:
-            return
-        over = await self._backend.excess(key, limit, consume=True)
-        if over > 0:
-            raise RateLimited(_message(what, limit), over)
-
     async def exchange_from(self, client: str) -> None:
         """Count one exchange from ``client``; RateLimited past the limit."""
-        await self._take(
-            self.limits.exchange_per_client, client, "token exchanges from this address"
-        )
+        limit = self.limits.exchange_per_client
+        if limit is None:
+            return
+        over = await self._backend.excess(client, limit, consume=True)
+        if over > 0:
+            raise RateLimited(_message("token exchanges from this address", limit), over)
 
     async def exchange_for(self, issuer: str, repository: str) -> None:
         """Count one exchange for ``repository`` (already verified) of ``issuer``."""
-        await self._take(
-            self.limits.exchange_per_repository,
-            f"{issuer}|{fold(repository)}",
-            "token exchanges for this repository",
-        )
+        limit = self.limits.exchange_per_repository
+        if limit is None:
+            return
+        key = f"{issuer}|{fold(repository)}"
+        over = await self._backend.excess(key, limit, consume=True)
+        if over > 0:
+            raise RateLimited(_message("token exchanges for this repository", limit), over)
 
     async def check_auth_allowed(self, client: str) -> None:
         """Refuse ``client`` while its failed authentications are over the limit."""
@@ -317,7 +438,7 @@ def limiter_for(store: object, limits: RateLimits) -> RateLimiter:
     from trustpub.store.redis import RedisStore
 
     if isinstance(store, RedisStore):
-        return RateLimiter(limits, RedisBackend(store.client, store.prefix, store.run_script))
+        return RateLimiter(limits, RedisBackend(store.client, store.prefix, store=store))
     return RateLimiter(limits, MemoryBackend())
 
 

@@ -146,16 +146,15 @@ def test_introspection_is_one_round_trip_on_redis(
         assert service.introspect(token).json()["active"] is True
         return
     assert isinstance(store, RedisStore)
-    trips: list[str] = []
-    for name in ("_send_and_read", "_send_and_read_all"):
-        original = getattr(store, name)
+    trips: list[int] = []  # the number of replies of each send
+    original = store._pipeline.submit
 
-        async def counted(*args: Any, _original: Any = original, _name: str = name) -> Any:
-            trips.append(_name)
-            return await _original(*args)
+    def counted(data: bytes, replies: int = 1) -> Any:
+        trips.append(replies)
+        return original(data, replies)
 
-        monkeypatch.setattr(store, name, counted)
+    monkeypatch.setattr(store._pipeline, "submit", counted)
     response = service.introspect(token)
     assert response.status_code == 200
     assert response.json()["active"] is True
-    assert trips == ["_send_and_read_all"]
+    assert trips == [2]  # the gate's script and the lookup, in one send

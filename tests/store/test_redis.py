@@ -244,19 +244,19 @@ async def test_a_script_and_a_lookup_share_one_round_trip(
     await redis_store.issue(h("jti"), later(), h("token"), b"record", later())
     # A script this server has never seen: the first call meets NOSCRIPT and loads it.
     script = raw_redis.register_script(f"-- {uuid.uuid4()}\nreturn ARGV[1]")
-    sends: list[int] = []
-    original = redis_store._send_and_read_all
+    sends: list[int] = []  # the number of replies of each send
+    original = redis_store._pipeline.submit
 
-    async def counted(commands: list[tuple[Any, ...]]) -> list[object]:
-        sends.append(len(commands))
-        return await original(commands)
+    def counted(data: bytes, replies: int = 1) -> Any:
+        sends.append(replies)
+        return original(data, replies)
 
-    monkeypatch.setattr(redis_store, "_send_and_read_all", counted)
+    monkeypatch.setattr(redis_store._pipeline, "submit", counted)
     key = f"{redis_store.prefix}unused"
     assert await redis_store.lookup_after(h("token"), script, [key], ["7"]) == (b"7", b"record")
-    assert sends == [2, 2]  # NOSCRIPT, then the script loaded and both sent again
+    assert sends == [2, 1, 2]  # NOSCRIPT, then the script loaded and both sent again
     assert await redis_store.lookup_after(h("other"), script, [key], ["8"]) == (b"8", None)
-    assert sends == [2, 2, 2]
+    assert sends == [2, 1, 2, 2]
     # An error reply from the script: unavailable, and the connection's next reply (the
     # lookup's) was read, so the next call on the pool is answered correctly.
     failing = raw_redis.register_script(f"-- {uuid.uuid4()}\nreturn redis.error_reply('no')")
@@ -265,3 +265,53 @@ async def test_a_script_and_a_lookup_share_one_round_trip(
         await redis_store.lookup_after(h("token"), failing, [key], [])
     assert await redis_store.lookup_after(h("token"), script, [key], ["9"]) == (b"9", b"record")
     assert await redis_store.lookup(h("token")) == b"record"
+
+
+@pytest.mark.parametrize("prefix", ["trustpub:", "tp-\u00e9:", "p" * 1100 + ":"])
+@pytest.mark.parametrize("size", [0, 32, 600, 5000])
+async def test_hot_commands_are_packed_as_hiredis_packs_them(prefix: str, size: int) -> None:
+    # lookup, lookup_after and issue pack their commands by hand: byte for byte what
+    # hiredis packs, whatever the prefix, hash length and record size.
+    from trustpub.store.redis_pipeline import pack
+
+    store = RedisStore.from_url(STORE_URL, prefix=prefix)
+    sent: list[tuple[bytes, int]] = []
+
+    def submit(data: bytes, replies: int = 1) -> Any:
+        sent.append((data, replies))
+        future = asyncio.get_running_loop().create_future()
+        if replies == 2:
+            future.set_result([b"0", b"r"])
+        else:  # the issue script's reply, or a GET's
+            future.set_result(1 if data.startswith(b"*8\r\n$7\r\nEVALSHA") else b"v")
+        return future
+
+    store._pipeline.submit = submit  # type: ignore[method-assign]
+    store._durable = True
+    jti, token, record = bytes(i % 256 for i in range(size)), h(str(size)), b"r" * size
+    try:
+        assert await store.issue(jti, 100, token, record, 50)
+        assert sent[-1] == (
+            pack(
+                "EVALSHA",
+                store._issue.sha,
+                2,
+                f"{prefix}jti:{jti.hex()}",
+                f"{prefix}token:{token.hex()}",
+                100,
+                record,
+                50,
+            ),
+            1,
+        )
+        assert await store.lookup(jti) == b"v"
+        assert sent[-1] == (pack("GET", f"{prefix}token:{jti.hex()}"), 1)
+        script = store.client.register_script("return 1")
+        assert await store.lookup_after(jti, script, ["k"], ["1", 0.5]) == (b"0", b"r")
+        assert sent[-1] == (
+            pack("EVALSHA", script.sha, 1, "k", "1", 0.5)
+            + pack("GET", f"{prefix}token:{jti.hex()}"),
+            2,
+        )
+    finally:
+        await store.aclose()
