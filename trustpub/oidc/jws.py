@@ -17,7 +17,6 @@ machine (``bench/exchange_pieces.py``).
 from __future__ import annotations
 
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
+from trustpub import jsoncodec
 from trustpub.errors import InvalidJWT
 
 DECODE_FAILED: Final = "Failed to decode JWT"
@@ -50,8 +50,6 @@ _B64_PADDING = (b"", b"", b"==", b"=")
 # Stateless parameters of every signature check, built once.
 _PKCS1V15 = PKCS1v15()
 _SHA256 = SHA256()
-# json.loads without its per-call wrapper: the same decoder, the same decoding of bytes.
-_JSON = json.JSONDecoder()
 # A JSON escape that can write a UTF-16 surrogate (U+D800-U+DFFF), lone or paired.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -142,9 +140,10 @@ def _b64decode(raw: bytes, standard: bytes, start: int, end: int) -> bytes:
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        # What json.loads does with bytes: UTF-8, -16 or -32 by the first bytes, with
-        # surrogatepass (so a lone surrogate can arrive; the verifier refuses it).
-        value = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        # json.loads(raw), by orjson where that is the same (trustpub.jsoncodec): UTF-8,
+        # -16 or -32 by the first bytes, with surrogatepass (so a lone surrogate can
+        # arrive; the verifier refuses it).
+        value = jsoncodec.loads(raw)
     except (ValueError, RecursionError):
         raise decode_failed() from None
     if not isinstance(value, dict):
