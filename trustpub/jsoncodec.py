@@ -39,7 +39,7 @@ record and one response: 5 % of the exchange's CPU (py-spy, ``bench/run --profil
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -66,12 +66,24 @@ def _orjson(value: Any, option: int, default: Callable[[Any], Any] | None) -> by
 
 
 def _holds_float(value: object) -> bool:
-    if isinstance(value, float):
+    """Whether a value orjson read holds a float (its types are exactly dict, list,
+    str, int, float, bool and None; a loop over one level at a time, as a generator
+    per container cost 11 us on a JWT payload, this 2.4 us)."""
+    kind = type(value)
+    if kind is float:
         return True
-    if isinstance(value, dict):
-        return any(_holds_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds_float(v) for v in value)
+    if kind is dict:
+        members: Iterable[object] = value.values()  # type: ignore[attr-defined]
+    elif kind is list:
+        members = value  # type: ignore[assignment]
+    else:
+        return False
+    for member in members:
+        member_kind = type(member)
+        if member_kind is float:
+            return True
+        if (member_kind is dict or member_kind is list) and _holds_float(member):
+            return True
     return False
 
 
