@@ -12,6 +12,7 @@ import pytest
 
 from trustpub.config import load_settings
 from trustpub.errors import ConfigurationError
+from trustpub.hop import Hop
 from trustpub.oidc.issuers import DEFAULT_ISSUERS
 from trustpub.policies import PolicySet
 from trustpub.registry.configs import OwnerConfigs, _FreshReads, config_id
@@ -222,7 +223,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 @pytest.mark.anyio
 async def test_concurrent_exchanges_share_reads_that_began_after_they_asked() -> None:
     reads = GatedReads()
-    shared = _FreshReads(reads)
+    shared = _FreshReads(reads, Hop("test-reads"))
     first = asyncio.ensure_future(shared.get())
     await _until(lambda: reads.begun == 1)
     # These arrive while read 1 runs: it may predate a change they must see, so they
@@ -241,7 +242,7 @@ async def test_concurrent_exchanges_share_reads_that_began_after_they_asked() ->
 @pytest.mark.anyio
 async def test_a_failed_shared_read_fails_its_callers_and_the_next_caller_reads_again() -> None:
     reads = GatedReads()
-    shared = _FreshReads(reads)
+    shared = _FreshReads(reads, Hop("test-reads"))
     reads.fail = True
     first = asyncio.ensure_future(shared.get())
     await _until(lambda: reads.begun == 1)
@@ -257,7 +258,7 @@ async def test_a_failed_shared_read_fails_its_callers_and_the_next_caller_reads_
 @pytest.mark.anyio
 async def test_a_caller_that_goes_away_does_not_cancel_the_read_others_wait_for() -> None:
     reads = GatedReads()
-    shared = _FreshReads(reads)
+    shared = _FreshReads(reads, Hop("test-reads"))
     first = asyncio.ensure_future(shared.get())
     await _until(lambda: reads.begun == 1)
     leaving = asyncio.ensure_future(shared.get())

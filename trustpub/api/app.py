@@ -121,6 +121,7 @@ def create_app(
                     httpx.AsyncClient(follow_redirects=False, trust_env=False)
                 )
                 owner_configs = OwnerConfigs(cargo_registry.db, settings.issuers)
+                stack.callback(owner_configs.close)
                 services.exchanger.configs = owner_configs
                 readiness.append(health.ReadinessCheck("registry", cargo_registry.writable))
             state: dict[str, object] = {"services": services, "readiness": readiness}
