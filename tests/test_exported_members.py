@@ -127,6 +127,7 @@ FACES: dict[str, list[str]] = {
         "Lane",
         "MAX_JSON_DEPTH",
         "NO_STORE",
+        "RenderedJSONResponse",
         "bearer_credential",
         "error_response",
         "exception_handlers",

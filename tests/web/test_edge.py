@@ -287,3 +287,37 @@ async def test_a_client_leaving_mid_body_gets_no_500_and_no_error_line(
     assert [(r.levelno, r.getMessage()) for r in aborts] == [
         (logging.INFO, "client aborted the request")
     ]
+
+
+@pytest.mark.parametrize("status", [200, 201, 401, 422, 429, 503])
+def test_no_store_json_headers_are_the_ones_starlette_would_send(status: int) -> None:
+    from starlette.responses import JSONResponse as StarletteJSON
+    from starlette.responses import Response as StarletteResponse
+
+    from trustpub.web import NO_STORE, RenderedJSONResponse
+
+    content = {"token": "x", "crates": {"a": ["publish"]}}
+    ours = JSONResponse(content, status_code=status, headers=NO_STORE)
+    theirs = StarletteJSON(content, status_code=status, headers=dict(NO_STORE))
+    assert ours.raw_headers == theirs.raw_headers
+    rendered = RenderedJSONResponse(ours.body, status_code=status, headers=NO_STORE)
+    plain = StarletteResponse(
+        ours.body, status_code=status, headers=dict(NO_STORE), media_type="application/json"
+    )
+    assert rendered.raw_headers == plain.raw_headers
+    # Any other header set takes Starlette's own path.
+    other = JSONResponse(content, status_code=status, headers={"Retry-After": "1", **NO_STORE})
+    assert (b"retry-after", b"1") in other.raw_headers
+
+
+def test_no_store_json_headers_for_a_bodiless_status_are_starlette_s() -> None:
+    from starlette.responses import Response as StarletteResponse
+
+    from trustpub.web import NO_STORE, RenderedJSONResponse
+
+    for status in (204, 304):
+        rendered = RenderedJSONResponse(b"", status_code=status, headers=NO_STORE)
+        plain = StarletteResponse(
+            b"", status_code=status, headers=dict(NO_STORE), media_type="application/json"
+        )
+        assert rendered.raw_headers == plain.raw_headers

@@ -81,7 +81,7 @@ async def introspect(request: Request) -> Response:
         svc.metrics.introspections.inc("inactive")
         return web.JSONResponse({"active": False}, headers=web.NO_STORE)
     svc.metrics.introspections.inc("active")
-    return Response(_ANSWERS.body(record), headers=web.NO_STORE, media_type="application/json")
+    return web.RenderedJSONResponse(_ANSWERS.body(record), headers=web.NO_STORE)
 
 
 def active_answer(record: TokenRecord) -> dict[str, object]:

@@ -29,7 +29,13 @@ from trustpub.web.errors import CLIENT_CLOSED_REQUEST, ErrorBoundary, exception_
 from trustpub.web.fastlane import Answer, Endpoint, FastLane, Lane
 from trustpub.web.forwarded import ClientAddress, parse_networks
 from trustpub.web.query import query_int
-from trustpub.web.responses import NO_STORE, JSONResponse, error_response, render_json
+from trustpub.web.responses import (
+    NO_STORE,
+    JSONResponse,
+    RenderedJSONResponse,
+    error_response,
+    render_json,
+)
 from trustpub.web.times import rfc3339
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "FastLane",
     "JSONResponse",
     "Lane",
+    "RenderedJSONResponse",
     "bearer_credential",
     "error_response",
     "exception_handlers",
