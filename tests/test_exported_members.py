@@ -117,6 +117,7 @@ FACES: dict[str, list[str]] = {
     ],
     "trustpub.web": [
         "Answer",
+        "BoundedApplication",
         "CLIENT_CLOSED_REQUEST",
         "ClientAddress",
         "Endpoint",

@@ -321,3 +321,23 @@ def test_no_store_json_headers_for_a_bodiless_status_are_starlette_s() -> None:
             b"", status_code=status, headers=dict(NO_STORE), media_type="application/json"
         )
         assert rendered.raw_headers == plain.raw_headers
+
+
+def test_a_bounded_application_leaves_starlette_s_outer_error_layer_out() -> None:
+    from starlette.middleware.errors import ServerErrorMiddleware
+
+    from trustpub.web import BoundedApplication
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    routes = [Route("/boom", boom)]
+    bounded = BoundedApplication(routes=routes, middleware=[Middleware(ErrorBoundary)])
+    plain = BoundedApplication(routes=routes)
+    client = TestClient(bounded, raise_server_exceptions=False)
+    response = client.get("/boom")  # built on the first request
+    assert response.status_code == 500
+    assert response.json() == {"errors": [{"detail": "Internal server error"}]}
+    assert isinstance(bounded.middleware_stack, ErrorBoundary)
+    TestClient(plain, raise_server_exceptions=False).get("/boom")
+    assert isinstance(plain.middleware_stack, ServerErrorMiddleware)

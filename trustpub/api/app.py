@@ -33,7 +33,14 @@ from trustpub.registry import Registry as CargoRegistry
 from trustpub.registry.configs import ConfigsAPI, GitHubLookup, OwnerConfigs
 from trustpub.store import Store, open_store
 from trustpub.tokens import TokenService
-from trustpub.web import Endpoint, ErrorBoundary, FastLane, exception_handlers, paths
+from trustpub.web import (
+    BoundedApplication,
+    Endpoint,
+    ErrorBoundary,
+    FastLane,
+    exception_handlers,
+    paths,
+)
 
 log = logging.getLogger("trustpub.api")
 
@@ -161,7 +168,7 @@ def create_app(
                 tasks.cancel_scope.cancel()
 
     handlers = exception_handlers({StoreUnavailable: _count_store_outage})
-    app = Starlette(
+    app = BoundedApplication(
         routes=routes,
         # The access log sees the answer the error boundary gives.
         middleware=[

@@ -25,7 +25,12 @@ from trustpub.web.bodies import (
     read_json_object,
     string_field,
 )
-from trustpub.web.errors import CLIENT_CLOSED_REQUEST, ErrorBoundary, exception_handlers
+from trustpub.web.errors import (
+    CLIENT_CLOSED_REQUEST,
+    BoundedApplication,
+    ErrorBoundary,
+    exception_handlers,
+)
 from trustpub.web.fastlane import Answer, Endpoint, FastLane, Lane
 from trustpub.web.forwarded import ClientAddress, parse_networks
 from trustpub.web.query import query_int
@@ -44,6 +49,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "NO_STORE",
     "Answer",
+    "BoundedApplication",
     "ClientAddress",
     "Endpoint",
     "ErrorBoundary",
