@@ -377,6 +377,41 @@ async def test_two_issues_of_one_jti_in_one_batch_store_exactly_one_token(
     assert count_rows(tmp_path / "trustpub.db", "tokens") == 2
 
 
+async def test_a_large_batch_claims_free_and_expired_jtis_once_and_refuses_taken_ones(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db)
+    statements = await traced(store)
+    # Claimed before: jti-0..49 still taken, jti-50..99 claimed but expired.
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany(
+            "INSERT INTO jtis (key, expires_at) VALUES (?, ?)",
+            [(h(f"jti-{i}"), later() if i < 50 else int(time.time()) - 10) for i in range(100)],
+        )
+    conn.close()
+    statements.clear()
+    # 450 issues (more than one statement's rows), jti-300..349 named twice.
+    names = [f"jti-{i}" for i in range(400)] + [f"jti-{i}" for i in range(300, 350)]
+    results = await asyncio.gather(
+        *(
+            store.issue(h(name), later(), h(f"t-{n}"), b"%d" % n, later())
+            for n, name in enumerate(names)
+        )
+    )
+    expected = [not (i < 50) for i in range(400)] + [False] * 50
+    assert list(results) == expected
+    assert statements.count("COMMIT") == 1
+    # A statement per step of the batch (and per 200 rows), not two per issue.
+    assert len(statements) < 12
+    for n, issued in enumerate(expected):
+        assert (await store.lookup(h(f"t-{n}"))) == (b"%d" % n if issued else None)
+    await store.aclose()
+    assert count_rows(db, "tokens") == 350
+    assert count_rows(db, "jtis") == 400
+
+
 @contextmanager
 def file_size_limit(limit: int) -> Iterator[None]:
     """Writes beyond ``limit`` bytes fail with EFBIG in this process (RLIMIT_FSIZE)."""
