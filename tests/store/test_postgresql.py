@@ -487,17 +487,17 @@ async def test_a_batch_whose_second_try_fails_fails_every_caller_and_stores_noth
     store = PostgreSQLStore(pg_database, timeout=2)
     assert await store.issue(h("jti-0"), later(), h("t0"), b"r0", later())
     assert await store.lookup(h("t0")) == b"r0"
-    run = store._run
+    batch_run = store._batch_run
     tried: list[str] = []
 
-    async def closing_run(what: str, op: Any) -> Any:
-        # The store's pool closed under the second try.
-        tried.append(what)
-        assert store._pool is not None
-        await store._pool.close()
-        return await run(what, op)
+    async def closing_run(what: str, op: Any, *, trust: bool = True) -> Any:
+        if not trust:  # the second try: the store's pool closed under it
+            tried.append(what)
+            assert store._pool is not None
+            await store._pool.close()
+        return await batch_run(what, op, trust=trust)
 
-    monkeypatch.setattr(store, "_run", closing_run)
+    monkeypatch.setattr(store, "_batch_run", closing_run)
     end_sessions(pg_database)
     calls: list[Awaitable[object]] = []
     for i in range(5):

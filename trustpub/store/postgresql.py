@@ -261,7 +261,8 @@ class _Batcher(Generic[A]):
             logger.exception("PostgreSQL store: a batch failed unexpectedly")
         finally:
             for call in batch:  # answered by now, unless cancelled or a bug
-                call.fail(self._no_answer())
+                if not call.future.done():
+                    call.fail(self._no_answer())
 
 
 class PostgreSQLStore:
@@ -343,14 +344,17 @@ class PostgreSQLStore:
                 return
         await AsyncConnectionPool.check_connection(conn)
 
-    async def _batch_run(self, what: str, operation: Callable[[Conn], Awaitable[T]]) -> T:
-        """``operation`` for a batch, on a pooled connection taken without a check if
-        it answered a batch lately; should that connection turn out lost, the error is
-        ``_Stale`` (no other connection is trusted unchecked from then on, until one
-        answers again). Any other failure: ``StoreUnavailable``."""
+    async def _batch_run(
+        self, what: str, operation: Callable[[Conn], Awaitable[T]], *, trust: bool = True
+    ) -> T:
+        """``operation`` for a batch, on a pooled connection, taken without a check if
+        ``trust`` and it answered a batch lately; should that connection turn out lost,
+        the error is ``_Stale`` (no other connection is trusted unchecked from then on,
+        until one answers again). Any other failure: ``StoreUnavailable``. The
+        connection is closed on any failure (the pool replaces it)."""
         try:
             pool = await self._get_pool()
-            trusting = _trust_fresh.set(True)
+            trusting = _trust_fresh.set(trust)
             try:
                 conn = await pool.getconn(timeout=self._timeout)
             finally:
@@ -358,16 +362,18 @@ class PostgreSQLStore:
         except psycopg.Error as exc:  # PoolTimeout and PoolClosed too
             raise self._unavailable(what, exc) from exc
         answered = self._answered.get(conn)
-        unchecked = answered is not None and time.monotonic() - answered < FRESH
+        unchecked = trust and answered is not None and time.monotonic() - answered < FRESH
         try:
             if not self._schema_ready:
                 await self._create_schema(conn)
             result = await operation(conn)
-        except psycopg.Error as exc:
+        except BaseException as exc:
             lost = conn.closed
-            # Its state is not worth finding out (a transaction, a pipeline, an error):
-            # closed, the pool replaces it (and the server rolls back what it began).
+            # Its state is not worth finding out (a transaction, a pipeline, a statement
+            # under way): closed (no wait), the server rolls back what it began.
             await conn.close()
+            if not isinstance(exc, psycopg.Error):
+                raise
             if lost:
                 self._answered.clear()  # a server restarted: its other sessions are gone
                 if unchecked:
@@ -426,7 +432,7 @@ class PostgreSQLStore:
                 # The connection, trusted unchecked, was lost (a server restarted, say):
                 # once more, on a checked one (a read: nothing to undo).
                 logger.info("PostgreSQL store: lookup on a lost connection, again: %s", stale)
-                found = await self._run("lookup", op)
+                found = await self._batch_run("lookup", op, trust=False)
         except StoreUnavailable as exc:
             for call in calls:
                 call.fail(exc)
@@ -491,7 +497,7 @@ class PostgreSQLStore:
                 # Lost before its COMMIT was sent: the server rolled the transaction
                 # back, nothing of it stands; once more, on a checked connection.
                 logger.info("PostgreSQL store: issue on a lost connection, again: %s", stale)
-                await self._run("issue", op)
+                await self._batch_run("issue", op, trust=False)
         except StoreUnavailable as exc:
             if committing and claimed is not None:
                 await self._settle(calls, first, claimed, exc)
@@ -506,9 +512,12 @@ class PostgreSQLStore:
         finally:
             # Every call is answered by now, unless cancelled (the store closing).
             for call in calls:
-                call.fail(
-                    StoreUnavailable(OUTCOME_UNKNOWN) if committing else self._no_answer("issue")
-                )
+                if not call.future.done():
+                    call.fail(
+                        StoreUnavailable(OUTCOME_UNKNOWN)
+                        if committing
+                        else self._no_answer("issue")
+                    )
 
     async def _settle(
         self,
