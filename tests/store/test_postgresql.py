@@ -531,3 +531,25 @@ async def test_a_batch_whose_connection_is_cut_with_no_server_to_go_to_fails_eve
     assert all(isinstance(r, StoreUnavailable) for r in results), results
     assert count_rows(pg_database, "trustpub_tokens") == 1
     await asyncio.wait_for(store.aclose(), 30)
+
+
+async def test_a_batch_larger_than_a_sockets_buffer_goes_whole(
+    pg_store: PostgreSQLStore, pg_database: str
+) -> None:
+    # MAX_BATCH issues of 16 KiB records: megabytes to send in one statement.
+    records = [os.urandom(16384) for _ in range(postgresql.MAX_BATCH)]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                pg_store.issue(h(f"jti-{i}"), later(), h(f"t{i}"), record, later())
+                for i, record in enumerate(records)
+            )
+        ),
+        60,
+    )
+    assert results == [True] * len(records)
+    assert transactions(pg_database, "trustpub_tokens") == 1
+    found = await asyncio.wait_for(
+        asyncio.gather(*(pg_store.lookup(h(f"t{i}")) for i in range(len(records)))), 60
+    )
+    assert list(found) == records

@@ -72,7 +72,7 @@ same as before (issue 255 -> 242 us, lookup 119 -> 128 us: a batch of one sends 
 parameters, as an array parameter costs about 20 us more). Then the wire by hand and
 fresh connections unchecked (``--repeats 5 --baseline`` the revision before, on a
 loaded 2-core machine, so larger numbers than above for both): at 32 callers issue
-98 -> 37 us, lookup 45 -> 20 us; at 4 callers issue 391 -> 158 us, lookup 184 -> 73 us.
+96 -> 33 us, lookup 42 -> 17 us; at 4 callers issue 411 -> 166 us, lookup 190 -> 66 us.
 
 A purge (which deletes expired claims in its own order) and a batch re-claiming two of
 those same expired jtis could deadlock; PostgreSQL then fails one of them: the batch's
@@ -727,15 +727,18 @@ async def _ready(pgconn: pq.abc.PGconn, write: bool = False) -> None:
     fd = pgconn.socket
     loop = asyncio.get_running_loop()
     future = loop.create_future()
-    loop.add_reader(fd, _wake, future)
-    if write:
-        loop.add_writer(fd, _wake, future)
     try:
-        await future
-    finally:
-        loop.remove_reader(fd)
+        loop.add_reader(fd, _wake, future)
         if write:
-            loop.remove_writer(fd)
+            loop.add_writer(fd, _wake, future)
+        try:
+            await future
+        finally:
+            loop.remove_reader(fd)
+            if write:
+                loop.remove_writer(fd)
+    except OSError as exc:  # as psycopg's own wait: the socket is gone
+        raise psycopg.OperationalError("connection socket closed") from exc
 
 
 async def _flush(pgconn: pq.abc.PGconn) -> None:
