@@ -10,7 +10,7 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 
 from tests.pgproxy import CommitCutter, Mode
 from trustpub.errors import StoreUnavailable
-from trustpub.store import PostgreSQLStore, open_store
+from trustpub.store import PostgreSQLStore, open_store, postgresql
 from trustpub.store.postgresql import PURGE_INTERVAL
 from trustpub.store.redis import OUTCOME_UNKNOWN
 
@@ -58,8 +58,9 @@ async def pg_store(pg_database: str) -> AsyncIterator[PostgreSQLStore]:
 
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The text of every statement a store sends with ``execute`` from now on (they
-    still go to the server)."""
+    """The text of every statement a store sends from now on, with psycopg's
+    ``execute`` or the store's own wire calls for its batches (they still go to the
+    server)."""
     sent: list[str] = []
     execute = psycopg.AsyncConnection.execute
 
@@ -68,6 +69,14 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return await execute(self, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.AsyncConnection, "execute", spy)
+    for name in ("_query", "_begin_query"):
+        wire = getattr(postgresql, name)
+
+        async def wire_spy(conn: Any, sql: bytes, *args: Any, _wire: Any = wire) -> Any:
+            sent.append(sql.decode())
+            return await _wire(conn, sql, *args)
+
+        monkeypatch.setattr(postgresql, name, wire_spy)
     return sent
 
 
@@ -424,3 +433,123 @@ async def test_replicas_claiming_the_same_jtis_in_opposite_orders_do_not_deadloc
     assert count_rows(pg_database, "trustpub_tokens") == 3
     await one.aclose()
     await two.aclose()
+
+
+def end_sessions(url: str) -> int:
+    """Ends every other session of the database, as a restart of the server would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert all(row[0] for row in rows)
+    return len(rows)
+
+
+async def test_batches_on_connections_lost_since_they_last_answered_go_again_on_checked_ones(
+    pg_store: PostgreSQLStore, pg_database: str, statements: list[str]
+) -> None:
+    assert await pg_store.issue(h("jti-0"), later(), h("t0"), b"r0", later())
+    assert await pg_store.lookup(h("t0")) == b"r0"
+    # The pool's connections answered just now: the next batches take them unchecked.
+    assert end_sessions(pg_database) >= 1
+    statements.clear()
+    found = await asyncio.wait_for(
+        asyncio.gather(pg_store.lookup(h("t0")), pg_store.lookup(h("unknown"))), 30
+    )
+    assert list(found) == [b"r0", None]
+    assert lookups_sent(statements) == 2  # on the lost connection, then on a checked one
+
+    assert await pg_store.lookup(h("t0")) == b"r0"
+    assert end_sessions(pg_database) >= 1
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                pg_store.issue(h(f"jti-{i}"), later(), h(f"t{i}"), f"r{i}".encode(), later())
+                for i in range(1, 6)
+            ),
+            pg_store.issue(h("jti-0"), later(), h("t-replay"), b"replay", later()),
+        ),
+        30,
+    )
+    # Lost before its COMMIT was sent: rolled back, then once more, committed once.
+    assert results == [True] * 5 + [False]
+    assert count_rows(pg_database, "trustpub_tokens") == 6
+    assert transactions(pg_database, "trustpub_tokens") == 2
+    for i in range(6):
+        assert await pg_store.lookup(h(f"t{i}")) == f"r{i}".encode()
+
+
+@pytest.mark.parametrize("kind", ["lookup", "issue"])
+async def test_a_batch_whose_second_try_fails_fails_every_caller_and_stores_nothing(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    store = PostgreSQLStore(pg_database, timeout=2)
+    assert await store.issue(h("jti-0"), later(), h("t0"), b"r0", later())
+    assert await store.lookup(h("t0")) == b"r0"
+    batch_run = store._batch_run
+    tried: list[str] = []
+
+    async def closing_run(what: str, op: Any, *, trust: bool = True) -> Any:
+        if not trust:  # the second try: the store's pool closed under it
+            tried.append(what)
+            assert store._pool is not None
+            await store._pool.close()
+        return await batch_run(what, op, trust=trust)
+
+    monkeypatch.setattr(store, "_batch_run", closing_run)
+    end_sessions(pg_database)
+    calls: list[Awaitable[object]] = []
+    for i in range(5):
+        if kind == "lookup":
+            calls.append(store.lookup(h(f"t{i}")))
+        else:
+            calls.append(store.issue(h(f"jti-{i}"), later(), h(f"t{i}"), b"r", later()))
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    assert tried == [kind]
+    assert count_rows(pg_database, "trustpub_tokens") == 1
+    assert count_rows(pg_database, "trustpub_jtis") == 1
+    await asyncio.wait_for(store.aclose(), 30)
+
+
+@pytest.mark.parametrize("kind", ["lookup", "issue"])
+async def test_a_batch_whose_connection_is_cut_with_no_server_to_go_to_fails_every_caller(
+    pg_database: str, cutter: CommitCutter, kind: str
+) -> None:
+    store = PostgreSQLStore(cutter.url(pg_database), timeout=2)
+    assert await store.issue(h("jti-0"), later(), h("t0"), b"r0", later())
+    assert await store.lookup(h("t0")) == b"r0"
+    cutter.close()  # every connection cut, and no new one accepted
+    calls: list[Awaitable[object]] = []
+    for i in range(5):
+        if kind == "lookup":
+            calls.append(store.lookup(h(f"t{i}")))
+        else:
+            calls.append(store.issue(h(f"jti-{i}"), later(), h(f"t{i}"), b"r", later()))
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    assert count_rows(pg_database, "trustpub_tokens") == 1
+    await asyncio.wait_for(store.aclose(), 30)
+
+
+async def test_a_batch_larger_than_a_sockets_buffer_goes_whole(
+    pg_store: PostgreSQLStore, pg_database: str
+) -> None:
+    # MAX_BATCH issues of 16 KiB records: megabytes to send in one statement.
+    records = [os.urandom(16384) for _ in range(postgresql.MAX_BATCH)]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                pg_store.issue(h(f"jti-{i}"), later(), h(f"t{i}"), record, later())
+                for i, record in enumerate(records)
+            )
+        ),
+        60,
+    )
+    assert results == [True] * len(records)
+    assert transactions(pg_database, "trustpub_tokens") == 1
+    found = await asyncio.wait_for(
+        asyncio.gather(*(pg_store.lookup(h(f"t{i}")) for i in range(len(records)))), 60
+    )
+    assert list(found) == records

@@ -44,13 +44,35 @@ on one pooled connection.
   then have stored its token: its JWT counts as used, as when a client goes away).
 - Revocations, namespace pins and ``ping`` run as before, a pooled connection each.
 
+Connections. The pool checks a connection (a round trip) before handing it out, except
+to a batch when the connection answered a batch less than ``FRESH`` seconds ago. Should
+such a connection turn out lost (the server restarted, say), no connection is trusted
+unchecked any more until one answers again, and the batch goes once more on a checked
+one: a batch of lookups (a read) in any case, a batch of issues only when it was lost
+before its COMMIT was sent (the server rolled its transaction back: nothing of it
+stands). Lost while committing, it is read back as above, never sent again. A batch's
+connection that fails in any way is closed (the pool replaces it), whatever state it
+was left in. If the second try fails too, every caller of the batch fails.
+
+The wire. A batch's statements go by libpq's own calls (``psycopg.pq``: ``_query``,
+``_begin_query``, ``_commit``), not through psycopg's cursors: parameters built in
+PostgreSQL's binary format by hand (arrays too), of declared types, rows read in
+binary, a wait on the socket that is one future; no per-call query conversion,
+parameter type inference, dumper lookup, cursor, or ``transaction()`` context manager.
+An issue batch is two round trips (BEGIN and its statement together, in libpq's
+pipeline mode, then the COMMIT; it was three, plus the check), a lookup batch one (it
+was two, with the check).
+
 Why this plumbing: a pooled connection per call (a check of it, and for an issue a
 transaction and a wait for the disk) was most of the store's cost.
 ``bench/postgresql_store.py`` (uvloop, PostgreSQL 15 on the same host, this process's
 CPU only): at 32 concurrent callers, issue 197 -> 24 us CPU per call (4,700 -> 20,100 a
 second), lookup 89 -> 10 us (10,200 -> 69,200 a second); a lone caller pays about the
 same as before (issue 255 -> 242 us, lookup 119 -> 128 us: a batch of one sends scalar
-parameters, as an array parameter costs about 20 us more).
+parameters, as an array parameter costs about 20 us more). Then the wire by hand and
+fresh connections unchecked (``--repeats 5 --baseline`` the revision before, on a
+loaded 2-core machine, so larger numbers than above for both): at 32 callers issue
+96 -> 33 us, lookup 42 -> 17 us; at 4 callers issue 411 -> 166 us, lookup 190 -> 66 us.
 
 A purge (which deletes expired claims in its own order) and a batch re-claiming two of
 those same expired jtis could deadlock; PostgreSQL then fails one of them: the batch's
@@ -64,11 +86,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
+from weakref import WeakKeyDictionary
 
 import psycopg
+from psycopg import pq
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from trustpub.errors import StoreUnavailable
@@ -86,6 +112,9 @@ DEFAULT_POOL_SIZE = 16
 PURGE_INTERVAL = 60.0
 SCHEMA_LOCK = 0x74707374_6F7265  # any number; "tpstore"
 MAX_BATCH = 256  # calls per batch; more wait for the next one
+# A pooled connection that answered a batch this recently is not checked (a round trip)
+# again before the next batch (see "Connections" in the module's docstring).
+FRESH = 5.0
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS trustpub_tokens (
@@ -105,24 +134,27 @@ _SCHEMA = (
     )""",
 )
 
-# The live records among a batch's token hashes; the same for a batch of one (an array
-# parameter costs about 20 us more to send than a scalar one).
-_LOOKUP = "SELECT hash, record FROM trustpub_tokens WHERE hash = ANY(%s) AND expires_at > %s"
-_LOOKUP_ONE = "SELECT hash, record FROM trustpub_tokens WHERE hash = %s AND expires_at > %s"
+# Parameter types (PostgreSQL's type oids).
+_BYTEA, _INT8, _BYTEA_ARRAY, _INT8_ARRAY = 17, 20, 1001, 1016
+
+# The live records among a batch's token hashes; the same for a batch of one (a scalar
+# parameter is cheaper to build and send). Parameters in binary, of these types.
+_LOOKUP = b"SELECT hash, record FROM trustpub_tokens WHERE hash = ANY($1) AND expires_at > $2"
+_LOOKUP_ONE = b"SELECT hash, record FROM trustpub_tokens WHERE hash = $1 AND expires_at > $2"
 
 # A batch of issues in one statement: claim each jti that is absent or whose claim
 # expired (it no longer protects anything), in key order (replicas claiming the same
 # jtis in one batch each lock them in the same order, so they cannot deadlock), then
 # store the token of each claimed one; answers the keys claimed. A claim of a jti that
 # another transaction holds waits for it, then finds it taken.
-_ISSUE = """
+_ISSUE_SQL = """
 WITH input (jti, jti_expires_at, hash, record, expires_at) AS (
     {input}
 ), claimed AS (
     INSERT INTO trustpub_jtis (key, expires_at)
     SELECT jti, jti_expires_at FROM input ORDER BY jti
     ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-    WHERE trustpub_jtis.expires_at <= %s
+    WHERE trustpub_jtis.expires_at <= $6
     RETURNING key
 ), stored AS (
     INSERT INTO trustpub_tokens (hash, record, expires_at)
@@ -131,10 +163,16 @@ WITH input (jti, jti_expires_at, hash, record, expires_at) AS (
 )
 SELECT key FROM claimed
 """
-_ISSUE_ONE = _ISSUE.format(input="VALUES (%s::bytea, %s::bigint, %s::bytea, %s::bytea, %s::bigint)")
-_ISSUE = _ISSUE.format(
-    input="SELECT * FROM unnest(%s::bytea[], %s::bigint[], %s::bytea[], %s::bytea[], %s::bigint[])"
-)
+_ISSUE_ONE = _ISSUE_SQL.format(
+    input="VALUES ($1::bytea, $2::bigint, $3::bytea, $4::bytea, $5::bigint)"
+).encode()
+_ISSUE = _ISSUE_SQL.format(
+    input="SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[])"
+).encode()
+_LOOKUP_TYPES = (_BYTEA_ARRAY, _INT8)
+_LOOKUP_ONE_TYPES = (_BYTEA, _INT8)
+_ISSUE_TYPES = (_BYTEA_ARRAY, _INT8_ARRAY, _BYTEA_ARRAY, _BYTEA_ARRAY, _INT8_ARRAY, _INT8)
+_ISSUE_ONE_TYPES = (_BYTEA, _INT8, _BYTEA, _BYTEA, _INT8, _INT8)
 
 Conn = psycopg.AsyncConnection[Any]
 # jti_key, jti_expires_at, token_hash, record, token_expires_at
@@ -223,7 +261,8 @@ class _Batcher(Generic[A]):
             logger.exception("PostgreSQL store: a batch failed unexpectedly")
         finally:
             for call in batch:  # answered by now, unless cancelled or a bug
-                call.fail(self._no_answer())
+                if not call.future.done():
+                    call.fail(self._no_answer())
 
 
 class PostgreSQLStore:
@@ -243,6 +282,8 @@ class PostgreSQLStore:
         self._pool_size = pool_size
         self._clock = clock
         self._pool: AsyncConnectionPool[Conn] | None = None
+        # When each pooled connection last answered a batch (monotonic seconds).
+        self._answered: WeakKeyDictionary[Conn, float] = WeakKeyDictionary()
         self._schema_ready = False
         self._last_purge = float("-inf")
         self._lookups = _Batcher(self._lookup_batch, lambda: self._no_answer("lookup"))
@@ -271,7 +312,7 @@ class PostgreSQLStore:
                 max_size=self._pool_size,
                 kwargs={"autocommit": True, "connect_timeout": max(1, round(self._timeout))},
                 configure=_configure,
-                check=AsyncConnectionPool.check_connection,
+                check=self._check_connection,
                 timeout=self._timeout,
                 name="trustpub-store",
                 open=False,
@@ -293,6 +334,55 @@ class PostgreSQLStore:
             raise self._unavailable(what, exc) from exc
         except psycopg.Error as exc:
             raise self._unavailable(what, exc) from exc
+
+    async def _check_connection(self, conn: Conn) -> None:
+        """The pool's check of a connection it hands out: a round trip, unless a batch
+        takes a connection that answered a batch less than ``FRESH`` seconds ago."""
+        if _trust_fresh.get():
+            answered = self._answered.get(conn)
+            if answered is not None and time.monotonic() - answered < FRESH:
+                return
+        await AsyncConnectionPool.check_connection(conn)
+
+    async def _batch_run(
+        self, what: str, operation: Callable[[Conn], Awaitable[T]], *, trust: bool = True
+    ) -> T:
+        """``operation`` for a batch, on a pooled connection, taken without a check if
+        ``trust`` and it answered a batch lately; should that connection turn out lost,
+        the error is ``_Stale`` (no other connection is trusted unchecked from then on,
+        until one answers again). Any other failure: ``StoreUnavailable``. The
+        connection is closed on any failure (the pool replaces it)."""
+        try:
+            pool = await self._get_pool()
+            trusting = _trust_fresh.set(trust)
+            try:
+                conn = await pool.getconn(timeout=self._timeout)
+            finally:
+                _trust_fresh.reset(trusting)
+        except psycopg.Error as exc:  # PoolTimeout and PoolClosed too
+            raise self._unavailable(what, exc) from exc
+        answered = self._answered.get(conn)
+        unchecked = trust and answered is not None and time.monotonic() - answered < FRESH
+        try:
+            if not self._schema_ready:
+                await self._create_schema(conn)
+            result = await operation(conn)
+        except BaseException as exc:
+            lost = conn.closed
+            # Its state is not worth finding out (a transaction, a pipeline, a statement
+            # under way): closed (no wait), the server rolls back what it began.
+            await conn.close()
+            if not isinstance(exc, psycopg.Error):
+                raise
+            if lost:
+                self._answered.clear()  # a server restarted: its other sessions are gone
+                if unchecked:
+                    raise _Stale(exc) from exc
+            raise self._unavailable(what, exc) from exc
+        finally:
+            await pool.putconn(conn)
+        self._answered[conn] = time.monotonic()
+        return result
 
     async def _create_schema(self, conn: Conn) -> None:
         # DDL only when a table is missing, checked again under the lock: even
@@ -325,16 +415,24 @@ class PostgreSQLStore:
         """One query answers every lookup of the batch (a hash asked twice, twice)."""
 
         async def op(conn: Conn) -> dict[bytes, bytes]:
-            now = int(self._clock())
+            now = _int8(int(self._clock()))
             if len(calls) == 1:
-                query = await conn.execute(_LOOKUP_ONE, (calls[0].args, now))
+                params = [calls[0].args, now]
+                rows = await _query(conn, _LOOKUP_ONE, params, _LOOKUP_ONE_TYPES)
             else:
-                query = await conn.execute(_LOOKUP, (list({call.args for call in calls}), now))
-            rows = await query.fetchall()
-            return {bytes(row[0]): bytes(row[1]) for row in rows}
+                params = [_bytea_array(list({call.args for call in calls})), now]
+                rows = await _query(conn, _LOOKUP, params, _LOOKUP_TYPES)
+            value = rows.get_value
+            return {value(i, 0): value(i, 1) for i in range(rows.ntuples)}  # type: ignore[misc]
 
         try:
-            found = await self._run("lookup", op)
+            try:
+                found = await self._batch_run("lookup", op)
+            except _Stale as stale:
+                # The connection, trusted unchecked, was lost (a server restarted, say):
+                # once more, on a checked one (a read: nothing to undo).
+                logger.info("PostgreSQL store: lookup on a lost connection, again: %s", stale)
+                found = await self._batch_run("lookup", op, trust=False)
         except StoreUnavailable as exc:
             for call in calls:
                 call.fail(exc)
@@ -353,27 +451,53 @@ class PostgreSQLStore:
             # The first caller of a jti in the batch competes for it; the later ones
             # lose (one statement may not claim a key twice anyway). Callers cancelled
             # while the batch waited for its connection are left out.
+            first.clear()
+            claimed = None
             for call in calls:
                 if not call.future.done():
                     first.setdefault(call.args[0], call)
             contenders = list(first.values())
             if not contenders:
                 return
+            now = _int8(int(self._clock()))
             if len(contenders) == 1:
-                sql, params = _ISSUE_ONE, list(contenders[0].args)
+                jti, jti_expires_at, token_hash, record, expires_at = contenders[0].args
+                sql, types = _ISSUE_ONE, _ISSUE_ONE_TYPES
+                params = [jti, _int8(jti_expires_at), token_hash, record, _int8(expires_at), now]
             else:
-                sql = _ISSUE
-                params = [list(c) for c in zip(*(call.args for call in contenders), strict=True)]
-            async with conn.transaction():
-                rows = await (await conn.execute(sql, (*params, int(self._clock())))).fetchall()
-                claimed = {bytes(row[0]) for row in rows}
-                committing = True  # the block's end is the COMMIT
+                jtis, jti_expiries, hashes, records, expiries = zip(
+                    *(call.args for call in contenders), strict=True
+                )
+                sql, types = _ISSUE, _ISSUE_TYPES
+                params = [
+                    _bytea_array(jtis),
+                    _int8_array(jti_expiries),
+                    _bytea_array(hashes),
+                    _bytea_array(records),
+                    _int8_array(expiries),
+                    now,
+                ]
+            rows = await _begin_query(conn, sql, params, types)
+            value = rows.get_value
+            claimed = {value(i, 0) for i in range(rows.ntuples)}  # type: ignore[misc]
+            committing = True
+            await _commit(conn)
             committing = False
             if self._clock() - self._last_purge >= PURGE_INTERVAL:
                 await self._purge(conn)
 
         try:
-            await self._run("issue", op)
+            try:
+                await self._batch_run("issue", op)
+            except _Stale as stale:
+                if committing:
+                    # Lost while committing: not to be sent again (it may have
+                    # committed); read back below.
+                    raise self._unavailable("issue", stale.cause) from stale.cause
+                # Lost before its COMMIT was sent: the server rolled the transaction
+                # back, nothing of it stands; once more, on a checked connection.
+                logger.info("PostgreSQL store: issue on a lost connection, again: %s", stale)
+                await self._batch_run("issue", op, trust=False)
         except StoreUnavailable as exc:
             if committing and claimed is not None:
                 await self._settle(calls, first, claimed, exc)
@@ -388,9 +512,12 @@ class PostgreSQLStore:
         finally:
             # Every call is answered by now, unless cancelled (the store closing).
             for call in calls:
-                call.fail(
-                    StoreUnavailable(OUTCOME_UNKNOWN) if committing else self._no_answer("issue")
-                )
+                if not call.future.done():
+                    call.fail(
+                        StoreUnavailable(OUTCOME_UNKNOWN)
+                        if committing
+                        else self._no_answer("issue")
+                    )
 
     async def _settle(
         self,
@@ -530,8 +657,15 @@ class PostgreSQLStore:
             await pool.close()
 
 
-class _Replay(Exception):
-    """The jti is claimed: the transaction is rolled back and issue answers False."""
+class _Stale(Exception):
+    """A batch's connection, taken without a check (it answered lately), was lost."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+_trust_fresh: ContextVar[bool] = ContextVar("trustpub_store_trust_fresh", default=False)
 
 
 _TABLES = ("trustpub_tokens", "trustpub_jtis", "trustpub_namespace_pins")
@@ -551,3 +685,139 @@ async def _tables_missing(conn: Conn) -> bool:
 async def _configure(conn: Conn) -> None:
     # An acknowledged token (and its jti claim) must survive a crash of the server.
     await conn.execute("SET synchronous_commit = on")
+
+
+# -- the wire, for the batches: libpq's own calls (``psycopg.pq``), parameters and
+# results in binary, no per-call query conversion, type inference or cursor --
+
+_BINARY = 1
+_int8 = struct.Struct(">q").pack
+_array_head = struct.Struct(">iiIii").pack  # dimensions, flags, element type, length, base
+_length = struct.Struct(">i").pack
+_int8_item = struct.Struct(">iq").pack  # an element: its length (8), its value
+
+_OK = pq.ConnStatus.OK
+_COMMAND_OK = pq.ExecStatus.COMMAND_OK
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
+_PIPELINE_SYNC = pq.ExecStatus.PIPELINE_SYNC
+
+
+def _bytea_array(values: Sequence[bytes]) -> bytes:
+    """A one-dimensional ``bytea[]`` in PostgreSQL's binary format (no NULLs)."""
+    parts = [_array_head(1, 0, _BYTEA, len(values), 1)]
+    for value in values:
+        parts.append(_length(len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def _int8_array(values: Sequence[int]) -> bytes:
+    """A one-dimensional ``bigint[]`` in PostgreSQL's binary format (no NULLs)."""
+    return _array_head(1, 0, _INT8, len(values), 1) + b"".join([_int8_item(8, v) for v in values])
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _ready(pgconn: pq.abc.PGconn, write: bool = False) -> None:
+    """Until the connection's socket has something to read (or, with ``write``, room
+    to write)."""
+    fd = pgconn.socket
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    try:
+        loop.add_reader(fd, _wake, future)
+        if write:
+            loop.add_writer(fd, _wake, future)
+        try:
+            await future
+        finally:
+            loop.remove_reader(fd)
+            if write:
+                loop.remove_writer(fd)
+    except OSError as exc:  # as psycopg's own wait: the socket is gone
+        raise psycopg.OperationalError("connection socket closed") from exc
+
+
+async def _flush(pgconn: pq.abc.PGconn) -> None:
+    """Send what libpq holds (a large batch may not fit the socket's buffer at once)."""
+    while pgconn.flush():
+        await _ready(pgconn, write=True)
+        pgconn.consume_input()  # the server may be waiting for us to read
+
+
+async def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    while pgconn.is_busy():
+        await _ready(pgconn)
+        pgconn.consume_input()  # raises OperationalError when the connection is lost
+    return pgconn.get_result()
+
+
+def _check(result: pq.abc.PGresult, status: pq.ExecStatus) -> pq.abc.PGresult:
+    if result.status != status:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result)
+        raise psycopg.OperationalError(f"unexpected result: {pq.ExecStatus(result.status).name}")
+    return result
+
+
+async def _query(
+    conn: Conn, sql: bytes, params: Sequence[bytes], types: Sequence[int]
+) -> pq.abc.PGresult:
+    """The rows of one statement (its parameters in binary, of the given types)."""
+    pgconn = conn.pgconn
+    pgconn.send_query_params(sql, params, types, [_BINARY] * len(params), _BINARY)
+    await _flush(pgconn)
+    results = []
+    while (result := await _next_result(pgconn)) is not None:
+        results.append(result)
+    if len(results) != 1:
+        raise psycopg.OperationalError(f"{len(results)} results for one statement")
+    return _check(results[0], _TUPLES_OK)
+
+
+async def _begin_query(
+    conn: Conn, sql: bytes, params: Sequence[bytes], types: Sequence[int]
+) -> pq.abc.PGresult:
+    """BEGIN, then the rows of one statement, in one round trip (libpq's pipeline
+    mode): the transaction is left open, for ``_commit``."""
+    pgconn = conn.pgconn
+    pgconn.enter_pipeline_mode()
+    pgconn.send_query_params(b"BEGIN", None)
+    pgconn.send_query_params(sql, params, types, [_BINARY] * len(params), _BINARY)
+    pgconn.pipeline_sync()
+    await _flush(pgconn)
+    results = []
+    ends = 0  # each statement's results end with None, the whole with the sync
+    while True:
+        result = await _next_result(pgconn)
+        if result is None:
+            ends += 1
+            if ends > 2 or pgconn.status != _OK:
+                raise psycopg.OperationalError("the connection lost its pipeline")
+            continue
+        if result.status == _PIPELINE_SYNC:
+            break
+        results.append(result)
+    pgconn.exit_pipeline_mode()
+    if len(results) != 2:
+        raise psycopg.OperationalError(f"{len(results)} results for BEGIN and one statement")
+    _check(results[0], _COMMAND_OK)
+    return _check(results[1], _TUPLES_OK)
+
+
+async def _commit(conn: Conn) -> None:
+    """COMMIT (a simple query, as psycopg sends it)."""
+    pgconn = conn.pgconn
+    pgconn.send_query(b"COMMIT")
+    await _flush(pgconn)
+    results = []
+    while (result := await _next_result(pgconn)) is not None:
+        results.append(result)
+    if len(results) != 1:
+        raise psycopg.OperationalError(f"{len(results)} results for COMMIT")
+    _check(results[0], _COMMAND_OK)
+    if results[0].command_status != b"COMMIT":  # b"ROLLBACK": the transaction had failed
+        raise psycopg.OperationalError("COMMIT answered ROLLBACK")
