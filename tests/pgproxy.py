@@ -10,12 +10,16 @@ from typing import Literal
 
 # psycopg commits with a simple query: this message, whole, in one send.
 COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+# The server's ReadyForQuery, which ends its answer to a query.
+READY = b"Z\x00\x00\x00\x05"
 Mode = Literal["after", "before", "hold"]
 
 
 class CommitCutter:
     """A TCP proxy to the test PostgreSQL server that, once armed, cuts the connection
-    on which the next COMMIT is sent: ``after`` forwarding it (committed, answer lost),
+    on which the next COMMIT is sent: ``after`` forwarding it, once the server has
+    answered it (committed, the answer dropped: the client is cut only then, so whatever
+    it does next sees the commit done),
     ``before`` (rolled back), or ``hold`` (not forwarded, the server's side kept open
     until ``release()``: the transaction stays open there, its locks held)."""
 
@@ -28,6 +32,8 @@ class CommitCutter:
         self.held: list[socket.socket] = []
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        # Server sides whose next answer is dropped, then both sides cut: their client.
+        self._answer_dropped: dict[socket.socket, socket.socket] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url(self, database_url: str) -> str:
@@ -78,7 +84,10 @@ class CommitCutter:
                     break
                 continue
             if mode == "after":
+                with self._lock:
+                    self._answer_dropped[server] = client
                 server.sendall(data)
+                return  # _pump cuts both sides once the server has answered
             _close(client)
             if mode == "hold":
                 self.held.append(server)
@@ -89,7 +98,18 @@ class CommitCutter:
         _close(server)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        answered = b""
         while data := _recv(source):
+            with self._lock:
+                client = self._answer_dropped.get(source)
+            if client is not None:
+                answered += data
+                if READY in answered:  # the COMMIT's answer, whole: dropped
+                    _close(client)
+                    _close(source)
+                    self.fired.set()
+                    return
+                continue
             try:
                 sink.sendall(data)
             except OSError:
