@@ -281,3 +281,57 @@ def test_every_migration_has_postgresql_statements() -> None:
     # A migration appended without thought for PostgreSQL fails here, by its number.
     for migration in SQLITE_MIGRATIONS:
         assert postgresql_statements(migration)
+
+
+@pytest.mark.anyio
+async def test_the_generation_is_read_on_the_loop_on_postgresql_and_recovers_from_a_lost_connection(
+    pg_database: str,
+) -> None:
+    db = RegistryDB(pg_database)
+    db.open()
+    try:
+        first = await db.config_generation_async()
+        assert first == db.config_generation()
+        engine = db._engine
+        reads = engine._loop_reads  # type: ignore[attr-defined]
+        conn = reads._conn
+        assert conn is not None
+        # The server ends the session (a restart, a failover): that read fails with
+        # StorageUnavailable, the next opens a new connection.
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(StorageUnavailable):
+            await db.config_generation_async()
+        assert await db.config_generation_async() == first
+        assert reads._conn is not conn
+    finally:
+        db.close()
+
+
+def test_the_generation_read_on_the_loop_follows_the_loop_and_is_none_on_sqlite(
+    tmp_path: Path, pg_database: str
+) -> None:
+    import asyncio
+
+    sqlite = RegistryDB(tmp_path / "registry.db")
+    sqlite.open()
+    pg = RegistryDB(pg_database)
+    pg.open()
+    try:
+        assert asyncio.run(sqlite.config_generation_async()) is None
+        # One loop after another (each test's own): each read on its own connection.
+        assert asyncio.run(pg.config_generation_async()) == pg.config_generation()
+        assert asyncio.run(pg.config_generation_async()) == pg.config_generation()
+    finally:
+        sqlite.close()
+        pg.close()
+
+
+def test_the_generation_read_on_the_loop_fails_as_unavailable_without_a_server() -> None:
+    import asyncio
+
+    db = RegistryDB("postgresql://trustpub:secret-password@127.0.0.1:1/registry")
+    with pytest.raises(StorageUnavailable) as caught:
+        asyncio.run(db.config_generation_async())
+    assert "secret-password" not in str(caught.value)
+    db.close()

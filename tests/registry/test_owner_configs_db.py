@@ -4,6 +4,7 @@ publishers' expiry and claim, and the settings that drive them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -223,7 +224,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 @pytest.mark.anyio
 async def test_concurrent_exchanges_share_reads_that_began_after_they_asked() -> None:
     reads = GatedReads()
-    shared = _FreshReads(reads, Hop("test-reads"))
+    shared = _FreshReads(functools.partial(Hop("test-reads").run, reads))
     first = asyncio.ensure_future(shared.get())
     await _until(lambda: reads.begun == 1)
     # These arrive while read 1 runs: it may predate a change they must see, so they
@@ -242,7 +243,7 @@ async def test_concurrent_exchanges_share_reads_that_began_after_they_asked() ->
 @pytest.mark.anyio
 async def test_a_failed_shared_read_fails_its_callers_and_the_next_caller_reads_again() -> None:
     reads = GatedReads()
-    shared = _FreshReads(reads, Hop("test-reads"))
+    shared = _FreshReads(functools.partial(Hop("test-reads").run, reads))
     reads.fail = True
     first = asyncio.ensure_future(shared.get())
     await _until(lambda: reads.begun == 1)
@@ -258,7 +259,7 @@ async def test_a_failed_shared_read_fails_its_callers_and_the_next_caller_reads_
 @pytest.mark.anyio
 async def test_a_caller_that_goes_away_does_not_cancel_the_read_others_wait_for() -> None:
     reads = GatedReads()
-    shared = _FreshReads(reads, Hop("test-reads"))
+    shared = _FreshReads(functools.partial(Hop("test-reads").run, reads))
     first = asyncio.ensure_future(shared.get())
     await _until(lambda: reads.begun == 1)
     leaving = asyncio.ensure_future(shared.get())

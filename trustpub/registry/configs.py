@@ -201,11 +201,19 @@ class OwnerConfigs:
         # Where the database is not SQLite: the generation read in a thread of its own
         # (trustpub.hop), a quarter of a pooled hop's CPU.
         self._hop = Hop("trustpub-config-generation")
-        self._generations = _FreshReads(db.config_generation, self._hop)
+        self._generations = _FreshReads(self._read_generation)
 
     def close(self) -> None:
         """End the generation reads' thread (it starts again if used again)."""
         self._hop.close()
+
+    async def _read_generation(self) -> int:
+        """The generation, on the loop where the engine can (PostgreSQL), else in the
+        hop's thread."""
+        generation = await self._db.config_generation_async()
+        if generation is None:
+            generation = await self._hop.run(self._db.config_generation)
+        return generation
 
     def _apply(self, changed: Mapping[int, ConfigRow | None]) -> None:
         for cid, row in changed.items():
@@ -346,19 +354,18 @@ class _ReadThisTurn:
 
 
 class _FreshReads(Generic[T]):
-    """A blocking read shared by concurrent callers, each answered by a read that began
-    after it asked (so a config deleted before an exchange arrived is never matched).
+    """A read shared by concurrent callers, each answered by a read that began after it
+    asked (so a config deleted before an exchange arrived is never matched).
 
-    While one read runs in a worker thread, the callers arriving meanwhile wait for the
-    next, which starts when it ends: under load, two thread hops serve any number of
-    exchanges, where each used to take its own (measured with ``bench/run``: the hop and
-    the engine lock's queue were the largest share of an exchange's time). A failed
-    read fails the callers it answers; the next caller starts a new one.
+    While one read runs, the callers arriving meanwhile wait for the next, which starts
+    when it ends: under load, two reads serve any number of exchanges, where each used
+    to make its own (measured with ``bench/run``: a thread hop each and the engine
+    lock's queue were the largest share of an exchange's time). A failed read fails the
+    callers it answers; the next caller starts a new one.
     """
 
-    def __init__(self, read: Callable[[], T], hop: Hop) -> None:
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
         self._read = read
-        self._hop = hop
         # The answer for the callers that came after the running read began.
         self._next: asyncio.Future[T] | None = None
         self._running: asyncio.Task[None] | None = None
@@ -380,7 +387,7 @@ class _FreshReads(Generic[T]):
 
     async def _run(self, answers: asyncio.Future[T]) -> None:
         try:
-            value = await self._hop.run(self._read)
+            value = await self._read()
         except asyncio.CancelledError:  # the loop is closing: no further read
             self._running = None
             answers.cancel()

@@ -83,6 +83,12 @@ class Engine(Protocol):
         in a worker thread)."""
         ...
 
+    async def read_async(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
+        """The rows of a small read made on the event loop without a thread, waiting
+        for the server; None when the engine has no such read (``run`` then, in a
+        worker thread). Failures raise ``StorageUnavailable``."""
+        ...
+
 
 class RegistryDB:
     """The metadata database. ``open()`` before use, ``close()`` after.
@@ -672,6 +678,14 @@ class RegistryDB:
         """``config_generation`` read at once on this thread, or None when it cannot be
         (then ``config_generation`` in a worker thread)."""
         rows = self._engine.read_now(configs.GENERATION, ())
+        if rows is None:
+            return None
+        return int(rows[0][0]) if rows else 0
+
+    async def config_generation_async(self) -> int | None:
+        """``config_generation`` read on the event loop without a thread, or None when
+        the engine cannot (then ``config_generation`` in a worker thread)."""
+        rows = await self._engine.read_async(configs.GENERATION, ())
         if rows is None:
             return None
         return int(rows[0][0]) if rows else 0

@@ -89,6 +89,10 @@ class SQLiteEngine:
         never waiting (``trustpub.sqlite_reads``); None at the first hitch."""
         return self._reads.read(sql, params, trusted=self._identity)
 
+    async def read_async(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
+        """None: a read is made on the loop at once (``read_now``) or in a worker thread."""
+        return None
+
     def check_writable(self) -> None:
         """Raise ``StorageUnavailable`` unless the file is there and the writer lock can
         be taken."""
