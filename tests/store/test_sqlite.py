@@ -601,6 +601,38 @@ async def test_a_lookup_reads_on_the_loop_without_waiting_for_a_writer(
     await store.aclose()
 
 
+async def test_lookups_of_one_loop_turn_look_at_the_file_once_and_a_replaced_file_is_seen_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trustpub.sqlite_reads as sqlite_reads
+
+    db = tmp_path / "trustpub.db"
+    store = SQLiteStore(db)
+    assert await store.issue(h("jti"), later(), h("token"), b"r", later())
+    looked: list[Path] = []
+    identity = sqlite_reads.file_identity
+
+    def counted(path: Path) -> tuple[int, int] | None:
+        looked.append(path)
+        return identity(path)
+
+    monkeypatch.setattr(sqlite_reads, "file_identity", counted)
+    await asyncio.sleep(0)  # a new turn
+    assert await asyncio.gather(*(store.lookup(h("token")) for _ in range(10))) == [b"r"] * 10
+    assert looked == [db]  # one look for the ten reads of that turn
+    # The file is replaced (a restore, say): the next turn's reads see it is not the
+    # file the store has open, and none is answered from it on the loop.
+    replacement = tmp_path / "other.db"
+    other = SQLiteStore(replacement)
+    assert await other.issue(h("jti2"), later(), h("token"), b"from-the-replacement", later())
+    await other.aclose()
+    os.replace(replacement, db)
+    await asyncio.sleep(0)
+    assert await store.lookup(h("token")) != b"from-the-replacement"
+    assert len(looked) == 2
+    await store.aclose()
+
+
 async def test_a_revocation_is_seen_by_the_next_lookup_read_on_the_loop(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "trustpub.db")
     assert await store.issue(h("jti"), later(), h("token"), b"r", later())
