@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from trustpub.jsoncodec import loads, log_line, response_body, sorted_ascii
+from trustpub.jsoncodec import loads, loads_utf8, log_line, response_body, sorted_ascii
 
 LINE = json.JSONEncoder(default=str, separators=(",", ":"))
 RESPONSE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -178,3 +178,37 @@ def test_mutated_documents_read_as_the_standard_parser_reads_them() -> None:
                 doc.insert(at, rng.choice(pieces))
         document = "".join(doc)
         assert same(ours(document), standard(document)), document
+        raw = document.encode("utf-8", "surrogatepass")
+        assert same(strict_ours(raw), strict_standard(raw)), document
+
+
+def strict_standard(document: bytes) -> tuple[str, object]:
+    try:
+        return "ok", json.loads(document.decode("utf-8").removeprefix("\ufeff"))
+    except (ValueError, RecursionError) as exc:
+        return "error", type(exc)
+
+
+def strict_ours(document: bytes) -> tuple[str, object]:
+    try:
+        return "ok", loads_utf8(document)
+    except (ValueError, RecursionError) as exc:
+        return "error", type(exc)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        *(d.encode("utf-8", "surrogatepass") for d in DOCUMENTS),
+        b"\xef\xbb\xbf{}",
+        b'"\xc0\xaf"',
+        b'"\xed\xa0\x80"',
+        b'"\xf4\x90\x80\x80"',
+        b'"\xe2\x82"',
+        b'"\xff"',
+        '{"a": "\u00e9"}'.encode("utf-16"),
+        b'{"f": 1.5, "big": 18446744073709551616}',
+    ],
+)
+def test_strict_utf8_documents_read_as_decoding_then_parsing_reads_them(document: bytes) -> None:
+    assert same(strict_ours(document), strict_standard(document))

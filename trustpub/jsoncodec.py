@@ -99,6 +99,20 @@ def loads(document: str | bytes) -> Any:
     return value
 
 
+def loads_utf8(document: bytes) -> Any:
+    """``json.loads(document.decode("utf-8").removeprefix("\\ufeff"))``: strict UTF-8
+    (never UTF-16 or an encoded surrogate), a byte order mark ignored. orjson reads the
+    bytes as they are where it can (it accepts only valid UTF-8, and no byte order
+    mark), sparing their decoding and its own encoding of the text back to UTF-8."""
+    try:
+        value = orjson.loads(document)
+    except orjson.JSONDecodeError:
+        return loads(document.decode("utf-8").removeprefix("\ufeff"))
+    if _holds_float(value):
+        return json.loads(document.decode("utf-8"))
+    return value
+
+
 def log_line(value: Any) -> str:
     """Compact ASCII JSON, unknown types as ``str()`` (raises as ``json`` would)."""
     fast = _orjson(value, _PASSTHROUGH, str)

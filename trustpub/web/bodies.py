@@ -138,7 +138,7 @@ def parse_json(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> object:
     try:
         # Decoded here, strictly: json.loads(bytes) would accept UTF-16 and encoded
         # surrogates. A byte order mark is ignored, as json.loads(bytes) ignores it.
-        value = jsoncodec.loads(data.decode("utf-8").removeprefix("\ufeff"))
+        value = jsoncodec.loads_utf8(data)
     except (ValueError, RecursionError):
         raise HTTPException(400, "Failed to parse the request body as JSON") from None
     if b"\\u" in data and _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(value):
