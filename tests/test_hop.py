@@ -6,6 +6,7 @@ import asyncio
 import functools
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -93,7 +94,36 @@ def test_close_ends_the_thread_and_the_hop_can_start_again() -> None:
 
 def test_an_answer_for_a_closed_loop_is_dropped_quietly() -> None:
     loop = asyncio.new_event_loop()
-    future: asyncio.Future[object] = loop.create_future()
+    answered: list[object] = []
     loop.close()
-    _answer(loop, future, 1, None)  # no error in the hop's thread
-    assert not future.done()
+    _answer(loop, lambda value, error: answered.append(value), 1, None)  # no error raised
+    assert answered == []
+
+
+@pytest.mark.anyio
+async def test_submit_calls_back_on_the_loop_with_what_the_call_raised() -> None:
+    hop = Hop("test-hop")
+    outcomes: list[tuple[str, BaseException | None]] = []
+    done = asyncio.Event()
+
+    def fail() -> None:
+        raise KeyError("gone")
+
+    def record(name: str) -> Callable[[BaseException | None], None]:
+        def called(error: BaseException | None) -> None:
+            outcomes.append((threading.current_thread().name, error))
+            if len(outcomes) == 2:
+                done.set()
+
+        return called
+
+    try:
+        hop.submit(lambda: 1, record("ok"))
+        hop.submit(fail, record("fail"))
+        await asyncio.wait_for(done.wait(), 10)
+        loop_thread = threading.current_thread().name
+        assert [name for name, _ in outcomes] == [loop_thread, loop_thread]
+        assert outcomes[0][1] is None
+        assert isinstance(outcomes[1][1], KeyError)
+    finally:
+        hop.close()

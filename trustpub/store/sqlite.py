@@ -211,7 +211,7 @@ class SQLiteStore:
         self._bind_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Call] = []
-        self._runner: asyncio.Task[None] | None = None
+        self._batching = False  # a batch is scheduled, or in the thread
         # The batches' thread (trustpub.hop: a quarter of a pooled hop's CPU).
         self._hop = Hop("trustpub-sqlite-store")
         # Lookups read on the event loop's thread first (trustpub.sqlite_reads).
@@ -400,8 +400,10 @@ class SQLiteStore:
             result: T = await call.future
             return result
         self._pending.append(call)
-        if self._runner is None:
-            self._runner = loop.create_task(self._drain())
+        if not self._batching:
+            # The first batch takes every call made in this turn of the loop.
+            self._batching = True
+            loop.call_soon(self._next_batch)
         result = await call.future
         return result
 
@@ -414,29 +416,32 @@ class SQLiteStore:
         with self._bind_lock:
             if self._loop is not None and not self._loop.is_closed():
                 return False
-            self._loop, self._pending, self._runner = loop, [], None
+            self._loop, self._pending, self._batching = loop, [], False
             return True
 
-    async def _drain(self) -> None:
-        """Run the waiting calls, a batch per thread hop, until none waits."""
-        batch: list[_Call] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                # A caller cancelled before its batch started is left out.
-                batch = [call for call in batch if not call.future.done()]
-                if batch:
-                    await self._hop.run(functools.partial(self._run_batch, batch))
-                    for call in batch:
-                        call.deliver()
-                batch = []
-        finally:
-            self._runner = None
-            # Only when cancelled (the loop is closing) or on a BaseException: the calls
-            # that ran get their outcome, the others are cancelled.
-            for call in [*batch, *self._pending]:
-                call.deliver()
-            self._pending = []
+    def _next_batch(self) -> None:
+        """On the loop: send the waiting calls to the thread as one batch (a caller
+        cancelled before it is sent is left out); ``_batch_done`` is called back as soon
+        as it has run, and sends the next. Called back, not awaited: a task would be
+        woken a turn of the loop later, for the callers and for the next batch (under
+        load that turn is milliseconds, and the batch's callers and the calls waiting
+        for the next were kept waiting that long)."""
+        batch, self._pending = [call for call in self._pending if not call.future.done()], []
+        if not batch:
+            self._batching = False
+            return
+        self._hop.submit(
+            functools.partial(self._run_batch, batch), functools.partial(self._batch_done, batch)
+        )
+
+    def _batch_done(self, batch: list[_Call], error: BaseException | None) -> None:
+        # ``_run_batch`` sets every call's outcome; should it fail itself (a bug), the
+        # calls it did not settle are cancelled by ``deliver``.
+        if error is not None:
+            logger.error("SQLite store: a batch failed", exc_info=error)
+        for call in batch:
+            call.deliver()
+        self._next_batch()
 
     # -- Store --
 
