@@ -88,12 +88,12 @@ class CommitCutter:
                     self._answer_dropped[server] = client
                 server.sendall(data)
                 return  # _pump cuts both sides once the server has answered
-            _close(client)
             if mode == "hold":
                 self.held.append(server)
-            else:
+            self.fired.set()  # before the cut: the client may look at once
+            _close(client)
+            if mode != "hold":
                 _close(server)
-            self.fired.set()
             return
         _close(server)
 
@@ -105,9 +105,9 @@ class CommitCutter:
             if client is not None:
                 answered += data
                 if READY in answered:  # the COMMIT's answer, whole: dropped
+                    self.fired.set()  # before the cut: the client may look at once
                     _close(client)
                     _close(source)
-                    self.fired.set()
                     return
                 continue
             try:
