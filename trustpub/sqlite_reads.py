@@ -23,8 +23,11 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:
@@ -36,17 +39,46 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+class ThisTurn(Generic[T]):
+    """A value read on an event loop's thread, kept for the rest of that turn of the loop.
+
+    Used where a read must not predate the request it answers (a token's file, the
+    owner configs' generation): the value is forgotten by a callback scheduled when it
+    was read, and callbacks run in the order they were scheduled (asyncio and uvloop
+    alike), so every caller given the kept value was scheduled, and its request had
+    arrived, before the read. None is never kept; off an event loop nothing is kept.
+    """
+
+    def __init__(self) -> None:
+        self._kept: tuple[asyncio.AbstractEventLoop, T] | None = None
+
+    def get(self, read: Callable[[], T | None]) -> T | None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        kept = self._kept
+        if kept is not None and kept[0] is loop:
+            return kept[1]
+        value = read()
+        if value is not None and loop is not None:
+            self._kept = (loop, value)
+            loop.call_soon(self._forget)
+        return value
+
+    def _forget(self) -> None:
+        self._kept = None
+
+
 class LoopReader:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._thread: int | None = None
-        # The file's identity as read in this turn of the event loop, forgotten by a
-        # callback scheduled when it was read: every read answered with it was
-        # scheduled, and its request had arrived, before the file was looked at
-        # (a ``stat`` a read was 4.5 % of an introspection's CPU on SQLite; py-spy).
-        self._identity_now: tuple[asyncio.AbstractEventLoop, tuple[int, int]] | None = None
+        # The file's identity, looked at once per turn of the event loop (a ``stat`` a
+        # read was 4.5 % of an introspection's CPU on SQLite; py-spy).
+        self._identity_now: ThisTurn[tuple[int, int]] = ThisTurn()
 
     def read(
         self, sql: str, params: tuple[Any, ...], *, trusted: tuple[int, int] | None
@@ -58,7 +90,7 @@ class LoopReader:
         """
         if trusted is None:
             return None
-        identity = self._identity_this_turn()
+        identity = self._identity_now.get(lambda: file_identity(self._path))
         if identity != trusted:
             return None
         thread = threading.get_ident()
@@ -78,23 +110,6 @@ class LoopReader:
         except sqlite3.Error:
             self.close()
             return None
-
-    def _identity_this_turn(self) -> tuple[int, int] | None:
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # not on an event loop: looked at every time
-            loop = None
-        kept = self._identity_now
-        if kept is not None and kept[0] is loop:
-            return kept[1]
-        identity = file_identity(self._path)
-        if identity is not None and loop is not None:
-            self._identity_now = (loop, identity)
-            loop.call_soon(self._forget_identity)
-        return identity
-
-    def _forget_identity(self) -> None:
-        self._identity_now = None
 
     def close(self) -> None:
         """Close this thread's connection (one another thread opened is dropped, for the

@@ -50,6 +50,7 @@ from trustpub.registry.db.errors import RegistryDataError
 from trustpub.registry.db.queries import Connection
 from trustpub.registry.errors import RegistryRefused, bad_request, conflict, forbidden, not_found
 from trustpub.registry.names import check_crate_name
+from trustpub.sqlite_reads import ThisTurn
 from trustpub.text import shown
 from trustpub.web import JSONResponse, read_json_object
 from trustpub.web.times import rfc3339
@@ -197,7 +198,9 @@ class OwnerConfigs:
         self._key: tuple[int, int] | None = None
         self._set: PolicySet | None = None
         self._lock = anyio.Lock()
-        self._generation_now = _ReadThisTurn(db.config_generation_now)
+        # Read once per turn of the loop for the exchanges of that turn (it was 6 % of an
+        # exchange's CPU, a file check and a query each time: py-spy).
+        self._generation_now: ThisTurn[int] = ThisTurn()
         # Where the database is not SQLite: the generation read in a thread of its own
         # (trustpub.hop), a quarter of a pooled hop's CPU.
         self._hop = Hop("trustpub-config-generation")
@@ -289,7 +292,8 @@ class OwnerConfigs:
         return None
 
     async def _combined(self, files: PolicySet) -> PolicySet:
-        generation = self._generation_now.get()  # on SQLite, read here at once
+        # On SQLite, read here at once.
+        generation = self._generation_now.get(self._db.config_generation_now)
         if generation is None:
             generation = await self._generations.get()
         current = self._fresh(files, generation)
@@ -320,37 +324,6 @@ class OwnerConfigs:
         return await anyio.to_thread.run_sync(
             lambda: self._db.pin_config_namespace(ids, namespace_id)
         )
-
-
-class _ReadThisTurn:
-    """A read on the event loop's thread (``config_generation_now``) shared by the
-    exchanges that ask for it in the rest of the same turn of the loop.
-
-    An exchange must see every config change committed before its request arrived
-    (a config deleted before it must never match it). A value read at one moment is
-    forgotten by a callback scheduled at that moment; callbacks run in the order they
-    were scheduled, so every exchange that is answered with the value was scheduled
-    before it was read, and its request had arrived before that. Under load, where one
-    reply from a store wakes many exchanges at once, one read serves them all (it was 6
-    % of an exchange's CPU, a file check and a query each time: py-spy, ``bench/run
-    --profile``). None (the read could not be done here) is never kept.
-    """
-
-    def __init__(self, read: Callable[[], int | None]) -> None:
-        self._read = read
-        self._value: int | None = None
-
-    def get(self) -> int | None:
-        value = self._value
-        if value is None:
-            value = self._read()
-            if value is not None:
-                self._value = value
-                asyncio.get_running_loop().call_soon(self._forget)
-        return value
-
-    def _forget(self) -> None:
-        self._value = None
 
 
 class _FreshReads(Generic[T]):
